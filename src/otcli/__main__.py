@@ -1,0 +1,5 @@
+"""``python -m otcli`` runs the ``otdist`` command."""
+
+from otcli.cli import main
+
+main()

@@ -1,0 +1,316 @@
+"""The ``otdist`` command: parse, call the library, render. No math, no file parsing here.
+
+``otdist A B [options]`` is the default command; subcommands (``batch``, ``pairwise``) can
+sit beside it. Heavy imports (torch, numpy, pyarrow, rich) happen inside the command, so
+``otdist --help`` and ``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from otcli import __version__
+from otcli.errors import OptionError, OtcliError
+
+PAIR_COMMAND = "pair"
+
+
+class _DefaultToPair(TyperGroup):
+    """Route ``otdist A B ...`` to the ``pair`` command unless a subcommand is named."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        first = next((a for a in args if a == "-" or not a.startswith("-")), None)
+        wants_group = any(a in ("--help", "-h", "--version") for a in args) and first is None
+        if first is not None and first not in self.commands and not wants_group:
+            args = [PAIR_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultToPair,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=(
+        "Optimal-transport (Sinkhorn / Wasserstein) distances between point clouds in files.\n\n"
+        "otdist A B [OPTIONS]    cost between two clouds (see: otdist pair --help)"
+    ),
+)
+
+
+class CostName(str, Enum):
+    sqeuclidean = "sqeuclidean"
+    euclidean = "euclidean"
+    cityblock = "cityblock"
+    cosine = "cosine"
+    pnorm = "pnorm"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"otdist (otcli) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Optimal-transport (Sinkhorn / Wasserstein) distances between point clouds in files."""
+
+
+SOLVER = "Solver"
+INPUT = "Input"
+OUTPUT = "Output"
+
+
+@app.command(PAIR_COMMAND)
+def pair(
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin."
+        ),
+    ],
+    b: Annotated[str, typer.Argument(help="Second cloud, same formats.")],
+    eps: Annotated[
+        float,
+        typer.Option(
+            help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
+        ),
+    ] = 0.1,
+    cost: Annotated[
+        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
+    ] = CostName.sqeuclidean,
+    p: Annotated[
+        float | None,
+        typer.Option(
+            "--p", help="Exponent for --cost pnorm: C = Σ_k |x_k − y_k|^p.", rich_help_panel=SOLVER
+        ),
+    ] = None,
+    max_iter: Annotated[
+        int, typer.Option(help="Iteration limit (ε-annealing included).", rich_help_panel=SOLVER)
+    ] = 1000,
+    tol: Annotated[
+        float | None,
+        typer.Option(
+            help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ [default: 1e-5 float32, 1e-7 float64].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
+    scaling: Annotated[
+        float,
+        typer.Option(
+            help="ε-annealing factor in (0, 1): ε goes from the cost's scale down to --eps.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = 0.5,
+    no_scaling: Annotated[
+        bool,
+        typer.Option(
+            "--no-scaling", help="Plain Sinkhorn at --eps, no annealing.", rich_help_panel=SOLVER
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
+    ] = "auto",
+    dtype: Annotated[
+        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
+    ] = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="Also compute the debiased Sinkhorn divergence.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Coordinate columns, comma-separated names or 0-based indices (both files).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of per-point masses (both files); normalised to sum 1.",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    coupling: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the coupling P: .npy dense n×m; .csv/.tsv/.parquet long i,j,value.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    cost_matrix: Annotated[
+        Path | None,
+        typer.Option(help="Write the cost matrix C, same formats.", rich_help_panel=OUTPUT),
+    ] = None,
+    coupling_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Long formats keep P entries above this [default: 1e-9 × max P].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only the cost (or the divergence).", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress on stderr [default: on a terminal, after 1 s].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Optimal-transport cost between the point clouds in files A and B.
+
+    Prints ⟨P, C⟩, the transport cost of the entropic plan P (with the default squared
+    Euclidean cost it estimates W₂² when ε is small against the costs), the regularised
+    objective, iterations and the marginal error reached.
+    """
+    fields = _run(
+        a, b, eps=eps, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
+        scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
+        divergence=divergence, columns=columns, weights=weights, coupling=coupling,
+        cost_matrix=cost_matrix, coupling_threshold=coupling_threshold, progress=progress,
+        quiet=quiet,
+    )  # fmt: skip
+    if quiet:
+        typer.echo(repr(fields["divergence"] if divergence else fields["cost"]))
+    elif json_out:
+        from otcli import render
+
+        typer.echo(render.to_json(fields))
+    else:
+        from otcli import render
+
+        typer.echo(render.summary(fields))
+
+
+def _run(a: str, b: str, **opts: Any) -> dict[str, Any]:
+    """Check options, read, solve, write: errors become one line on stderr and an exit code."""
+    from otcli import render
+
+    bar = render.SolveProgress(force=opts.pop("progress"))
+    try:
+        return _pair_fields(a, b, bar, **opts)
+    except OtcliError as exc:
+        bar.close()
+        render.error(str(exc))
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        bar.close()
+        render.error("interrupted; no output was written")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        from otcli.api import SolverError
+
+        if not isinstance(exc, SolverError):
+            raise
+        bar.close()
+        render.error(str(exc))
+        raise typer.Exit(1) from None
+    finally:
+        bar.close()
+
+
+def _pair_fields(a: str, b: str, bar: Any, **o: Any) -> dict[str, Any]:
+    from otcli import api, export, render
+    from otcli.io import check_output_path, read_cloud
+
+    if a == "-" and b == "-":
+        raise OptionError("B", "only one of A and B can be - (standard input)")
+    if o["p"] is not None and o["cost"] != "pnorm":
+        raise OptionError("--p", f"--p applies to --cost pnorm only (got --cost {o['cost']})")
+    for option, path in (("--coupling", o["coupling"]), ("--cost-matrix", o["cost_matrix"])):
+        if path is not None:
+            check_output_path(path, option)
+    columns = _split_list(o["columns"], "--columns")
+    x = read_cloud(a, columns=columns, weights=o["weights"])
+    y = read_cloud(b, columns=columns, weights=o["weights"])
+    kwargs = dict(
+        eps=o["eps"], cost=o["cost"], p=o["p"], max_iter=o["max_iter"], tol=o["tol"],
+        scaling=o["scaling"], device=o["device"], dtype=o["dtype"], progress=bar,
+    )  # fmt: skip
+    if o["divergence"]:
+        div = api.divergence(x, y, **kwargs)
+        res = div.xy
+        converged = div.converged
+    else:
+        res = api.solve(x, y, **kwargs)
+        converged = res.converged
+    export.write_matrices(
+        res, coupling=o["coupling"], cost_matrix=o["cost_matrix"],
+        coupling_threshold=o["coupling_threshold"],
+    )  # fmt: skip
+    bar.close()
+    fields = {
+        "a": a, "b": b, "cost": res.cost, "objective": res.objective, "eps": res.eps,
+        "iterations": res.iterations, "converged": converged,
+        "marginal_error": res.marginal_error, "tol": res.tol, "n": res.n, "m": res.m,
+        "dim": res.dim, "cost_fn": res.cost_fn.describe(), "device": res.device,
+        "dtype": res.dtype, "geometry": "dense", "seconds": res.seconds,
+    }  # fmt: skip
+    if o["divergence"]:
+        fields["divergence"] = div.divergence
+        fields["seconds"] = res.seconds + div.xx.seconds + div.yy.seconds
+    if not converged:
+        render.warning(_not_converged(res, o["max_iter"]))
+    return fields
+
+
+def _not_converged(res: Any, max_iter: int) -> str:
+    what = f"marginal error {res.marginal_error:.2e} above --tol {res.tol:.0e}"
+    if res.iterations >= max_iter:
+        return f"not converged: {what} after --max-iter {max_iter}; raise --max-iter or --tol"
+    return (
+        f"not converged: {what}; {res.dtype} cannot resolve ε = {res.eps:g} any finer "
+        "(rounding of C/ε); use --dtype float64 or a larger --tol"
+    )
+
+
+def _split_list(value: str | None, option: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise OptionError(option, f"empty name in {value!r}; give names or indices like x,y,z")
+    return items
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A point cloud with masses, validated once, and padded batches of clouds.
+
+A :class:`Cloud` is what every reader returns and what the solver consumes: ``points`` is an
+``(n, d)`` float64 array, ``weights`` an ``(n,)`` float64 array summing to 1. Validation happens
+here, in one place, so the solver can trust its input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from otcli.errors import InputError
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """``n`` points in ``d`` dimensions with relative masses normalised to sum 1.
+
+    ``source`` names where the cloud came from (a path, ``<stdin>``, ``<array>``) so that
+    errors found later can still point at the file.
+    """
+
+    points: np.ndarray
+    weights: np.ndarray
+    source: str = field(default="<array>")
+
+    @property
+    def n(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.points.shape[1])
+
+
+def make_cloud(points: object, weights: object | None = None, source: str = "<array>") -> Cloud:
+    """Validate points (``(n, d)``, or ``(n,)`` for 1-D data) and weights into a :class:`Cloud`.
+
+    Weights are relative masses: non-negative, finite, not all zero; they are normalised
+    to sum 1. ``None`` means uniform.
+    """
+    if isinstance(points, Cloud):
+        return points if weights is None else make_cloud(points.points, weights, points.source)
+    try:
+        x = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(source, f"points are not numeric ({exc})") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise InputError(
+            source, f"points must be a 2-D array (n points × d coordinates), got shape {x.shape}"
+        )
+    n, d = x.shape
+    if n == 0:
+        raise InputError(source, "no points (the cloud is empty)")
+    if d == 0:
+        raise InputError(source, "points have no coordinates (0 columns)")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(
+            source,
+            f"non-finite coordinate {x[i, j]} at point {i} (0-based), coordinate {j}; "
+            "clean the data or drop those rows",
+        )
+    w = _normalised_weights(weights, n, source)
+    x = np.ascontiguousarray(x)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return Cloud(points=x, weights=w, source=source)
+
+
+def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarray:
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(source, f"weights are not numeric ({exc})") from None
+    if w.ndim == 2 and 1 in w.shape:
+        w = w.reshape(-1)
+    if w.shape != (n,):
+        raise InputError(source, f"expected {n} weights (one per point), got shape {w.shape}")
+    if not np.isfinite(w).all():
+        i = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise InputError(source, f"non-finite weight {w[i]} at point {i} (0-based)")
+    if (w < 0).any():
+        i = int(np.flatnonzero(w < 0)[0])
+        raise InputError(
+            source, f"negative weight {w[i]} at point {i} (0-based); masses must be ≥ 0"
+        )
+    total = w.sum()
+    if not total > 0:
+        raise InputError(source, "all weights are zero; at least one point needs positive mass")
+    return w / total
+
+
+def as_cloud_list(clouds: object, weights: object | None, what: str) -> tuple[list[Cloud], bool]:
+    """Accept one cloud (array or Cloud) or a sequence of them; say whether it was a sequence."""
+    is_batch = (
+        isinstance(clouds, Sequence)
+        and not isinstance(clouds, (str, bytes))
+        and (len(clouds) == 0 or isinstance(clouds[0], Cloud) or np.ndim(clouds[0]) == 2)
+    )
+    if not is_batch:
+        return [make_cloud(clouds, weights, what)], False
+    if len(clouds) == 0:
+        raise InputError(what, "empty list of clouds")
+    if weights is None:
+        ws: Sequence[object | None] = [None] * len(clouds)
+    else:
+        ws = list(weights)  # type: ignore[call-overload]
+        if len(ws) != len(clouds):
+            raise InputError(what, f"{len(clouds)} clouds but {len(ws)} weight vectors")
+    out = []
+    for k, (c, w) in enumerate(zip(clouds, ws, strict=True)):
+        src = c.source if isinstance(c, Cloud) else f"{what}[{k}]"
+        out.append(make_cloud(c, w, src))
+    return out, True
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """Clouds of different sizes stacked into ``(B, n_max, d)`` with ``-inf`` log-weights as padding.
+
+    Padding repeats the cloud's first point (so every cost stays finite, even ``cosine``);
+    its log-weight of ``-inf`` removes it from every sum, so it never carries mass. ``sizes`` keeps each cloud's true length.
+    """
+
+    points: np.ndarray  # (B, n_max, d)
+    log_weights: np.ndarray  # (B, n_max), -inf on padding
+    sizes: np.ndarray  # (B,)
+
+
+def pad_clouds(clouds: Sequence[Cloud]) -> PaddedBatch:
+    """Stack clouds of one dimension into a padded batch."""
+    dims = {c.dim for c in clouds}
+    if len(dims) != 1:
+        raise InputError(clouds[0].source, f"clouds in one batch have different dimensions {dims}")
+    d = dims.pop()
+    sizes = np.array([c.n for c in clouds], dtype=np.int64)
+    n_max = int(sizes.max())
+    pts = np.zeros((len(clouds), n_max, d))
+    logw = np.full((len(clouds), n_max), -np.inf)
+    for k, c in enumerate(clouds):
+        pts[k, : c.n] = c.points
+        pts[k, c.n :] = c.points[0]
+        with np.errstate(divide="ignore"):
+            logw[k, : c.n] = np.log(c.weights)
+    return PaddedBatch(points=pts, log_weights=logw, sizes=sizes)

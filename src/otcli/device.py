@@ -1,0 +1,72 @@
+"""Device and dtype choice (CUDA, then Apple MPS, else CPU) and the memory budget."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from otcli.errors import DeviceError, OptionError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """Resolve ``auto|cpu|cuda|cuda:K|mps`` to a device this machine has, or raise DeviceError."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise DeviceError("--device", "mps requested but Apple MPS is not available here")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = spec.partition(":")[2]
+        if index and not index.isdigit():
+            raise DeviceError("--device", f"bad CUDA device {spec!r}; use cuda or cuda:K")
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                "--device", f"{spec} requested but CUDA is not available here; use --device cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise DeviceError(
+                "--device", f"{spec}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+        return torch.device(spec)
+    raise OptionError("--device", f"unknown device {spec!r}; use auto, cpu, cuda, cuda:K or mps")
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Resolve ``float32|float64``; MPS has no float64."""
+    if name not in DTYPES:
+        raise OptionError("--dtype", f"unknown dtype {name!r}; use float32 or float64")
+    if device.type == "mps" and name == "float64":
+        raise DeviceError(
+            "--dtype", "Apple MPS has no float64; use --dtype float32 or --device cpu"
+        )
+    return DTYPES[name]
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the solver may spend on n×m buffers: half of what is free on the device now."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free // 2
+    try:
+        with open("/proc/meminfo") as fh:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh}
+        return info.get("MemAvailable", info["MemFree"]) // 2
+    except (OSError, KeyError, ValueError, IndexError):
+        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+        return max(pages * os.sysconf("SC_PAGE_SIZE") // 2, 1 << 30)

@@ -1,0 +1,108 @@
+"""Everything a person sees: the summary on stdout, JSON, warnings, errors and progress on stderr.
+
+This is the only module that imports rich. stdout carries results only; progress, warnings
+and errors go to stderr, so ``otdist a.csv b.csv --quiet | ...`` pipes a bare number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """``Error: <where>: <what>`` as one line on stderr (no markup, no wrapping)."""
+    stderr.print(f"Error: {message}", style="bold red", markup=False)
+
+
+def warning(message: str) -> None:
+    stderr.print(f"Warning: {message}", style="yellow", markup=False)
+
+
+def _num(x: float) -> str:
+    return f"{x:.7g}"
+
+
+def summary(fields: dict[str, Any]) -> str:
+    """The human-readable result: what each number is, on a few aligned lines."""
+    lines = [
+        (
+            "cost",
+            f"{_num(fields['cost'])}   ⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}",
+        ),
+        ("objective", f"{_num(fields['objective'])}   OT_ε = ⟨a, f⟩ + ⟨b, g⟩"),
+    ]
+    if "divergence" in fields:
+        lines.append(("divergence", f"{_num(fields['divergence'])}   debiased Sinkhorn divergence"))
+    state = "converged" if fields["converged"] else "NOT converged"
+    lines += [
+        (
+            "iterations",
+            f"{fields['iterations']}, {state} (marginal error {fields['marginal_error']:.2e},"
+            f" tol {fields['tol']:.0e})",
+        ),
+        ("points", f"{fields['n']} × {fields['m']} in {fields['dim']}-D"),
+        ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def to_json(fields: dict[str, Any]) -> str:
+    """One JSON object on one line; non-finite floats become null (JSON has no NaN)."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()
+    }
+    return json.dumps(clean, ensure_ascii=False)
+
+
+class SolveProgress:
+    """A live line on stderr (iteration, ε, marginal error) for solves longer than ``delay`` s.
+
+    Called from the solver at each convergence check. It stays silent in pipes unless
+    ``force`` is set, and appears only once the work has run for ``delay`` seconds, so quick
+    runs print nothing extra.
+    """
+
+    def __init__(self, *, force: bool | None, delay: float = 1.0) -> None:
+        self.enabled = force if force is not None else sys.stderr.isatty()
+        self.delay = 0.0 if force else delay
+        self.start = time.perf_counter()
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._label = "solving"
+
+    def stage(self, label: str) -> None:
+        """Name the current piece of work (e.g. which of the divergence's three problems)."""
+        self._label = label
+
+    def __call__(self, iteration: int, eps: float, err: float) -> None:
+        if not self.enabled or time.perf_counter() - self.start < self.delay:
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("iteration {task.fields[it]:>6}"),
+                TextColumn("ε {task.fields[eps]:<9.3g}"),
+                TextColumn("marginal error {task.fields[err]:.2e}"),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._label, total=None, it=0, eps=eps, err=err)
+        self._progress.update(self._task, description=self._label, it=iteration, eps=eps, err=err)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

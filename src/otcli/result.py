@@ -1,0 +1,123 @@
+"""Results as data: potentials and figures of one solved problem; the plan on demand.
+
+The plan is never stored: ``plan()`` rebuilds it from the potentials, so a result for two
+100,000-point clouds stays a few MB and the dense matrix exists only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otcli.cloud import Cloud
+from otcli.cost import CostFn
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class SinkhornResult:
+    """One entropic OT problem between ``x`` and ``y``, solved.
+
+    - ``cost``: ⟨P, C⟩, the transport cost of the entropic plan (the seed's "Sinkhorn
+      distance"; with squared-Euclidean cost it estimates W₂² when ε is small against C).
+    - ``objective``: the regularised value OT_ε = ⟨a, f⟩ + ⟨b, g⟩ (dual form).
+    - ``marginal_error``: ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the returned plan.
+    - ``converged``: ``marginal_error`` ≤ ``tol``. In float32 at small ε the loop can stop
+      with an error above ``tol`` that more iterations cannot lower (the cost's rounding,
+      ulp(C)/ε, sets a floor): then ``iterations`` is below the limit and ``converged`` false.
+    - ``f``, ``g``: dual potentials, with P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε).
+    - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
+      ``plan()`` rebuild bit for bit the cost matrix the solver used.
+    """
+
+    x: Cloud
+    y: Cloud
+    cost_fn: CostFn
+    eps: float
+    f: np.ndarray
+    g: np.ndarray
+    cost: float
+    objective: float
+    iterations: int
+    marginal_error: float
+    converged: bool
+    tol: float
+    device: str
+    dtype: str
+    centre: np.ndarray
+    seconds: float
+
+    def cost_matrix(self) -> np.ndarray:
+        """The dense n×m ground-cost matrix (float64)."""
+        return next(self.cost_blocks(self.x.n))[2]
+
+    def plan(self) -> np.ndarray:
+        """The dense n×m coupling P (float64); its rows sum to a and columns to b."""
+        return next(self.plan_blocks(self.x.n))[2]
+
+    def cost_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
+        """The cost matrix as ``(i0, 0, rows)`` blocks of ``block_rows`` rows."""
+        for i0, c in self._blocks(block_rows):
+            yield i0, 0, c.numpy()
+
+    def plan_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
+        """The coupling as ``(i0, 0, rows)`` blocks: a big plan can be written without existing."""
+        import torch
+
+        log_a = np.log(self.x.weights, where=self.x.weights > 0, out=np.full(self.x.n, -np.inf))
+        log_b = np.log(self.y.weights, where=self.y.weights > 0, out=np.full(self.y.n, -np.inf))
+        hb = torch.from_numpy(log_b + self.g / self.eps)[None, :]  # (1, m)
+        for i0, c in self._blocks(block_rows):
+            rows = slice(i0, i0 + c.shape[0])
+            ha = torch.from_numpy(log_a[rows] + self.f[rows] / self.eps)[:, None]  # (b, 1)
+            yield i0, 0, torch.exp(ha + hb - c / self.eps).numpy()
+
+    def _blocks(self, block_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+        import torch
+
+        from otcli.cost import working_cost
+
+        dtype = getattr(torch, self.dtype)
+        y = torch.from_numpy(self.y.points - self.centre)[None]
+        for i0 in range(0, self.x.n, max(1, block_rows)):
+            x = torch.from_numpy(self.x.points[i0 : i0 + block_rows] - self.centre)[None]
+            yield i0, working_cost(self.cost_fn, x, y, dtype)[0].to(torch.float64)
+
+    @property
+    def n(self) -> int:
+        return self.x.n
+
+    @property
+    def m(self) -> int:
+        return self.y.n
+
+    @property
+    def dim(self) -> int:
+        return self.x.dim
+
+
+@dataclass(frozen=True)
+class DivergenceResult:
+    """The debiased Sinkhorn divergence S = OT_ε(a,b) − ½ OT_ε(a,a) − ½ OT_ε(b,b).
+
+    S ≥ 0, S = 0 when the clouds are equal, and unlike ⟨P, C⟩ it has no entropic bias
+    toward spread-out plans. ``xy`` is the cross problem (its ``cost`` and plan are the
+    usual ones); ``xx`` and ``yy`` are the two symmetric correction terms.
+    """
+
+    xy: SinkhornResult
+    xx: SinkhornResult
+    yy: SinkhornResult
+
+    @property
+    def divergence(self) -> float:
+        return self.xy.objective - 0.5 * (self.xx.objective + self.yy.objective)
+
+    @property
+    def converged(self) -> bool:
+        return self.xy.converged and self.xx.converged and self.yy.converged
