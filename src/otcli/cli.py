@@ -7,6 +7,7 @@ sit beside it. Heavy imports (torch, numpy, pyarrow, rich) happen inside the com
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,7 +86,7 @@ def pair(
             help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin."
         ),
     ],
-    b: Annotated[str, typer.Argument(help="Second cloud, same formats.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
     eps: Annotated[
         float,
         typer.Option(
@@ -307,10 +308,50 @@ def _split_list(value: str | None, option: str) -> list[str] | None:
     return items
 
 
+def run(argv: list[str] | None = None) -> int:
+    """Run ``otdist`` on ``argv``; return the exit code instead of exiting.
+
+    Usage errors (unknown option, bad value) get the same one-line ``Error: <option>: ...``
+    form as every other error, instead of a framed box.
+    """
+    from typer.main import get_command
+
+    try:  # typer ≤ 0.19 uses click; later versions vendor it
+        from click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:
+        from typer._click import ClickException  # type: ignore[no-redef]
+
+        NoArgsIsHelpError = ()  # type: ignore[assignment, misc]
+    cmd = get_command(app)
+    try:
+        code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message().strip(), err=True)
+        return 2
+    except ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # help was printed: not an error
+            return 2
+        from otcli import render
+
+        render.error(_usage_message(exc))
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def _usage_message(exc: Any) -> str:
+    """``<option>: <what>`` from a click usage error, with a pointer to --help."""
+    message = exc.format_message().replace("Value error, ", "")
+    param = getattr(exc, "param", None)
+    opts = getattr(param, "opts", None) or []
+    where = next((o for o in opts if o.startswith("--")), opts[0] if opts else None)
+    if where and message.startswith("Invalid value for"):
+        message = message.split(": ", 1)[-1]
+        return f"{where}: {message}"
+    return f"{message} (see otdist --help)"
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    sys.exit(run())

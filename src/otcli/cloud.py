@@ -125,10 +125,11 @@ def as_cloud_list(clouds: object, weights: object | None, what: str) -> tuple[li
 
 @dataclass(frozen=True)
 class PaddedBatch:
-    """Clouds of different sizes stacked into ``(B, n_max, d)`` with ``-inf`` log-weights as padding.
+    """Clouds of different sizes stacked into ``(B, n_max, d)``, padding weighted ``-inf``.
 
     Padding repeats the cloud's first point (so every cost stays finite, even ``cosine``);
-    its log-weight of ``-inf`` removes it from every sum, so it never carries mass. ``sizes`` keeps each cloud's true length.
+    its log-weight of ``-inf`` removes it from every sum, so it never carries mass.
+    ``sizes`` keeps each cloud's true length.
     """
 
     points: np.ndarray  # (B, n_max, d)

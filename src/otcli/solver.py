@@ -220,6 +220,13 @@ def sinkhorn_loop(
         g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
         stage_iters += 1
         iterations += active
+    behind = stage < last
+    if bool(behind.any()):
+        # Stopped by max_iter while still annealing: potentials of a larger ε would put
+        # exp((f + g − C)/ε) out of range at the target. One plain step at the target ε
+        # gives a finite plan whose marginal error tells how far from done it is.
+        f = torch.where(flag(behind), f_step(g, eps), f)
+        g = torch.where(flag(behind), g_step(f, eps), g)
     return LoopOutput(f=f, g=g, iterations=iterations, converged=~active, loop_error=err)
 
 
