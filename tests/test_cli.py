@@ -61,7 +61,7 @@ def test_seed_line(capfd, line, eps, expected):
 @pytest.mark.parametrize("shift", [1, 2, 3, 4])
 def test_seed_shifts(capfd, tmp_path, shift):
     a = write_csv(tmp_path / "a.csv", LINE_A)
-    b = write_csv(tmp_path / "b.csv", LINE_A + [0, shift])
+    b = write_csv(tmp_path / "b.csv", LINE_A + np.array([0.0, shift]))
     assert round(quiet_value(capfd, a, b, "--eps", 0.1), 3) == shift**2
 
 
