@@ -16,10 +16,11 @@ import torch
 
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
 from otcli.cost import CostFn, check_points_for_cost, get_cost, working_cost
-from otcli.device import pick_device, pick_dtype
+from otcli.device import format_bytes, memory_budget, pick_device, pick_dtype
 from otcli.errors import InputError, OptionError
+from otcli.geometry import DenseGeometry, Geometry, OnlineGeometry
 from otcli.result import DivergenceResult, SinkhornResult
-from otcli.solver import DenseGeometry, ProgressFn, SolverOptions, plan_statistics, sinkhorn_loop
+from otcli.solver import ProgressFn, SolverOptions, plan_statistics, sinkhorn_loop
 
 DEFAULT_TOL = {"float32": 1e-5, "float64": 1e-7}
 
@@ -43,6 +44,8 @@ def solve(
     device: str = "auto",
     dtype: str = "float32",
     check_every: int | None = None,
+    geometry: str = "auto",
+    memory: int | None = None,
     progress: ProgressFn | None = None,
 ) -> SinkhornResult | list[SinkhornResult]:
     """Entropic OT between two clouds, or between paired lists of clouds (then a list).
@@ -51,7 +54,9 @@ def solve(
     sizes but one dimension); ``a``/``b`` are relative masses (default uniform). ``eps`` is
     absolute, in cost units (one value, or one per pair). ``tol`` bounds the marginal L1
     error (default 1e-5 in float32, 1e-7 in float64). ``scaling`` is the ε-annealing factor
-    in (0, 1); ``None`` runs plain Sinkhorn at the target ε.
+    in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry`` is ``dense`` (C in
+    memory), ``online`` (C rebuilt block by block, O(n + m) memory) or ``auto``: dense while
+    C and Cᵀ fit ``memory`` bytes (default: half the free memory of the device).
     """
     xs, batched_x = as_cloud_list(x, a, "x")
     ys, batched_y = as_cloud_list(y, b, "y")
@@ -60,7 +65,8 @@ def solve(
     cost_fn = cost if isinstance(cost, CostFn) else get_cost(cost, p)
     results = solve_clouds(
         xs, ys, eps=eps, cost_fn=cost_fn, max_iter=max_iter, tol=tol, scaling=scaling,
-        device=device, dtype=dtype, check_every=check_every, progress=progress,
+        device=device, dtype=dtype, check_every=check_every, geometry=geometry,
+        memory=memory, progress=progress,
     )  # fmt: skip
     return results if batched_x else results[0]
 
@@ -111,6 +117,8 @@ def solve_clouds(
     dtype: str,
     check_every: int | None,
     progress: ProgressFn | None,
+    geometry: str = "auto",
+    memory: int | None = None,
 ) -> list[SinkhornResult]:
     """Solve validated, paired clouds in one padded batch on one device."""
     start = time.perf_counter()
@@ -144,21 +152,15 @@ def solve_clouds(
     log_b = torch.as_tensor(py.log_weights, dtype=dt, device=dev)
     eps_t = torch.as_tensor(eps_list, dtype=dt, device=dev)
     opts = SolverOptions(max_iter=max_iter, tol=tol, scaling=scaling, check_every=check_every)
-    block = _block_rows(x_hi.shape[0] * y_hi.shape[1])
-
-    cost_mat = torch.cat(
-        [
-            working_cost(cost_fn, x_hi[:, i : i + block], y_hi, dt)
-            for i in range(0, x_hi.shape[1], block)
-        ],
-        dim=1,
-    )  # (B, n, m), built in row blocks so no float64 n×m matrix is ever held
-    geom = DenseGeometry(cost_mat, log_a > -math.inf, log_b > -math.inf)
+    mask_x, mask_y = log_a > -math.inf, log_b > -math.inf
+    geom = make_geometry(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, geometry, memory)
+    geom_name = geom.name
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
-    del geom, cost_mat
+    del geom
     cost, marg = plan_statistics(
-        x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, dt, block_rows=block
-    )
+        x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, dt,
+        block_rows=_block_rows(x_hi.shape[0] * y_hi.shape[1]),
+    )  # fmt: skip
     f64, g64 = out.f.to(hi), out.g.to(hi)
     objective = (log_a.to(hi).exp() * f64).sum(1) + (log_b.to(hi).exp() * g64).sum(1)
     host = {
@@ -184,12 +186,52 @@ def solve_clouds(
                 cost=float(host["cost"][k]), objective=float(host["obj"][k]),
                 iterations=int(host["it"][k]), marginal_error=float(host["marg"][k]),
                 converged=bool(host["marg"][k] <= tol), tol=tol, device=str(dev), dtype=dtype,
-                centre=centres[k], seconds=seconds,
+                centre=centres[k], geometry=geom_name, seconds=seconds,
             )
         )  # fmt: skip
     return results
 
 
 def _block_rows(batch_cols: int) -> int:
-    """Rows per block for passes that rebuild C: about 16 M entries at a time."""
-    return max(1, (1 << 24) // max(1, batch_cols))
+    """Rows per block for the float64 statistics pass: about 1 M entries (8 MB) at a time."""
+    return max(1, (1 << 20) // max(1, batch_cols))
+
+
+GEOMETRIES = ("auto", "dense", "online")
+
+
+def dense_bytes(batch: int, n: int, m: int, dtype: torch.dtype) -> int:
+    """Memory the dense geometry holds: C and its transpose."""
+    return 2 * batch * n * m * torch.finfo(dtype).bits // 8
+
+
+def make_geometry(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
+    cost_fn: CostFn,
+    dtype: torch.dtype,
+    geometry: str,
+    memory: int | None,
+) -> Geometry:
+    """Dense when C and Cᵀ fit the memory budget (``auto``), else online (O(n + m))."""
+    if geometry not in GEOMETRIES:
+        raise OptionError("--geometry", f"unknown geometry {geometry!r}; use auto, dense or online")
+    budget = memory_budget(x.device) if memory is None else memory
+    B, n, _ = x.shape
+    m = y.shape[1]
+    need = dense_bytes(B, n, m, dtype)
+    if geometry == "dense" and memory is not None and need > budget:
+        raise OptionError(
+            "--geometry",
+            f"dense needs {format_bytes(need)} for C and Cᵀ, over the --memory budget of "
+            f"{format_bytes(budget)}; use --geometry online or auto",
+        )
+    if geometry == "online" or (geometry == "auto" and need > budget):
+        return OnlineGeometry(x, y, cost_fn, mask_x, mask_y, dtype)
+    block = _block_rows(B * m)
+    cost = torch.cat(
+        [working_cost(cost_fn, x[:, i : i + block], y, dtype) for i in range(0, n, block)], dim=1
+    )  # (B, n, m), built block by block: no n×m temporary in high precision
+    return DenseGeometry(cost, mask_x, mask_y)

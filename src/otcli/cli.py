@@ -52,6 +52,12 @@ class CostName(str, Enum):
     pnorm = "pnorm"
 
 
+class Geometry(str, Enum):
+    auto = "auto"
+    dense = "dense"
+    online = "online"
+
+
 class DType(str, Enum):
     float32 = "float32"
     float64 = "float64"
@@ -83,7 +89,8 @@ def pair(
     a: Annotated[
         str,
         typer.Argument(
-            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin."
+            metavar="A",
+            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin.",
         ),
     ],
     b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
@@ -140,6 +147,22 @@ def pair(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    geometry: Annotated[
+        Geometry,
+        typer.Option(
+            help="dense: C in memory; online: C rebuilt block by block, O(n+m) memory; "
+            "auto: dense while C and Cᵀ fit --memory.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = Geometry.auto,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory budget for n×m matrices, e.g. 512M or 8G [default: half the free memory].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
     columns: Annotated[
         str | None,
         typer.Option(
@@ -173,6 +196,14 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    coupling_topk: Annotated[
+        int | None,
+        typer.Option(
+            help="Long formats keep only the K largest P entries of each row.",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
     ] = False,
@@ -202,8 +233,8 @@ def pair(
         a, b, eps=eps, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
         scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
         divergence=divergence, columns=columns, weights=weights, coupling=coupling,
-        cost_matrix=cost_matrix, coupling_threshold=coupling_threshold, progress=progress,
-        quiet=quiet,
+        cost_matrix=cost_matrix, coupling_threshold=coupling_threshold,
+        coupling_topk=coupling_topk, geometry=geometry.value, memory=memory, progress=progress,
     )  # fmt: skip
     if quiet:
         typer.echo(repr(fields["divergence"] if divergence else fields["cost"]))
@@ -256,11 +287,15 @@ def _pair_fields(a: str, b: str, bar: Any, **o: Any) -> dict[str, Any]:
         if path is not None:
             check_output_path(path, option)
     columns = _split_list(o["columns"], "--columns")
+    memory = _parse_size(o["memory"], "--memory")
     x = read_cloud(a, columns=columns, weights=o["weights"])
     y = read_cloud(b, columns=columns, weights=o["weights"])
+    export.check_writable(x.n, y.n, coupling=o["coupling"], cost_matrix=o["cost_matrix"],
+                          topk=o["coupling_topk"], memory=memory)  # fmt: skip
     kwargs = dict(
         eps=o["eps"], cost=o["cost"], p=o["p"], max_iter=o["max_iter"], tol=o["tol"],
-        scaling=o["scaling"], device=o["device"], dtype=o["dtype"], progress=bar,
+        scaling=o["scaling"], device=o["device"], dtype=o["dtype"], geometry=o["geometry"],
+        memory=memory, progress=bar,
     )  # fmt: skip
     if o["divergence"]:
         div = api.divergence(x, y, **kwargs)
@@ -271,7 +306,7 @@ def _pair_fields(a: str, b: str, bar: Any, **o: Any) -> dict[str, Any]:
         converged = res.converged
     export.write_matrices(
         res, coupling=o["coupling"], cost_matrix=o["cost_matrix"],
-        coupling_threshold=o["coupling_threshold"],
+        coupling_threshold=o["coupling_threshold"], coupling_topk=o["coupling_topk"],
     )  # fmt: skip
     bar.close()
     fields = {
@@ -279,7 +314,7 @@ def _pair_fields(a: str, b: str, bar: Any, **o: Any) -> dict[str, Any]:
         "iterations": res.iterations, "converged": converged,
         "marginal_error": res.marginal_error, "tol": res.tol, "n": res.n, "m": res.m,
         "dim": res.dim, "cost_fn": res.cost_fn.describe(), "device": res.device,
-        "dtype": res.dtype, "geometry": "dense", "seconds": res.seconds,
+        "dtype": res.dtype, "geometry": res.geometry, "seconds": res.seconds,
     }  # fmt: skip
     if o["divergence"]:
         fields["divergence"] = div.divergence
@@ -297,6 +332,24 @@ def _not_converged(res: Any, max_iter: int) -> str:
         f"not converged: {what}; {res.dtype} cannot resolve ε = {res.eps:g} any finer "
         "(rounding of C/ε); use --dtype float64 or a larger --tol"
     )
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _parse_size(value: str | None, option: str) -> int | None:
+    """``512M``, ``8G``, ``1.5G``, ``2000000`` (bytes) → bytes."""
+    if value is None:
+        return None
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        size = float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        size = -1.0
+    if not size > 0 or size != size:
+        raise OptionError(option, f"bad size {value!r}; use bytes or a number with K, M, G or T")
+    return int(size)
 
 
 def _split_list(value: str | None, option: str) -> list[str] | None:

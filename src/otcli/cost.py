@@ -126,13 +126,14 @@ _IMPLS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] =
 def working_cost(
     cost_fn: CostFn, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """C from high-precision points, rounded once to the solver's dtype.
+    """C in the solver's dtype, from the (centred) points rounded to that dtype.
 
-    This one matrix is what the loop, the final statistics and ``plan()`` all see, so the
-    reported cost and marginal error describe exactly the plan a user gets back, even in
-    float32 at small ε, where re-deriving C another way would shift P by ulp(C)/ε.
+    Every part of a solve (the loop, the final statistics, ``plan()``) derives C this way,
+    so the reported cost and marginal error describe exactly the plan a user gets back; in
+    float32 at small ε, deriving C another way would shift P by ulp(C)/ε. Low-dimensional
+    costs are elementwise, hence bit-for-bit the same on every device and block shape.
     """
-    return cost_fn(x, y).to(dtype)
+    return cost_fn(x.to(dtype), y.to(dtype))
 
 
 def check_points_for_cost(cost: CostFn, points: object, source: str) -> None:

@@ -70,3 +70,12 @@ def memory_budget(device: torch.device) -> int:
     except (OSError, KeyError, ValueError, IndexError):
         pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
         return max(pages * os.sysconf("SC_PAGE_SIZE") // 2, 1 << 30)
+
+
+def format_bytes(n: float) -> str:
+    """1536 → '1.5 KiB': sizes in messages a person reads."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from otcli.errors import OtcliError
-from otcli.io import atomic_write, write_matrix
+import numpy as np
+
+from otcli.errors import OptionError, OtcliError
+from otcli.io import Block, atomic_write, write_matrix
 from otcli.result import SinkhornResult
 
 # A coupling entry below this fraction of the largest one is left out of long-format files.
 DEFAULT_RELATIVE_THRESHOLD = 1e-9
 BLOCK_ROWS = 4096
+
+BlockSource = Callable[[int], Iterator[Block]]
 
 
 def write_matrices(
@@ -25,11 +30,13 @@ def write_matrices(
     coupling: str | os.PathLike[str] | None = None,
     cost_matrix: str | os.PathLike[str] | None = None,
     coupling_threshold: float | None = None,
+    coupling_topk: int | None = None,
 ) -> list[Path]:
     """Write the coupling and/or cost matrix by extension; return the paths written.
 
     Long formats keep coupling entries above ``coupling_threshold`` (default: 1e-9 of the
-    largest entry) and every cost entry. Files are renamed into place together at the end:
+    largest entry), and of those only the ``coupling_topk`` largest of each row if given;
+    they keep every cost entry. Files are renamed into place together at the end:
     if any write fails, none of them exists afterwards.
     """
     shape = (result.n, result.m)
@@ -38,7 +45,10 @@ def write_matrices(
         if coupling_threshold is None:
             peak = max(float(blk.max()) for _, _, blk in result.plan_blocks(BLOCK_ROWS))
             coupling_threshold = DEFAULT_RELATIVE_THRESHOLD * peak
-        jobs.append((Path(coupling), result.plan_blocks, coupling_threshold))
+        blocks = result.plan_blocks
+        if coupling_topk is not None:
+            blocks = _top_k(result.plan_blocks, coupling_topk)
+        jobs.append((Path(coupling), blocks, coupling_threshold))
     if cost_matrix is not None:
         jobs.append((Path(cost_matrix), result.cost_blocks, -1.0))
     with contextlib.ExitStack() as stack:
@@ -49,3 +59,60 @@ def write_matrices(
             except OtcliError as exc:  # name the user's path, not the temporary one
                 raise type(exc)(str(path), exc.what) from exc
     return [path for path, _, _ in jobs]
+
+
+def _top_k(plan_blocks: BlockSource, k: int) -> BlockSource:
+    """Blocks where all but each row's k largest entries are −1, below any threshold ≥ 0."""
+
+    def blocks(block_rows: int) -> Iterator[Block]:
+        for i0, j0, blk in plan_blocks(block_rows):
+            if k < blk.shape[1]:
+                top = np.argpartition(blk, blk.shape[1] - k, axis=1)[:, -k:]  # (rows, k)
+                keep = np.zeros(blk.shape, dtype=bool)
+                np.put_along_axis(keep, top, True, axis=1)
+                blk = np.where(keep, blk, -1.0)
+            yield i0, j0, blk
+
+    return blocks
+
+
+def check_writable(
+    n: int,
+    m: int,
+    *,
+    coupling: str | os.PathLike[str] | None,
+    cost_matrix: str | os.PathLike[str] | None,
+    topk: int | None,
+    memory: int | None,
+) -> None:
+    """Refuse, before any solving, outputs that cannot be written for an n×m problem.
+
+    A dense ``.npy`` matrix of n×m float64 must fit the memory budget (``memory`` bytes,
+    default half the free RAM): past that, the long formats are the way to go.
+    """
+    from otcli.device import format_bytes, memory_budget
+
+    if topk is not None and topk < 1:
+        raise OptionError("--coupling-topk", f"must be ≥ 1, got {topk}")
+    if topk is not None and coupling is not None and Path(coupling).suffix.lower() == ".npy":
+        raise OptionError("--coupling-topk", "applies to .parquet, .csv and .tsv, not .npy")
+    dense = [
+        (option, path)
+        for option, path in (("--coupling", coupling), ("--cost-matrix", cost_matrix))
+        if path is not None and Path(path).suffix.lower() == ".npy"
+    ]
+    if not dense:
+        return
+    if memory is None:
+        import torch
+
+        memory = memory_budget(torch.device("cpu"))
+    need = n * m * 8
+    for option, path in dense:
+        if need > memory:
+            raise OptionError(
+                option,
+                f"{path}: a dense {n}×{m} float64 matrix needs {format_bytes(need)}, over the "
+                f"memory budget of {format_bytes(memory)}; write .parquet or .csv (long "
+                "format i, j, value of the entries above --coupling-threshold) instead",
+            )

@@ -33,6 +33,7 @@ class SinkhornResult:
     - ``f``, ``g``: dual potentials, with P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε).
     - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
       ``plan()`` rebuild bit for bit the cost matrix the solver used.
+    - ``geometry``: ``dense`` (C held in memory) or ``online`` (C rebuilt block by block).
     """
 
     x: Cloud
@@ -50,6 +51,7 @@ class SinkhornResult:
     device: str
     dtype: str
     centre: np.ndarray
+    geometry: str
     seconds: float
 
     def cost_matrix(self) -> np.ndarray:

@@ -11,9 +11,9 @@ and one Sinkhorn iteration is two softmin half-steps
     g_j ← −ε log Σ_i a_i exp((f_i − C_ij) / ε)        (columns of P sum to b)
 
 Everything is batched over a leading dimension B; padded points carry log-mass −∞ and so
-drop out of every sum. The loop only talks to a :class:`Geometry` (one log-sum-exp along rows,
-one along columns, a final statistics pass), so a block-wise geometry can replace the dense
-one without touching it.
+drop out of every sum. The loop only talks to a :class:`~otcli.geometry.Geometry` (one
+log-sum-exp along rows, one along columns), so it runs unchanged on the dense and the online
+(block-wise, O(n + m) memory) geometries.
 """
 
 from __future__ import annotations
@@ -21,75 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
 from otcli.cost import CostFn, working_cost
-
-# exp(−80) ≈ 1.8e−35: terms below it cannot change a sum that contains 1, and clamping
-# keeps torch.exp off its slow underflow path (10× slower on CPU, see PERF-NOTES).
-_EXP_FLOOR = -80.0
-
-
-class Geometry(Protocol):
-    """What the Sinkhorn loop needs from the cost: log-sum-exps along rows and columns."""
-
-    def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """(B, m) → (B, n): log Σ_j exp(h_j − C_ij / ε)."""
-        ...
-
-    def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """(B, n) → (B, m): log Σ_i exp(h_i − C_ij / ε)."""
-        ...
-
-    def max_cost(self) -> torch.Tensor:
-        """(B,): the largest cost between real (unpadded) points, where ε-scaling starts."""
-        ...
-
-
-def _lse_last(z: torch.Tensor) -> torch.Tensor:
-    """log Σ exp(z) over the last axis, in place on ``z`` (a scratch buffer)."""
-    zmax = z.amax(dim=-1, keepdim=True)  # (B, n, 1)
-    # A row of −inf (no mass anywhere) would give nan from −inf − (−inf): shift by 0 instead.
-    zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
-    z.sub_(zmax).clamp_(min=_EXP_FLOOR).exp_()
-    return z.sum(dim=-1).log_().add_(zmax.squeeze(-1))
-
-
-def _lse_mid(z: torch.Tensor) -> torch.Tensor:
-    """log Σ exp(z) over axis 1 of a (B, n, m) scratch buffer, in place."""
-    zmax = z.amax(dim=1, keepdim=True)  # (B, 1, m)
-    zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
-    z.sub_(zmax).clamp_(min=_EXP_FLOOR).exp_()
-    return z.sum(dim=1).log_().add_(zmax.squeeze(1))
-
-
-class DenseGeometry:
-    """The whole cost matrix in memory, (B, n, m), plus one scratch buffer of the same size.
-
-    Padded entries of C are finite (padding repeats a real point); their log-masses are −∞,
-    so they vanish inside the log-sum-exps.
-    """
-
-    def __init__(self, cost: torch.Tensor, mask_x: torch.Tensor, mask_y: torch.Tensor) -> None:
-        self.cost = cost  # (B, n, m)
-        self._buf = torch.empty_like(cost)  # reused every half-step: no allocation in the loop
-        self._valid = mask_x[:, :, None] & mask_y[:, None, :]  # (B, n, m) bool
-
-    def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        z = torch.mul(self.cost, (-1.0 / eps)[:, None, None], out=self._buf)
-        z.add_(h[:, None, :])  # h_j − C_ij/ε
-        return _lse_last(z)
-
-    def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        z = torch.mul(self.cost, (-1.0 / eps)[:, None, None], out=self._buf)
-        z.add_(h[:, :, None])  # h_i − C_ij/ε
-        return _lse_mid(z)
-
-    def max_cost(self) -> torch.Tensor:
-        masked = torch.where(self._valid, self.cost, torch.zeros((), dtype=self.cost.dtype))
-        return masked.amax(dim=(1, 2))
+from otcli.geometry import Geometry
 
 
 @dataclass(frozen=True)
