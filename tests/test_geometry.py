@@ -1,0 +1,164 @@
+"""Dense and online geometries: the same log-sum-exps, whatever the block size or layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+import otcli
+from otcli.cli import run
+from otcli.cost import COST_NAMES, get_cost
+from otcli.geometry import DenseGeometry, OnlineGeometry
+
+COSTS = [(name, 1.5 if name == "pnorm" else None) for name in COST_NAMES]
+
+
+def _clouds(n: int, m: int, d: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, n, d, generator=g, dtype=torch.float64)
+    y = torch.rand(2, m, d, generator=g, dtype=torch.float64) + 0.3
+    return x, y
+
+
+@pytest.mark.parametrize(("name", "p"), COSTS)
+@pytest.mark.parametrize("block_elems", [7, 1000, 1 << 20])
+def test_blocked_lse_equals_torch_logsumexp(name, p, block_elems):
+    x, y = _clouds(37, 23)
+    cost_fn = get_cost(name, p)
+    C = cost_fn(x, y)  # (2, 37, 23), the oracle's own dense matrix
+    mask_x = torch.ones(2, 37, dtype=torch.bool)
+    mask_y = torch.ones(2, 23, dtype=torch.bool)
+    eps = torch.tensor([0.05, 0.3], dtype=torch.float64)
+    hx = torch.randn(2, 37, dtype=torch.float64)
+    hy = torch.randn(2, 23, dtype=torch.float64)
+    want_cols = torch.logsumexp(hy[:, None, :] - C / eps[:, None, None], dim=2)
+    want_rows = torch.logsumexp(hx[:, :, None] - C / eps[:, None, None], dim=1)
+    geoms = [
+        DenseGeometry(C, mask_x, mask_y, block_elems=block_elems),
+        OnlineGeometry(x, y, cost_fn, mask_x, mask_y, torch.float64, block_elems=block_elems),
+    ]
+    for geom in geoms:
+        torch.testing.assert_close(geom.lse_over_cols(hy, eps), want_cols, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(geom.lse_over_rows(hx, eps), want_rows, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(geom.max_cost(), C.amax(dim=(1, 2)))
+
+
+@pytest.mark.parametrize(("name", "p"), COSTS)
+def test_online_and_dense_solves_agree(name, p):
+    rng = np.random.default_rng(4)
+    x, y = rng.random((400, 3)) + 0.1, rng.random((350, 3)) + 0.2
+    a, b = rng.random(400) + 0.1, rng.random(350) + 0.1
+    kw = dict(eps=0.1, cost=name, p=p, dtype="float64", tol=1e-8)
+    dense = otcli.solve(x, y, a, b, geometry="dense", **kw)
+    online = otcli.solve(x, y, a, b, geometry="online", **kw)
+    assert (dense.geometry, online.geometry) == ("dense", "online")
+    assert online.cost == pytest.approx(dense.cost, rel=1e-6)
+    assert online.objective == pytest.approx(dense.objective, rel=1e-6)
+    assert online.converged and dense.converged
+
+
+def test_small_memory_budget_runs_online_and_matches_pot():
+    rng = np.random.default_rng(5)
+    x, y = rng.random((300, 2)), rng.random((250, 2))
+    # C and Cᵀ in float64 would take 2 × 300 × 250 × 8 = 1.2 MB: a 100 kB budget forces online.
+    r = otcli.solve(x, y, eps=0.02, dtype="float64", tol=1e-9, memory=100_000)
+    assert r.geometry == "online"
+    expected = ot.sinkhorn2(np.full(300, 1 / 300), np.full(250, 1 / 250), ot.dist(x, y), 0.02,
+                            method="sinkhorn_log", numItermax=100000, stopThr=1e-12)  # fmt: skip
+    assert r.cost == pytest.approx(expected, rel=1e-6)
+    assert otcli.solve(x, y, eps=0.02, dtype="float64").geometry == "dense"
+
+
+def test_batch_of_different_sizes_online_equals_one_by_one():
+    rng = np.random.default_rng(6)
+    xs = [rng.random((n, 3)) for n in (5, 80, 31)]
+    ys = [rng.random((m, 3)) for m in (60, 2, 31)]
+    batched = otcli.solve(xs, ys, eps=0.05, dtype="float64", geometry="online")
+    for r, x, y in zip(batched, xs, ys, strict=True):
+        single = otcli.solve(x, y, eps=0.05, dtype="float64", geometry="dense")
+        assert r.cost == pytest.approx(single.cost, rel=1e-9)
+
+
+def test_dense_refused_over_budget():
+    x = np.zeros((10, 2))
+    with pytest.raises(otcli.OtcliError, match="dense needs 1.6 KiB for C and Cᵀ"):
+        otcli.solve(x, x + 1, geometry="dense", memory=1000, dtype="float64")
+
+
+def _otdist(capfd, *args):
+    capfd.readouterr()
+    code = run([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    rng = np.random.default_rng(7)
+    np.save(tmp_path / "a.npy", rng.random((40, 3)))
+    np.save(tmp_path / "b.npy", rng.random((30, 3)))
+    return tmp_path / "a.npy", tmp_path / "b.npy"
+
+
+def test_cli_geometry_and_memory(capfd, pair_files):
+    results = {}
+    for args in (["--geometry", "dense"], ["--geometry", "online"], ["--memory", "2K"]):
+        code, out, err = _otdist(capfd, *pair_files, "--json", *args)
+        assert code == 0, err
+        got = json.loads(out)
+        results[" ".join(args)] = (got["geometry"], got["cost"])
+    assert results["--geometry dense"][0] == "dense"
+    assert results["--geometry online"][0] == "online"
+    assert results["--memory 2K"][0] == "online"
+    costs = {c for _, c in results.values()}
+    assert len(costs) == 1, results  # bit-for-bit the same plan
+
+
+def test_cli_npy_coupling_refused_over_budget(capfd, pair_files, tmp_path):
+    out = tmp_path / "P.npy"
+    code, _, err = _otdist(capfd, *pair_files, "--memory", "1K", "--coupling", out)
+    assert code == 2
+    assert err == (
+        f"Error: --coupling: {out}: a dense 40×30 float64 matrix needs 9.4 KiB, over the memory "
+        "budget of 1.0 KiB; write .parquet or .csv (long format i, j, value of the entries above "
+        "--coupling-threshold) instead\n"
+    )
+    assert not out.exists()
+
+
+def test_cli_coupling_topk(capfd, pair_files, tmp_path):
+    out = tmp_path / "P.csv"
+    code, _, err = _otdist(capfd, *pair_files, "--coupling", out, "--coupling-topk", 3,
+                           "--coupling-threshold", 0, "--dtype", "float64")  # fmt: skip
+    assert code == 0, err
+    table = np.loadtxt(out, delimiter=",", skiprows=1)
+    i, j, v = table[:, 0].astype(int), table[:, 1].astype(int), table[:, 2]
+    assert np.bincount(i, minlength=40).tolist() == [3] * 40
+    # Oracle: the 3 largest entries of each row of POT's plan for the same problem.
+    x, y = np.load(pair_files[0]), np.load(pair_files[1])
+    P = ot.sinkhorn(np.full(40, 1 / 40), np.full(30, 1 / 30), ot.dist(x, y), 0.1,
+                    method="sinkhorn_log", stopThr=1e-12, numItermax=100000)  # fmt: skip
+    top = np.sort(np.argsort(-P, axis=1)[:, :3], axis=1)
+    got = np.sort(j.reshape(40, 3), axis=1)
+    np.testing.assert_array_equal(got, top)
+    np.testing.assert_allclose(v, P[i, j], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--memory", "lots"], "Error: --memory: bad size 'lots'; use bytes or a number with K, M, G or T\n"),
+        (["--coupling-topk", "0", "--coupling", "P.csv"], "Error: --coupling-topk: must be ≥ 1, got 0\n"),
+        (["--coupling-topk", "2", "--coupling", "P.npy"], "Error: --coupling-topk: applies to .parquet, .csv and .tsv, not .npy\n"),
+    ],
+)  # fmt: skip
+def test_cli_geometry_option_errors(capfd, pair_files, args, message, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _otdist(capfd, *pair_files, *args)
+    assert (code, out, err) == (2, "", message)
+    assert not (tmp_path / "P.npy").exists()
+    assert not (tmp_path / "P.csv").exists()
