@@ -85,7 +85,7 @@ def test_batch_of_different_sizes_online_equals_one_by_one():
 
 def test_dense_refused_over_budget():
     x = np.zeros((10, 2))
-    with pytest.raises(otcli.OtcliError, match="dense needs 1.6 KiB for C and Cᵀ"):
+    with pytest.raises(otcli.OtcliError, match=r"dense needs 1\.6 KiB for C and Cᵀ"):
         otcli.solve(x, x + 1, geometry="dense", memory=1000, dtype="float64")
 
 
