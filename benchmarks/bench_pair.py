@@ -30,8 +30,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; POT {ot.__version__}")
-    print(f"unit cube, d=3, sqeuclidean, eps={args.eps}, uniform weights; medians of {args.repeats}")
-    header = f"{'n=m':>6} {'method':<28} {'time s':>8} {'iters':>6} {'marg err':>9} {'<P,C>':>10} {'ratio':>6}"
+    print(
+        f"unit cube, d=3, sqeuclidean, eps={args.eps}, uniform weights; medians of {args.repeats}"
+    )
+    header = (
+        f"{'n=m':>6} {'method':<28} {'time s':>8} {'iters':>6} {'marg err':>9} {'<P,C>':>10} "
+        f"{'ratio':>6}"
+    )
     print(header)
     for n in args.sizes:
         rng = np.random.default_rng(0)
@@ -59,7 +64,10 @@ def main() -> None:
         for name, rows in runs.items():
             med = statistics.median(t for t, *_ in rows)
             _, it, err, cost = rows[-1]
-            print(f"{n:>6} {name:<28} {med:>8.3f} {it:>6} {err:>9.1e} {cost:>10.6f} {med / base:>6.2f}")
+            print(
+                f"{n:>6} {name:<28} {med:>8.3f} {it:>6} {err:>9.1e} {cost:>10.6f} "
+                f"{med / base:>6.2f}"
+            )
 
 
 if __name__ == "__main__":
