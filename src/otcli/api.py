@@ -18,7 +18,7 @@ from otcli.cloud import Cloud, as_cloud_list, pad_clouds
 from otcli.cost import CostFn, check_points_for_cost, get_cost, working_cost
 from otcli.device import format_bytes, memory_budget, pick_device, pick_dtype
 from otcli.errors import InputError, OptionError
-from otcli.geometry import DenseGeometry, Geometry, OnlineGeometry
+from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry
 from otcli.result import DivergenceResult, SinkhornResult
 from otcli.solver import ProgressFn, SolverOptions, plan_statistics, sinkhorn_loop
 
@@ -148,9 +148,11 @@ def solve_clouds(
     hi = torch.float32 if dev.type == "mps" else torch.float64
     x_hi = torch.as_tensor(px.points - centres[:, None, :], dtype=hi, device=dev)
     y_hi = torch.as_tensor(py.points - centres[:, None, :], dtype=hi, device=dev)
-    log_a = torch.as_tensor(px.log_weights, dtype=dt, device=dev)
-    log_b = torch.as_tensor(py.log_weights, dtype=dt, device=dev)
-    eps_t = torch.as_tensor(eps_list, dtype=dt, device=dev)
+    # Vectors (log-masses, ε, potentials) live in high precision: they cost O(n + m) and set
+    # how finely P is resolved; only the n×m matrices take the working dtype.
+    log_a = torch.as_tensor(px.log_weights, dtype=hi, device=dev)
+    log_b = torch.as_tensor(py.log_weights, dtype=hi, device=dev)
+    eps_t = torch.as_tensor(eps_list, dtype=hi, device=dev)
     opts = SolverOptions(max_iter=max_iter, tol=tol, scaling=scaling, check_every=check_every)
     mask_x, mask_y = log_a > -math.inf, log_b > -math.inf
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, geometry, memory)
@@ -201,7 +203,7 @@ GEOMETRIES = ("auto", "dense", "online")
 
 
 def dense_bytes(batch: int, n: int, m: int, dtype: torch.dtype) -> int:
-    """Memory the dense geometry holds: C and its transpose."""
+    """Memory the dense geometries hold: C and Cᵀ (log domain) or C and K̃ (kernel)."""
     return 2 * batch * n * m * torch.finfo(dtype).bits // 8
 
 
@@ -234,4 +236,8 @@ def make_geometry(
     cost = torch.cat(
         [working_cost(cost_fn, x[:, i : i + block], y, dtype) for i in range(0, n, block)], dim=1
     )  # (B, n, m), built block by block: no n×m temporary in high precision
+    if x.device.type == "cpu":
+        # Matrix-vector products instead of exps; it checks every half-step (one host sync
+        # each), which costs nothing on a CPU but would stall a GPU, where exps are cheap.
+        return KernelGeometry(cost, mask_x, mask_y)
     return DenseGeometry(cost, mask_x, mask_y)
