@@ -87,6 +87,14 @@ def divergence(
     return out if batched else out[0]
 
 
+def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn) -> None:
+    """Refuse a pair the solver cannot take: different dimensions, or points the cost rejects."""
+    if x.dim != y.dim:
+        raise InputError(y.source, f"points have {y.dim} coordinates but {x.source} has {x.dim}")
+    check_points_for_cost(cost_fn, x.points, x.source)
+    check_points_for_cost(cost_fn, y.points, y.source)
+
+
 def check_options(
     eps: Sequence[float], max_iter: int, tol: float, scaling: float | None, check_every: int
 ) -> None:
@@ -132,12 +140,7 @@ def solve_clouds(
         check_every = 1 if dev.type == "cpu" else 10  # on CPU a check costs no device sync
     check_options(eps_list, max_iter, tol, scaling, check_every)
     for cx, cy in zip(xs, ys, strict=True):
-        if cx.dim != cy.dim:
-            raise InputError(
-                cy.source, f"points have {cy.dim} coordinates but {cx.source} has {cx.dim}"
-            )
-        check_points_for_cost(cost_fn, cx.points, cx.source)
-        check_points_for_cost(cost_fn, cy.points, cy.source)
+        check_pair(cx, cy, cost_fn)
 
     px, py = pad_clouds(xs), pad_clouds(ys)
     # Centre each pair on a common point where the cost allows: costs are unchanged and the

@@ -115,7 +115,7 @@ def pair(
     tol: Annotated[
         float | None,
         typer.Option(
-            help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ [default: 1e-5 float32, 1e-7 float64].",
+            help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ \\[default: 1e-5 float32, 1e-7 float64].",
             rich_help_panel=SOLVER,
             show_default=False,
         ),
@@ -158,7 +158,7 @@ def pair(
     memory: Annotated[
         str | None,
         typer.Option(
-            help="Memory budget for n×m matrices, e.g. 512M or 8G [default: half the free memory].",
+            help="Memory budget for n×m matrices, e.g. 512M or 8G \\[default: half the free memory].",
             rich_help_panel=SOLVER,
             show_default=False,
         ),
@@ -191,7 +191,7 @@ def pair(
     coupling_threshold: Annotated[
         float | None,
         typer.Option(
-            help="Long formats keep P entries above this [default: 1e-9 × max P].",
+            help="Long formats keep P entries above this \\[default: 1e-9 × max P].",
             rich_help_panel=OUTPUT,
             show_default=False,
         ),
@@ -217,7 +217,7 @@ def pair(
         bool | None,
         typer.Option(
             "--progress/--no-progress",
-            help="Progress on stderr [default: on a terminal, after 1 s].",
+            help="Progress on stderr \\[default: on a terminal, after 1 s].",
             rich_help_panel=OUTPUT,
             show_default=False,
         ),
@@ -359,6 +359,340 @@ def _split_list(value: str | None, option: str) -> list[str] | None:
     if not all(items):
         raise OptionError(option, f"empty name in {value!r}; give names or indices like x,y,z")
     return items
+
+
+# --- many pairs: otdist batch, otdist pairwise ------------------------------------------------
+
+BATCH = "Batch"
+
+
+class CouplingFormat(str, Enum):
+    npy = "npy"
+    parquet = "parquet"
+
+
+def _settings(**o: Any) -> Any:
+    """The shared solver/reader options as one :class:`otcli.batch.SolveSettings`."""
+    from otcli.batch import SolveSettings
+
+    return SolveSettings(
+        eps=o["eps"], cost=o["cost"].value, p=o["p"], max_iter=o["max_iter"], tol=o["tol"],
+        scaling=None if o["no_scaling"] else o["scaling"], device=o["device"],
+        dtype=o["dtype"].value, divergence=o["divergence"],
+        columns=None if o["columns"] is None else tuple(_split_list(o["columns"], "--columns")),
+        weights=o["weights"], memory=_parse_size(o["memory"], "--memory"),
+        max_batch=o["max_batch"], workers=o["workers"],
+    )  # fmt: skip
+
+
+def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
+    """Run a batch/pairwise library call with a progress bar; errors → one line + exit code.
+
+    Exit 2 for bad manifest/options, 1 if any pair failed (the run still completes) or
+    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar.
+    """
+    from otcli import render
+    from otcli.batch import FailFast
+
+    bar = render.BatchProgress(force=progress)
+    try:
+        summary = call(bar.start)
+    except OtcliError as exc:
+        bar.close()
+        render.error(str(exc))
+        raise typer.Exit(2) from None
+    except FailFast as exc:
+        bar.close()
+        render.error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        bar.close()
+        render.error(interrupted)
+        raise typer.Exit(130) from None
+    finally:
+        bar.close()
+    if bar.enabled:
+        render.run_summary(summary)
+    if summary.failed:
+        render.warning(
+            f"{summary.failed} of {summary.total} pairs failed (first: {summary.first_error}); "
+            f"see the status and error columns of {summary.out}"
+        )
+        raise typer.Exit(1)
+    if summary.not_converged:
+        render.warning(
+            f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; "
+            "see the converged and marginal_error columns"
+        )
+
+
+@app.command("batch")
+def batch(
+    manifest: Annotated[
+        str,
+        typer.Argument(
+            help="Table of pairs (.csv .tsv .parquet): columns a, b (paths, relative to the "
+            "manifest's folder), optional id (default: 0-based row number) and eps."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Results: .parquet, .csv or .jsonl, one row per pair.",
+            rich_help_panel=OUTPUT,
+        ),
+    ],
+    eps: Annotated[
+        float, typer.Option(help="ε for rows without an eps value.", rich_help_panel=SOLVER)
+    ] = 0.1,
+    cost: Annotated[
+        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
+    ] = CostName.sqeuclidean,
+    p: Annotated[
+        float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
+    ] = None,
+    max_iter: Annotated[
+        int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
+    ] = 1000,
+    tol: Annotated[
+        float | None,
+        typer.Option(
+            help="Target marginal L1 error \\[default: 1e-5 float32, 1e-7 float64].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
+    scaling: Annotated[
+        float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
+    ] = 0.5,
+    no_scaling: Annotated[
+        bool,
+        typer.Option(
+            "--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
+    ] = "auto",
+    dtype: Annotated[
+        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
+    ] = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="Add the debiased Sinkhorn divergence (self terms solved once per file).",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Coordinate columns for every file (names or 0-based indices).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT),
+    ] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory budget for one batched solve, e.g. 512M or 8G \\[default: half the free memory].",
+            rich_help_panel=BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
+    ] = 64,
+    workers: Annotated[
+        int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
+    ] = 4,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed or extended run: skip ids already scored (failed ones are tried again).",
+            rich_help_panel=BATCH,
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing OUT (and its journal).", rich_help_panel=BATCH
+        ),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="Stop at the first failed pair (exit 1); finished rows stay in the journal for --resume.",
+            rich_help_panel=BATCH,
+        ),
+    ] = False,
+    coupling_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write each pair's coupling to DIR/<id>.npy (or .parquet).", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    coupling_format: Annotated[
+        CouplingFormat,
+        typer.Option(help="npy: dense n×m; parquet: long i, j, value.", rich_help_panel=OUTPUT),
+    ] = CouplingFormat.npy,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar and summary on stderr \\[default: on a terminal].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Score every pair of a manifest into one table; a killed run continues with --resume.
+
+    One row per pair: id, a, b, n, m, eps, cost, objective, iterations, converged,
+    marginal_error, status (ok or error), error (the message a single-pair run would print),
+    seconds; plus divergence with --divergence. A bad pair never stops the run: its row says
+    why, and the exit code is 1 at the end.
+    """
+    opts = dict(locals())
+
+    def call(start: Any) -> Any:
+        from otcli.batch import run_batch
+
+        return run_batch(
+            manifest, output, _settings(**opts), resume=resume, overwrite=overwrite,
+            fail_fast=fail_fast, coupling_dir=coupling_dir,
+            coupling_format=coupling_format.value, progress=start,
+        )  # fmt: skip
+
+    _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
+
+
+@app.command("pairwise")
+def pairwise(
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(help="Clouds (.csv .tsv .txt .parquet .npy .npz), at least two in all."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Result: .npy N×N matrix, .csv matrix with file labels, .parquet long table (i ≤ j).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    files_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read more file paths from LIST, one per line (relative to LIST's folder).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    eps: Annotated[
+        float,
+        typer.Option(
+            help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
+        ),
+    ] = 0.1,
+    cost: Annotated[
+        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
+    ] = CostName.sqeuclidean,
+    p: Annotated[
+        float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
+    ] = None,
+    max_iter: Annotated[
+        int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
+    ] = 1000,
+    tol: Annotated[
+        float | None,
+        typer.Option(
+            help="Target marginal L1 error \\[default: 1e-5 float32, 1e-7 float64].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
+    scaling: Annotated[
+        float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
+    ] = 0.5,
+    no_scaling: Annotated[
+        bool,
+        typer.Option(
+            "--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
+    ] = "auto",
+    dtype: Annotated[
+        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
+    ] = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="The matrix holds the debiased Sinkhorn divergence (0 on the diagonal).",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT),
+    ] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory budget for one batched solve, e.g. 512M or 8G.",
+            rich_help_panel=BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
+    ] = 64,
+    workers: Annotated[
+        int, typer.Option(help="Threads reading clouds.", rich_help_panel=BATCH)
+    ] = 4,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar and summary on stderr \\[default: on a terminal].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The cost (or --divergence) between every two of the given clouds, each pair solved once.
+
+    The diagonal holds each cloud against itself: its entropic self-cost ⟨P, C⟩ (not 0), or 0
+    with --divergence. Entries of pairs that failed are NaN (empty in CSV); exit code 1.
+    """
+    opts = dict(locals())
+
+    def call(start: Any) -> Any:
+        from otcli.pairwise import read_file_list, run_pairwise
+
+        if output is None:
+            raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
+        paths = list(files or [])
+        if files_from is not None:
+            paths += read_file_list(files_from)
+        return run_pairwise(paths, output, _settings(**opts), progress=start)
+
+    _run_many(call, progress, "interrupted; no output was written")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -222,81 +222,95 @@ class KernelGeometry:
         mask_y: torch.Tensor,
         block_elems: int = DEFAULT_BLOCK_ELEMS,
         reach: float = 30.0,
+        vector_dtype: torch.dtype = torch.float64,
     ) -> None:
         self.cost = cost  # (B, n, m)
         self.mask_x, self.mask_y = mask_x, mask_y
-        self.kernel = torch.empty_like(cost)  # K̃, (B, n, m), in the cost's dtype
-        self.alpha: torch.Tensor | None = None  # (B, n), in the loop's precision
-        self.beta: torch.Tensor | None = None  # (B, m)
-        self.eps_k: torch.Tensor | None = None  # ε the kernel was built for; None: stale
+        self.kernel = torch.zeros_like(cost)  # K̃, (B, n, m), in the cost's dtype
+        B, n, m = cost.shape
+        self.alpha = cost.new_zeros((B, n), dtype=vector_dtype)  # in the loop's precision
+        self.beta = cost.new_zeros((B, m), dtype=vector_dtype)
+        # ε each problem's kernel was built for; NaN: stale (rebuild at the next column step)
+        self.eps_k = cost.new_full((B,), math.nan, dtype=vector_dtype)
         self.reach = reach
-        self.rebuilds = 0
-        B, _, m = cost.shape
-        self._step = _rows_per_block(B, m, block_elems)
+        self.rebuilds = 0  # problems rebuilt, summed over calls
+        self._block_elems = block_elems
 
-    def _usable(self, d: torch.Tensor, eps: torch.Tensor) -> bool:
-        """The kernel is for this ε and the finite entries of h − absorbed stay within reach."""
-        if self.eps_k is None or not torch.equal(eps, self.eps_k):
-            return False
-        spread = torch.where(torch.isfinite(d), d.abs(), 0).amax()
-        return bool(spread <= self.reach)
+    def _usable(self, d: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: kernel built for this ε and finite entries of h − absorbed within reach."""
+        spread = torch.where(torch.isfinite(d), d.abs(), 0).amax(dim=1)
+        return (eps == self.eps_k) & (spread <= self.reach)
 
     def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        if self.beta is not None and self._usable(d := h - self.beta, eps):
-            w = d.exp().to(self.kernel.dtype)[:, :, None]  # (B, m, 1)
-            r = torch.bmm(self.kernel, w).squeeze(-1).to(h.dtype)  # (B, n): K̃ e^d
-            out = r.log_().sub_(self.alpha)
-            if bool(torch.isfinite(out).all()):
-                return out
-        return self._rebuild(h, eps)
+        d = h - self.beta  # (B, m)
+        usable = self._usable(d, eps)
+        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, m)
+        r = torch.bmm(self.kernel, w[:, :, None]).squeeze(-1).to(h.dtype)  # (B, n): K̃ e^d
+        out = r.log_().sub_(self.alpha)
+        redo = ~(usable & torch.isfinite(out).all(dim=1))
+        if bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            out[idx] = self._rebuild(idx, h[idx], eps[idx])
+        return out
 
     def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        if self.alpha is not None and self._usable(d := h - self.alpha, eps):
-            w = d.exp().to(self.kernel.dtype)[:, None, :]  # (B, 1, n)
-            r = torch.bmm(w, self.kernel).squeeze(1).to(h.dtype)  # (B, m): K̃ᵀ e^d
-            out = torch.where(self.mask_y, r.log_().sub_(self.beta), 0)
-            if bool(torch.isfinite(out).all()):
-                return out
-        self.eps_k = None  # rebuild at the next column half-step
-        return self._exact_rows(h, eps)
+        d = h - self.alpha  # (B, n)
+        usable = self._usable(d, eps)
+        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, n)
+        r = torch.bmm(w[:, None, :], self.kernel).squeeze(1).to(h.dtype)  # (B, m): K̃ᵀ e^d
+        out = torch.where(self.mask_y, r.log_().sub_(self.beta), 0)
+        redo = ~(usable & torch.isfinite(out).all(dim=1))
+        if bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            out[idx] = self._exact_rows(idx, h[idx], eps[idx])
+            self.eps_k[idx] = math.nan  # rebuilt at their next column half-step
+        return out
 
-    def _rebuild(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Exact column half-step in the loop's precision; K̃ rebuilt around its in- and output.
+    def _rebuild(self, idx: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Exact column half-step for problems ``idx``; their K̃ rebuilt around it.
 
-        The exponent α_i + β_j − C_ij/ε is formed in that precision too, so K̃ carries only
-        the rounding of its own storage, not the rounding of C/ε at small ε.
+        Done in the loop's precision, so the exponent α_i + β_j − C_ij/ε carries no rounding
+        of C/ε: K̃ holds only the rounding of its own storage.
         """
-        B, n, _ = self.cost.shape
+        whole = idx.numel() == self.cost.shape[0]  # no copies of C when all are rebuilt
+        cost = self.cost if whole else self.cost[idx]  # (b, n, m)
+        b, n, m = cost.shape
+        step = _rows_per_block(b, m, self._block_elems)
         neg_inv_eps = (-1.0 / eps)[:, None, None]
-        out = h.new_empty((B, n))
-        for r0 in range(0, n, self._step):
-            r1 = min(n, r0 + self._step)
-            z = (self.cost[:, r0:r1].to(h.dtype) * neg_inv_eps).add_(h[:, None, :])  # (B, r, m)
+        out = h.new_empty((b, n))
+        kernel = self.kernel if whole else torch.empty_like(cost)
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            z = (cost[:, r0:r1].to(h.dtype) * neg_inv_eps).add_(h[:, None, :])  # (b, r, m)
             zmax = z.amax(dim=-1, keepdim=True)
             zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
             lse = (z - zmax).clamp_(min=_EXP_FLOOR).exp_().sum(dim=-1).log_().add_(zmax[..., 0])
             out[:, r0:r1] = lse
             # K̃_ij = exp(h_j − C_ij/ε − lse_i): α_i = −lse_i, β_j = h_j; rows sum to 1.
-            self.kernel[:, r0:r1] = z.sub_(lse[:, :, None]).clamp_(min=_EXP_FLOOR).exp_()
-        self.alpha = -out
-        self.beta = torch.where(torch.isfinite(h), h, 0)  # padding: −inf in h, 0 in β
-        self.eps_k = eps.clone()
-        self.rebuilds += 1
+            kernel[:, r0:r1] = z.sub_(lse[:, :, None]).clamp_(min=_EXP_FLOOR).exp_()
+        if not whole:
+            self.kernel[idx] = kernel
+        self.alpha[idx] = -out
+        self.beta[idx] = torch.where(torch.isfinite(h), h, 0)  # padding: −inf in h, 0 in β
+        self.eps_k[idx] = eps
+        self.rebuilds += int(idx.numel())
         return out
 
-    def _exact_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Log-domain row half-step over row blocks, combining partial sums as it goes."""
-        B, n, m = self.cost.shape
+    def _exact_rows(self, idx: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Log-domain row half-step for problems ``idx``, combining row blocks as it goes."""
+        cost = self.cost if idx.numel() == self.cost.shape[0] else self.cost[idx]  # (b, n, m)
+        b, n, m = cost.shape
+        step = _rows_per_block(b, m, self._block_elems)
         neg_inv_eps = (-1.0 / eps)[:, None, None]
-        acc = h.new_full((B, m), -math.inf)
-        for r0 in range(0, n, self._step):
-            r1 = min(n, r0 + self._step)
-            z = (self.cost[:, r0:r1].to(h.dtype) * neg_inv_eps).add_(h[:, r0:r1, None])
+        acc = h.new_full((b, m), -math.inf)
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            z = (cost[:, r0:r1].to(h.dtype) * neg_inv_eps).add_(h[:, r0:r1, None])
             zmax = z.amax(dim=1, keepdim=True)
             zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
             part = z.sub_(zmax).clamp_(min=_EXP_FLOOR).exp_().sum(dim=1).log_().add_(zmax[:, 0])
             acc = torch.logaddexp(acc, part)
-        return torch.where(self.mask_y, acc, 0)
+        return torch.where(self.mask_y[idx], acc, 0)
 
     def max_cost(self) -> torch.Tensor:
         valid = self.mask_x[:, :, None] & self.mask_y[:, None, :]  # (B, n, m)

@@ -106,3 +106,72 @@ class SolveProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class BatchProgress:
+    """A progress bar on stderr for many pairs: done / total, pairs per second, ETA, failures.
+
+    Shown only on a terminal unless ``force`` is set (``--progress``); ``--no-progress``
+    (``force=False``) hides it everywhere. Call :meth:`start` with the totals, the returned
+    hook as pairs finish, and :meth:`close` at the end (also on errors).
+    """
+
+    def __init__(self, *, force: bool | None) -> None:
+        self.enabled = force if force is not None else sys.stderr.isatty()
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._failed = 0
+
+    def start(self, total: int, done: int) -> Any:
+        """Begin at ``done`` of ``total`` (a resumed run); return the hook ``(n, failed)``."""
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("pairs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>8.1f} pairs/s"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "pairs", total=total, completed=done, rate=0.0, failed=0
+            )
+        self._start = time.perf_counter()
+        self._done_here = 0
+        return self.advance
+
+    def advance(self, count: int, failed: int) -> None:
+        self._failed += failed
+        self._done_here += count
+        if self._progress is not None:
+            rate = self._done_here / max(time.perf_counter() - self._start, 1e-9)
+            self._progress.update(self._task, advance=count, rate=rate, failed=self._failed)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def run_summary(summary: Any) -> None:
+    """The end-of-run table on stderr: ok, failed, not converged, resumed, time, pairs/s."""
+    from rich.table import Table
+
+    table = Table(title=f"otdist: {summary.out}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("pairs", str(summary.total))
+    table.add_row("ok", str(summary.ok))
+    table.add_row("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0")
+    table.add_row("not converged", str(summary.not_converged))
+    if summary.skipped:
+        table.add_row("already done (resumed)", str(summary.skipped))
+    table.add_row("total time", f"{summary.seconds:.2f} s")
+    table.add_row("pairs/s", f"{summary.pairs_per_second:.1f}")
+    stderr.print(table)

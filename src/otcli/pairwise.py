@@ -1,0 +1,205 @@
+"""Every unordered pair of N clouds, each solved once, as a symmetric matrix or a long table.
+
+The N(N−1)/2 cross problems and the N self problems (the diagonal, and the correction terms
+of the divergence) go through the batch engine together
+(:meth:`otcli.batch.Engine.solve_in_buckets`).
+Output by extension: ``.npy`` an N×N float64 matrix, ``.csv`` the same with the files as row
+and column labels, ``.parquet`` a long table with one row per pair i ≤ j (status and error
+included). Failed entries are NaN (empty in CSV) and make the run exit 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otcli.batch import (
+    CloudLoader,
+    Engine,
+    Problem,
+    ProgressHook,
+    RunSummary,
+    SolveSettings,
+    check_out_path,
+    divergence_value,
+    resolve_path,
+    rows_table,
+)
+from otcli.errors import InputError, OptionError, OtcliError
+
+if TYPE_CHECKING:
+    from otcli.cloud import Cloud
+    from otcli.result import SinkhornResult
+
+PAIRWISE_SUFFIXES = (".npy", ".csv", ".parquet")
+LONG_FIELDS = (
+    "i", "j", "a", "b", "n", "m", "eps", "cost", "objective", "divergence", "iterations",
+    "converged", "marginal_error", "status", "error", "seconds",
+)  # fmt: skip
+
+
+def read_file_list(path: str | os.PathLike[str]) -> list[str]:
+    """Paths from a text file, one per line (blank lines and ``#`` comments skipped),
+    relative ones resolved against the list's folder."""
+    where = os.fspath(path)
+    try:
+        text = Path(where).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(where, "no such file; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(where, f"cannot read the file list ({exc})") from None
+    base = os.path.dirname(where)
+    files = [line.strip() for line in text.splitlines()]
+    return [resolve_path(base, f) for f in files if f and not f.startswith("#")]
+
+
+def run_pairwise(
+    files: Sequence[str],
+    out: str | os.PathLike[str],
+    settings: SolveSettings,
+    *,
+    progress: Callable[[int, int], ProgressHook] | None = None,
+) -> RunSummary:
+    """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
+
+    The diagonal holds each cloud against itself: the entropic self-cost ⟨P, C⟩ (not zero),
+    or exactly 0 for ``settings.divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
+    options; unreadable files and failed solves become NaN entries and error rows.
+    """
+    start = time.perf_counter()
+    out_path = check_out_path(out, PAIRWISE_SUFFIXES)
+    if len(files) < 2:
+        raise OptionError("FILE", f"got {len(files)} file(s); pairwise needs at least two")
+    engine = Engine.create(settings)
+    n_files = len(files)
+    total = n_files * (n_files + 1) // 2
+    hook = progress(total, 0) if progress is not None else None
+    with ThreadPoolExecutor(settings.workers, thread_name_prefix="otdist-io") as pool:
+        loader = CloudLoader(pool, settings)
+        loader.prefetch(files)
+        clouds = [loader.get(f) for f in files]
+    outcomes, shares = _solve_all(clouds, engine, settings.eps, hook)
+    rows = [
+        _row(i, j, files, clouds, outcomes, shares, settings)
+        for i in range(n_files)
+        for j in range(i, n_files)
+    ]
+    _write(out_path, rows, files, settings.divergence)
+    summary = RunSummary(total=total, seconds=time.perf_counter() - start, out=str(out_path))
+    for r in rows:
+        if r["status"] == "ok":
+            summary.ok += 1
+            summary.not_converged += not r["converged"]
+        else:
+            summary.failed += 1
+            summary.first_error = summary.first_error or r["error"]
+    return summary
+
+
+def _solve_all(
+    clouds: Sequence[Cloud | str], engine: Engine, eps: float, hook: ProgressHook | None
+) -> tuple[dict[tuple[int, int], SinkhornResult | str], dict[tuple[int, int], float]]:
+    """Outcome of every pair i ≤ j (solved in buckets, or the reason it could not be) and
+    each solved pair's share of its bucket's seconds."""
+    outcomes: dict[tuple[int, int], SinkhornResult | str] = {}
+    shares: dict[tuple[int, int], float] = {}
+    problems: list[Problem] = []
+    keys: list[tuple[int, int]] = []
+    failed_now = 0
+    for i, ci in enumerate(clouds):
+        for j in range(i, len(clouds)):
+            cj = clouds[j]
+            reason = ci if isinstance(ci, str) else cj if isinstance(cj, str) else None
+            if reason is None:
+                try:
+                    engine.check_pair(ci, cj)  # type: ignore[arg-type]
+                except OtcliError as exc:
+                    reason = str(exc)
+            if reason is not None:
+                outcomes[(i, j)] = reason
+                failed_now += 1
+                continue
+            keys.append((i, j))
+            problems.append(Problem(ci, cj, eps))  # type: ignore[arg-type]
+    if hook is not None and failed_now:
+        hook(failed_now, failed_now)
+    for idx, outs in engine.solve_in_buckets(problems):
+        for k, o in zip(idx, outs, strict=True):
+            outcomes[keys[k]] = o
+            shares[keys[k]] = 0.0 if isinstance(o, str) else o.seconds / len(idx)
+        if hook is not None:
+            hook(len(idx), sum(isinstance(o, str) for o in outs))
+    return outcomes, shares
+
+
+def _row(
+    i: int,
+    j: int,
+    files: Sequence[str],
+    clouds: Sequence[Cloud | str],
+    outcomes: dict[tuple[int, int], SinkhornResult | str],
+    shares: dict[tuple[int, int], float],
+    settings: SolveSettings,
+) -> dict[str, Any]:
+    """The long-table row of pair (i, j); with divergence, it needs (i, i) and (j, j) too."""
+    ci, cj = clouds[i], clouds[j]
+    row: dict[str, Any] = dict.fromkeys(LONG_FIELDS)
+    row.update(
+        i=i, j=j, a=files[i], b=files[j], eps=settings.eps,
+        n=None if isinstance(ci, str) else ci.n, m=None if isinstance(cj, str) else cj.n,
+    )  # fmt: skip
+    res = outcomes[(i, j)]
+    needed = [res]
+    if settings.divergence:
+        needed += [outcomes[(i, i)], outcomes[(j, j)]]
+    reason = next((o for o in needed if isinstance(o, str)), None)
+    if reason is not None:
+        row.update(status="error", error=reason)
+        return row
+    xy = res
+    xx, yy = (needed[1], needed[2]) if settings.divergence else (res, res)
+    row.update(
+        cost=xy.cost, objective=xy.objective, iterations=xy.iterations,
+        converged=all(o.converged for o in needed), marginal_error=xy.marginal_error,
+        status="ok", seconds=shares[(i, j)],
+    )  # fmt: skip
+    if settings.divergence:
+        row["divergence"] = 0.0 if i == j else divergence_value(xy, xx, yy)
+    return row
+
+
+def _write(out: Path, rows: Sequence[dict[str, Any]], files: Sequence[str], div: bool) -> None:
+    """The matrix (.npy, .csv with labels) or the long table (.parquet), atomically."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from otcli.io import atomic_write
+
+    suffix = out.suffix.lower()
+    value = "divergence" if div else "cost"
+    try:
+        with atomic_write(out) as tmp:
+            if suffix == ".parquet":
+                fields = [f for f in LONG_FIELDS if div or f != "divergence"]
+                pq.write_table(rows_table(rows, fields), str(tmp))
+                return
+            mat = np.full((len(files), len(files)), np.nan)
+            for r in rows:
+                if r["status"] == "ok":
+                    mat[r["i"], r["j"]] = mat[r["j"], r["i"]] = r[value]
+            if suffix == ".npy":
+                np.save(tmp, mat)
+                return
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["file", *files])
+                for label, values in zip(files, mat, strict=True):
+                    w.writerow([label, *("" if math.isnan(v) else repr(float(v)) for v in values)])
+    except OSError as exc:
+        raise OtcliError(str(out), f"cannot write the file ({exc.strerror or exc})") from None
