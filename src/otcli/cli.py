@@ -82,6 +82,47 @@ def _root(
 SOLVER = "Solver"
 INPUT = "Input"
 OUTPUT = "Output"
+BATCH = "Batch"
+
+
+# Options shared by the commands, declared once.
+CostOpt = Annotated[CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)]
+NoScalingOpt = Annotated[
+    bool,
+    typer.Option("--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
+]
+DTypeOpt = Annotated[
+    DType,
+    typer.Option(
+        help="Precision of the n×m matrices (vectors stay float64).", rich_help_panel=SOLVER
+    ),
+]
+TolOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ \\[default: 1e-5 float32, 1e-7 float64].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+MaxBatchOpt = Annotated[
+    int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
+]
+ManyProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress bar and summary on stderr \\[default: on a terminal].",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    str | None, typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT)
+]
 
 
 @app.command(PAIR_COMMAND)
@@ -100,9 +141,7 @@ def pair(
             help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
         ),
     ] = 0.1,
-    cost: Annotated[
-        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
-    ] = CostName.sqeuclidean,
+    cost: CostOpt = CostName.sqeuclidean,
     p: Annotated[
         float | None,
         typer.Option(
@@ -112,14 +151,7 @@ def pair(
     max_iter: Annotated[
         int, typer.Option(help="Iteration limit (ε-annealing included).", rich_help_panel=SOLVER)
     ] = 1000,
-    tol: Annotated[
-        float | None,
-        typer.Option(
-            help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ \\[default: 1e-5 float32, 1e-7 float64].",
-            rich_help_panel=SOLVER,
-            show_default=False,
-        ),
-    ] = None,
+    tol: TolOpt = None,
     scaling: Annotated[
         float,
         typer.Option(
@@ -133,12 +165,8 @@ def pair(
             "--no-scaling", help="Plain Sinkhorn at --eps, no annealing.", rich_help_panel=SOLVER
         ),
     ] = False,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
-    ] = "auto",
-    dtype: Annotated[
-        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
-    ] = DType.float32,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
     divergence: Annotated[
         bool,
         typer.Option(
@@ -363,8 +391,6 @@ def _split_list(value: str | None, option: str) -> list[str] | None:
 
 # --- many pairs: otdist batch, otdist pairwise ------------------------------------------------
 
-BATCH = "Batch"
-
 
 class CouplingFormat(str, Enum):
     npy = "npy"
@@ -447,38 +473,20 @@ def batch(
     eps: Annotated[
         float, typer.Option(help="ε for rows without an eps value.", rich_help_panel=SOLVER)
     ] = 0.1,
-    cost: Annotated[
-        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
-    ] = CostName.sqeuclidean,
+    cost: CostOpt = CostName.sqeuclidean,
     p: Annotated[
         float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
     ] = None,
     max_iter: Annotated[
         int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
     ] = 1000,
-    tol: Annotated[
-        float | None,
-        typer.Option(
-            help="Target marginal L1 error \\[default: 1e-5 float32, 1e-7 float64].",
-            rich_help_panel=SOLVER,
-            show_default=False,
-        ),
-    ] = None,
+    tol: TolOpt = None,
     scaling: Annotated[
         float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
     ] = 0.5,
-    no_scaling: Annotated[
-        bool,
-        typer.Option(
-            "--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER
-        ),
-    ] = False,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
-    ] = "auto",
-    dtype: Annotated[
-        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
-    ] = DType.float32,
+    no_scaling: NoScalingOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
     divergence: Annotated[
         bool,
         typer.Option(
@@ -494,10 +502,7 @@ def batch(
             rich_help_panel=INPUT,
         ),
     ] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT),
-    ] = None,
+    weights: WeightsOpt = None,
     memory: Annotated[
         str | None,
         typer.Option(
@@ -506,9 +511,7 @@ def batch(
             show_default=False,
         ),
     ] = None,
-    max_batch: Annotated[
-        int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
-    ] = 64,
+    max_batch: MaxBatchOpt = 64,
     workers: Annotated[
         int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
     ] = 4,
@@ -544,15 +547,7 @@ def batch(
         CouplingFormat,
         typer.Option(help="npy: dense n×m; parquet: long i, j, value.", rich_help_panel=OUTPUT),
     ] = CouplingFormat.npy,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="Progress bar and summary on stderr \\[default: on a terminal].",
-            rich_help_panel=OUTPUT,
-            show_default=False,
-        ),
-    ] = None,
+    progress: ManyProgressOpt = None,
 ) -> None:
     """Score every pair of a manifest into one table; a killed run continues with --resume.
 
@@ -604,38 +599,20 @@ def pairwise(
             help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
         ),
     ] = 0.1,
-    cost: Annotated[
-        CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)
-    ] = CostName.sqeuclidean,
+    cost: CostOpt = CostName.sqeuclidean,
     p: Annotated[
         float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
     ] = None,
     max_iter: Annotated[
         int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
     ] = 1000,
-    tol: Annotated[
-        float | None,
-        typer.Option(
-            help="Target marginal L1 error \\[default: 1e-5 float32, 1e-7 float64].",
-            rich_help_panel=SOLVER,
-            show_default=False,
-        ),
-    ] = None,
+    tol: TolOpt = None,
     scaling: Annotated[
         float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
     ] = 0.5,
-    no_scaling: Annotated[
-        bool,
-        typer.Option(
-            "--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER
-        ),
-    ] = False,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
-    ] = "auto",
-    dtype: Annotated[
-        DType, typer.Option(help="Working precision.", rich_help_panel=SOLVER)
-    ] = DType.float32,
+    no_scaling: NoScalingOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
     divergence: Annotated[
         bool,
         typer.Option(
@@ -647,10 +624,7 @@ def pairwise(
     columns: Annotated[
         str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
     ] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT),
-    ] = None,
+    weights: WeightsOpt = None,
     memory: Annotated[
         str | None,
         typer.Option(
@@ -659,21 +633,11 @@ def pairwise(
             show_default=False,
         ),
     ] = None,
-    max_batch: Annotated[
-        int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
-    ] = 64,
+    max_batch: MaxBatchOpt = 64,
     workers: Annotated[
         int, typer.Option(help="Threads reading clouds.", rich_help_panel=BATCH)
     ] = 4,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="Progress bar and summary on stderr \\[default: on a terminal].",
-            rich_help_panel=OUTPUT,
-            show_default=False,
-        ),
-    ] = None,
+    progress: ManyProgressOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
