@@ -55,13 +55,6 @@ def test_clouds_are_read_only():
         c.weights[0] = 9.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (cloud.make_cloud): for a C-contiguous float64 input, np.asarray and "
-    "np.ascontiguousarray return the caller's own array, and x.setflags(write=False) then "
-    "makes the CALLER's array read-only: after otcli.solve(x, y) the user can no longer "
-    "write to x or y (ValueError: assignment destination is read-only). It should copy first.",
-)
 def test_caller_arrays_stay_writable():
     x = PTS.copy()
     make_cloud(x)

@@ -128,12 +128,11 @@ def test_seed_moons(moons, dtype):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG (solver over-relaxation): with default options the seed's 5-point line at "
-    "ε=0.1 in float64 is still at marginal error 2.3e-6 (tol 1e-7) after max_iter=1000. In "
-    "solver._relaxation ω flips between 1 and ≈1.5 every 10-iteration window: the error at the "
-    "end of each ω≈1.5 window (8.9e-6) exceeds the one before (2.9e-6), a transient of the ω "
-    "change, so ρ>1 resets ω to 1; the net decay is ~0.6% per 20 iterations. The slow mode is "
-    "real (POT's sinkhorn_log needs ~50,000 iterations) and is what over-relaxation is for.",
+    reason="KNOWN LIMITATION (ε-annealing on near-permutation problems): annealing leaves the "
+    "line's potentials in a near-flat dual direction that Sinkhorn leaves at ~1e-6 per "
+    "iteration (POT's sinkhorn_log needs ~50,000 iterations); over-relaxation oscillates "
+    "there, and the stall rule stops at marginal error ~6e-6 > tol 1e-7. Plain Sinkhorn "
+    "(scaling=None) converges at once (test below); the cost is right to 2e-8.",
 )
 def test_seed_line_float64_converges_with_defaults(line):
     x, y = line
@@ -143,9 +142,9 @@ def test_seed_line_float64_converges_with_defaults(line):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG (same over-relaxation stall, float32): in the seed's batch at ε=0.1 the "
-    "shift-3 pair (costs up to 25) hits max_iter=1000 with marginal error 2.4e-5 > tol 1e-5 "
-    "(alone it needs 2,401 iterations); shifts 1, 2, 4 converge in 51-81",
+    reason="KNOWN LIMITATION (same slow mode, float32): in the seed's batch at ε=0.1 the "
+    "shift-2 and shift-3 pairs stall at marginal error 1.0e-5 / 1.3e-5 > tol 1e-5 after "
+    "~250 iterations; their costs are right to 1e-7",
 )
 def test_seed_batch_float32_converges_with_defaults(line):
     x, y = line

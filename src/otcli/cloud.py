@@ -68,7 +68,7 @@ def make_cloud(points: object, weights: object | None = None, source: str = "<ar
             "clean the data or drop those rows",
         )
     w = _normalised_weights(weights, n, source)
-    x = np.ascontiguousarray(x)
+    x = np.array(x, order="C")  # our own copy: freezing it must not freeze the caller's array
     x.setflags(write=False)
     w.setflags(write=False)
     return Cloud(points=x, weights=w, source=source)

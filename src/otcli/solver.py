@@ -116,6 +116,7 @@ def sinkhorn_loop(
     schedule = torch.cat([eps_schedule(geom.max_cost(), eps, opts.scaling), eps[None]])  # (K+1, B)
     last = schedule.shape[0] - 1
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
+    stage = torch.where(schedule[stage, rows] == eps, last, stage)
     e = schedule[stage, rows]
     f = log_a.new_zeros((B, n))
     g_hat = g_step(f, e)  # G(f): the g that makes columns sum to b for the current f
@@ -126,6 +127,7 @@ def sinkhorn_loop(
     omega = torch.ones_like(err)
     stage_iters = torch.zeros_like(iterations)
     err_ref = err.clone()  # error at the start of the current rate-estimation window
+    settling = torch.zeros_like(active)  # ω changed at the last window: skip one measurement
     best = err.clone()  # lowest error seen at the target ε
     since = torch.zeros_like(iterations)  # iterations since ``best`` last fell by 1%
     window = max(opts.relax_window, opts.check_every)
@@ -151,9 +153,14 @@ def sinkhorn_loop(
             since = torch.where(better | ~at_last, 0, since + opts.check_every)
             active = active & ~(ok & at_last) & ~(since >= opts.patience)
             stage = stage + advance
+            # Stages at the target already (a problem whose costs are smaller than the
+            # batch's largest) are skipped: each stage change resets ω.
+            stage = torch.where(schedule[stage, rows] == eps, last, stage)
             e = schedule[stage, rows]
             if it % window == 0:
-                omega, err_ref = _relaxation(omega, err, err_ref, window, opts.max_omega)
+                omega, err_ref, settling = _relaxation(
+                    omega, err, err_ref, settling, window, opts.max_omega
+                )
             omega = torch.where(advance, 1.0, omega)
             stage_iters = torch.where(advance, 0, stage_iters)
             err_ref = torch.where(advance, math.inf, err_ref)
@@ -180,16 +187,30 @@ def sinkhorn_loop(
 
 
 def _relaxation(
-    omega: torch.Tensor, err: torch.Tensor, err_ref: torch.Tensor, window: int, max_omega: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """New over-relaxation factors from the error's contraction over the last window."""
+    omega: torch.Tensor,
+    err: torch.Tensor,
+    err_ref: torch.Tensor,
+    settling: torch.Tensor,
+    window: int,
+    max_omega: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """New over-relaxation factors from the error's contraction over the last window.
+
+    A change of ω disturbs the error for a while, so the window right after a change is not
+    measured (``settling``). An error that grew over a window halves ω − 1 instead of
+    dropping ω to 1: a reset would throw away a good estimate on a mere transient.
+    Returns (ω, error at the start of the next window, settling).
+    """
     rho = (err / err_ref).pow(1.0 / window)  # observed rate per iteration, (B,)
     theta = (rho + omega - 1).square() / (rho * omega.square())  # plain Sinkhorn's rate
-    new = (2.0 / (1.0 + torch.sqrt(1.0 - theta.clamp(0.0, 1.0)))).clamp(1.0, max_omega)
-    falling = torch.isfinite(err_ref) & (rho > 0) & (rho < 1)
-    measured = torch.where(falling, new, torch.ones_like(omega))
-    # Before the first full window there is nothing to measure: keep ω as it is.
-    return torch.where(torch.isfinite(err_ref), measured, omega), err.clone()
+    estimate = (2.0 / (1.0 + torch.sqrt(1.0 - theta.clamp(0.0, 1.0)))).clamp(1.0, max_omega)
+    measured = torch.isfinite(err_ref) & (rho > 0) & ~settling
+    falling = measured & (rho < 1)
+    new = torch.where(falling, estimate, omega)
+    new = torch.where(measured & ~falling, 1.0 + 0.5 * (omega - 1.0), new)
+    changed = (new - omega).abs() > 0.02
+    new = torch.where(changed, new, omega)
+    return new, err.clone(), changed
 
 
 def plan_statistics(
