@@ -62,12 +62,11 @@ def test_seed_line(line, dtype, eps, expected):
     x, y = line
     r = otcli.solve(x, y, eps=eps, dtype=dtype)
     assert round(r.cost, 4) == expected
-    assert_valid_result(r, require_converged=False)
+    assert_valid_result(r)
     # More digits: POT's cost settles to 1e-14 within 500 iterations on this problem.
     cmat = numpy_cost(x, y, "sqeuclidean")
     plan = ot.sinkhorn(np.full(5, 0.2), np.full(5, 0.2), cmat, eps, method="sinkhorn_log",
                        numItermax=500, stopThr=1e-12, warn=False)  # fmt: skip
-    # float64 stops unconverged at ε = 0.1 (xfail below), 2e-8 off the converged value.
     assert r.cost == pytest.approx(
         float((plan * cmat).sum()), rel=1e-5 if dtype == "float32" else 1e-7
     )
@@ -108,7 +107,6 @@ def test_seed_batch_against_converged_values(line, dtype):
     x, y = line
     shifts = np.array([1.0, 2.0, 3.0, 4.0])
     rs = otcli.solve([x] * 4, [y + np.array([0.0, s - 1.0]) for s in shifts], eps=0.1, dtype=dtype)
-    # float64 by default stops unconverged here (see the xfail above), 2e-8 off.
     rel = 1e-5 if dtype == "float32" else 1e-7
     for r, s in zip(rs, shifts, strict=True):
         assert r.cost == pytest.approx(LINE_COST + s**2 - 1, rel=rel)
@@ -126,26 +124,12 @@ def test_seed_moons(moons, dtype):
     assert r.cost == pytest.approx(oracle, rel=1e-5 if dtype == "float32" else 1e-7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN LIMITATION (ε-annealing on near-permutation problems): annealing leaves the "
-    "line's potentials in a near-flat dual direction that Sinkhorn leaves at ~1e-6 per "
-    "iteration (POT's sinkhorn_log needs ~50,000 iterations); over-relaxation oscillates "
-    "there, and the stall rule stops at marginal error ~6e-6 > tol 1e-7. Plain Sinkhorn "
-    "(scaling=None) converges at once (test below); the cost is right to 2e-8.",
-)
 def test_seed_line_float64_converges_with_defaults(line):
     x, y = line
     r = otcli.solve(x, y, eps=0.1, dtype="float64")
     assert r.converged, (r.marginal_error, r.iterations)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN LIMITATION (same slow mode, float32): in the seed's batch at ε=0.1 the "
-    "shift-2 and shift-3 pairs stall at marginal error 1.0e-5 / 1.3e-5 > tol 1e-5 after "
-    "~250 iterations; their costs are right to 1e-7",
-)
 def test_seed_batch_float32_converges_with_defaults(line):
     x, y = line
     ys = [y + np.array([0.0, s]) for s in (0.0, 1.0, 2.0, 3.0)]

@@ -130,6 +130,8 @@ def sinkhorn_loop(
     settling = torch.zeros_like(active)  # ω changed at the last window: skip one measurement
     best = err.clone()  # lowest error seen at the target ε
     since = torch.zeros_like(iterations)  # iterations since ``best`` last fell by 1%
+    restarted = torch.zeros_like(active)  # restarted once from zero after a stall
+    kept_f, kept_g, kept_err = f.clone(), g.clone(), err.clone()  # state at that stall
     window = max(opts.relax_window, opts.check_every)
     for it in range(1, opts.max_iter + 1):
         f_hat = f_step(g, e)
@@ -151,7 +153,16 @@ def sinkhorn_loop(
             better = at_last & (err < 0.99 * best)
             best = torch.where(better, err, best)
             since = torch.where(better | ~at_last, 0, since + opts.check_every)
-            active = active & ~(ok & at_last) & ~(since >= opts.patience)
+            stalled = active & ~(ok & at_last) & (since >= opts.patience)
+            # First stall: annealing can leave a problem with near-ties (a near-permutation
+            # plan) in a flat dual direction that Sinkhorn leaves at a crawl. Keep what it
+            # reached and restart it once, plainly, from zero potentials at the target ε.
+            restart = stalled & ~restarted
+            kept_f = torch.where(flag(restart), f, kept_f)
+            kept_g = torch.where(flag(restart), g, kept_g)
+            kept_err = torch.where(restart, err, kept_err)
+            restarted = restarted | restart
+            active = active & ~(ok & at_last) & ~(stalled & ~restart)
             stage = stage + advance
             # Stages at the target already (a problem whose costs are smaller than the
             # batch's largest) are skipped: each stage change resets ω.
@@ -161,21 +172,33 @@ def sinkhorn_loop(
                 omega, err_ref, settling = _relaxation(
                     omega, err, err_ref, settling, window, opts.max_omega
                 )
-            omega = torch.where(advance, 1.0, omega)
+            fresh = advance | restart
+            omega = torch.where(fresh, 1.0, omega)
             stage_iters = torch.where(advance, 0, stage_iters)
-            err_ref = torch.where(advance, math.inf, err_ref)
+            err_ref = torch.where(fresh, math.inf, err_ref)
+            best = torch.where(restart, math.inf, best)
+            since = torch.where(restart, 0, since)
             if progress is not None:
                 progress(it, float(e.max()), float(err.max()))
-            any_active, any_advance = torch.stack([active.any(), advance.any()]).tolist()
+            flags = torch.stack([active.any(), advance.any(), restart.any()]).tolist()
+            any_active, any_advance, any_restart = flags
             if it == opts.max_iter or not any_active:
                 break
-            if any_advance:  # a new ε for some problems: redo their half-step with it
+            if any_restart:
+                f = torch.where(flag(restart), 0.0, f)
+                g_hat = g_step(f, e)
+                g = torch.where(flag(restart), g_hat, g)
+            if any_advance or any_restart:  # new ε or potentials: redo the half-step
                 f_hat = f_step(g, e)
         f = torch.where(flag(active), f + flag(omega) * (f_hat - f), f)
         g_hat = g_step(f, e)
         g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
         stage_iters += 1
         iterations += active
+    worse = restarted & (err > kept_err)  # the restart did not beat the first attempt
+    f = torch.where(flag(worse), kept_f, f)
+    g = torch.where(flag(worse), kept_g, g)
+    err = torch.where(worse, kept_err, err)
     behind = stage < last
     if bool(behind.any()):
         # Stopped by max_iter while still annealing: potentials of a larger ε would put
