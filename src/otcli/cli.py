@@ -356,9 +356,10 @@ def _not_converged(res: Any, max_iter: int) -> str:
     what = f"marginal error {res.marginal_error:.2e} above --tol {res.tol:.0e}"
     if res.iterations >= max_iter:
         return f"not converged: {what} after --max-iter {max_iter}; raise --max-iter or --tol"
+    hint = "--dtype float64, a larger --eps" if res.dtype == "float32" else "a larger --eps"
     return (
-        f"not converged: {what}; {res.dtype} cannot resolve ε = {res.eps:g} any finer "
-        "(rounding of C/ε); use --dtype float64 or a larger --tol"
+        f"not converged: {what}; the error stopped falling after {res.iterations} "
+        f"iterations at ε = {res.eps:g}; try {hint} or a larger --tol"
     )
 
 

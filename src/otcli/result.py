@@ -27,9 +27,9 @@ class SinkhornResult:
       distance"; with squared-Euclidean cost it estimates W₂² when ε is small against C).
     - ``objective``: the regularised value OT_ε = ⟨a, f⟩ + ⟨b, g⟩ (dual form).
     - ``marginal_error``: ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the returned plan.
-    - ``converged``: ``marginal_error`` ≤ ``tol``. In float32 at small ε the loop can stop
-      with an error above ``tol`` that more iterations cannot lower (the cost's rounding,
-      ulp(C)/ε, sets a floor): then ``iterations`` is below the limit and ``converged`` false.
+    - ``converged``: ``marginal_error`` ≤ ``tol``. A problem can stop before the iteration
+      limit without converging when its error stalls (no 1% progress in 200 iterations,
+      even after one restart from zero potentials): ``iterations`` is then below the limit.
     - ``f``, ``g``: dual potentials, with P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε).
     - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
       ``plan()`` rebuild bit for bit the cost matrix the solver used.
