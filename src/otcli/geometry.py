@@ -286,10 +286,12 @@ class KernelGeometry:
             z = (cost[:, r0:r1].to(h.dtype) * neg_inv_eps).add_(h[:, None, :])  # (b, r, m)
             zmax = z.amax(dim=-1, keepdim=True)
             zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
-            lse = (z - zmax).clamp_(min=_EXP_FLOOR).exp_().sum(dim=-1).log_().add_(zmax[..., 0])
-            out[:, r0:r1] = lse
-            # K̃_ij = exp(h_j − C_ij/ε − lse_i): α_i = −lse_i, β_j = h_j; rows sum to 1.
-            kernel[:, r0:r1] = z.sub_(lse[:, :, None]).clamp_(min=_EXP_FLOOR).exp_()
+            e = z.sub_(zmax).clamp_(min=_EXP_FLOOR).exp_()  # exp(z − max), (b, r, m)
+            total = e.sum(dim=-1)  # (b, r)
+            out[:, r0:r1] = total.log().add_(zmax[..., 0])  # lse_i
+            # K̃_ij = exp(h_j − C_ij/ε − lse_i) = e_ij / Σ_j e_ij: α_i = −lse_i, β_j = h_j,
+            # rows sum to 1, and no second exp.
+            kernel[:, r0:r1] = e.div_(total[:, :, None])
         if not whole:
             self.kernel[idx] = kernel
         self.alpha[idx] = -out
