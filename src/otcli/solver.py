@@ -52,13 +52,14 @@ class SolverOptions:
 
 @dataclass(frozen=True)
 class LoopOutput:
-    """Potentials and per-problem counters straight out of the loop (device tensors)."""
+    """Potentials and per-problem iteration counts straight out of the loop (device tensors).
+
+    Whether a problem converged is decided afterwards, on the plan these potentials define.
+    """
 
     f: torch.Tensor  # (B, n)
     g: torch.Tensor  # (B, m)
     iterations: torch.Tensor  # (B,) int64, annealing stages included
-    converged: torch.Tensor  # (B,) bool
-    loop_error: torch.Tensor  # (B,) marginal error at the last check
 
 
 ProgressFn = Callable[[int, float, float], None]
@@ -97,8 +98,10 @@ def sinkhorn_loop(
     Updates are over-relaxed, f ← f + ω(f̂ − f) (Thibault et al. 2017; Lehmann et al. 2022),
     with ω set per problem from the observed contraction rate ρ of the error: for Sinkhorn's
     linearisation, (ρ + ω − 1)² = ρω²Θ gives plain Sinkhorn's rate Θ, and
-    ω* = 2 / (1 + √(1 − Θ)). An error that stops falling resets ω to 1 (plain Sinkhorn).
+    ω* = 2 / (1 + √(1 − Θ)); an error that grows over a window halves ω − 1.
     Converged problems are frozen while the rest go on; each records its own iterations.
+    A problem whose error stalls at the target ε (no 1% progress in ``opts.patience``
+    iterations) restarts once from zero potentials, then stops; the better state is kept.
     """
     B, n = log_a.shape
     a, b = log_a.exp(), log_b.exp()
@@ -206,7 +209,7 @@ def sinkhorn_loop(
         # gives a finite plan whose marginal error tells how far from done it is.
         f = torch.where(flag(behind), f_step(g, eps), f)
         g = torch.where(flag(behind), g_step(f, eps), g)
-    return LoopOutput(f=f, g=g, iterations=iterations, converged=~active, loop_error=err)
+    return LoopOutput(f=f, g=g, iterations=iterations)
 
 
 def _relaxation(
