@@ -15,7 +15,7 @@ import pytest
 if TYPE_CHECKING:
     from otcli.result import SinkhornResult
 
-# torch, sklearn and threadpoolctl load inside the fixtures that need them: every test module
+# torch loads inside the fixtures that need them: every test module
 # shares this file, and test_io / test_cli should not pay for them at collection.
 
 # --- the seed's worked examples (shared/seed/README.md) --------------------------------------
@@ -95,7 +95,7 @@ def assert_valid_result(
 
 @pytest.fixture(scope="module")
 def single_thread() -> Iterator[None]:
-    """One torch / OpenMP / BLAS thread for a module of small problems.
+    """One torch thread for a module of small problems.
 
     On a busy 2-core machine, torch's two OpenMP threads and OpenBLAS's (POT's oracles) spin
     against each other: a 4-pair batch of ≤ 50 points took 0.9-3.6 s instead of 0.08 s. The
@@ -103,13 +103,11 @@ def single_thread() -> Iterator[None]:
     ``pytestmark = pytest.mark.usefixtures("single_thread")``; the setting is restored after.
     """
     import torch
-    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1):
-            yield
+        yield
     finally:
         torch.set_num_threads(before)
 
@@ -122,11 +120,16 @@ def line() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def moons() -> tuple[np.ndarray, np.ndarray]:
-    """The seed's moons: ``make_moons(n_samples=30)`` (no noise), class 0 vs class 1."""
-    from sklearn.datasets import make_moons
+    """The seed's moons, ``make_moons(n_samples=30)`` class 0 vs class 1, from its closed form.
 
-    pts, labels = make_moons(n_samples=30, random_state=0)
-    return pts[labels == 0], pts[labels == 1]
+    scikit-learn's noiseless moons are x = cos t, y = sin t (outer) and x = 1 − cos t,
+    y = 1 − sin t − 0.5 (inner), t = linspace(0, π, 15); tests/test_packaging.py checks the
+    formula against scikit-learn where it is installed.
+    """
+    t = np.linspace(0.0, np.pi, 15)
+    outer = np.column_stack([np.cos(t), np.sin(t)])
+    inner = np.column_stack([1.0 - np.cos(t), 1.0 - np.sin(t) - 0.5])
+    return outer, inner
 
 
 @pytest.fixture
