@@ -24,6 +24,27 @@ LINE_X = np.array([[float(i), 0.0] for i in range(5)])
 LINE_Y = np.array([[float(i), 1.0] for i in range(5)])
 
 
+def numpy_cost(x: np.ndarray, y: np.ndarray, name: str, p: float | None = None) -> np.ndarray:
+    """C_ij straight from the definitions, in numpy float64 (never from otcli.cost).
+
+    Works on (n, d) × (m, d) → (n, m) and on batches (..., n, d) × (..., m, d).
+    """
+    diff = x[..., :, None, :] - y[..., None, :, :]  # (..., n, m, d)
+    if name == "sqeuclidean":
+        return (diff**2).sum(-1)
+    if name == "euclidean":
+        return np.sqrt((diff**2).sum(-1))
+    if name == "cityblock":
+        return np.abs(diff).sum(-1)
+    if name == "pnorm":
+        return (np.abs(diff) ** (2.0 if p is None else p)).sum(-1)
+    if name == "cosine":
+        xn = x / np.linalg.norm(x, axis=-1, keepdims=True)
+        yn = y / np.linalg.norm(y, axis=-1, keepdims=True)
+        return 1.0 - np.einsum("...ik,...jk->...ij", xn, yn)
+    raise AssertionError(name)
+
+
 def _normalised(w: np.ndarray | None, n: int) -> np.ndarray:
     if w is None:
         return np.full(n, 1.0 / n)

@@ -274,7 +274,7 @@ def test_bad_options_are_usage_errors(capfd, tmp_path):
     code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.txt")
     assert code == 2
     assert err == (f"Error: -o: '{tmp_path / 'r.txt'}' has unsupported file type '.txt'; use "
-                   ".parquet, .csv, .jsonl\n")  # fmt: skip
+                   "one of .parquet, .csv, .jsonl\n")  # fmt: skip
     code, _, err = otdist(capfd, "batch", tmp_path / "none.csv", "-o", tmp_path / "r.csv")
     assert (code, err) == (2, f"Error: {tmp_path / 'none.csv'}: no such file; check the path\n")
     code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.csv", "--eps", "-1")

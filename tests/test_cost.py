@@ -11,28 +11,11 @@ import pytest
 import torch
 
 import otcli
+from conftest import numpy_cost
 from otcli.cost import COST_NAMES, CostFn, check_points_for_cost, get_cost, working_cost
 from otcli.errors import InputError, OptionError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def numpy_cost(x: np.ndarray, y: np.ndarray, name: str, p: float = 2.0) -> np.ndarray:
-    """(B, n, d), (B, m, d) → (B, n, m), straight from the definitions, in float64."""
-    diff = x[:, :, None, :] - y[:, None, :, :]  # (B, n, m, d)
-    if name == "sqeuclidean":
-        return (diff**2).sum(-1)
-    if name == "euclidean":
-        return np.sqrt((diff**2).sum(-1))
-    if name == "cityblock":
-        return np.abs(diff).sum(-1)
-    if name == "pnorm":
-        return (np.abs(diff) ** p).sum(-1)
-    if name == "cosine":
-        xn = x / np.linalg.norm(x, axis=-1, keepdims=True)
-        yn = y / np.linalg.norm(y, axis=-1, keepdims=True)
-        return 1.0 - np.einsum("bik,bjk->bij", xn, yn)
-    raise AssertionError(name)
 
 
 CASES = [

@@ -113,6 +113,6 @@ def test_usage_errors(capfd, tmp_path, clouds):
     code, _, err = otdist(capfd, "pairwise", *clouds, "-o", tmp_path / "d.jsonl")
     assert code == 2
     assert err == (f"Error: -o: '{tmp_path / 'd.jsonl'}' has unsupported file type '.jsonl'; "
-                   "use .npy, .csv, .parquet\n")  # fmt: skip
+                   "use one of .npy, .csv, .parquet\n")  # fmt: skip
     code, _, err = otdist(capfd, "pairwise", *clouds)
     assert (code, err) == (2, "Error: -o: give the output file: -o matrix.npy, .csv or .parquet\n")

@@ -14,31 +14,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import otcli
-from conftest import assert_valid_result, marginal_l1
+from conftest import assert_valid_result, marginal_l1, numpy_cost
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 DTYPES = ["float32", "float64"]
 
 # --- independent numpy cost matrices ----------------------------------------------------------
-
-
-def numpy_cost(x: np.ndarray, y: np.ndarray, name: str, p: float | None = None) -> np.ndarray:
-    """C_ij written out with numpy, from the formulas in the brief (not from otcli.cost)."""
-    diff = x[:, None, :] - y[None, :, :]  # (n, m, d)
-    if name == "sqeuclidean":
-        return (diff**2).sum(-1)
-    if name == "euclidean":
-        return np.sqrt((diff**2).sum(-1))
-    if name == "cityblock":
-        return np.abs(diff).sum(-1)
-    if name == "pnorm":
-        return (np.abs(diff) ** p).sum(-1)
-    if name == "cosine":
-        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-        yn = y / np.linalg.norm(y, axis=1, keepdims=True)
-        return 1.0 - xn @ yn.T
-    raise AssertionError(name)
 
 
 def pot_log_sinkhorn(a: np.ndarray, b: np.ndarray, cmat: np.ndarray, eps: float) -> np.ndarray:

@@ -552,23 +552,10 @@ class Journal:
 def check_out_path(
     out: str | os.PathLike[str], suffixes: Sequence[str], option: str = "-o"
 ) -> Path:
-    """The output's extension is supported and its folder exists and is writable."""
-    path = Path(out)
-    suffix = path.suffix.lower()
-    if suffix not in suffixes:
-        raise OptionError(
-            option,
-            f"{str(out)!r} has unsupported file type {suffix or '(none)'!r}; use "
-            f"{', '.join(suffixes)}",
-        )
-    if path.is_dir():
-        raise OptionError(option, f"{str(out)!r} is a directory; give a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise OptionError(option, f"directory {str(parent)!r} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OptionError(option, f"cannot write to directory {str(parent)!r} (permission denied)")
-    return path
+    """The output's extension is one of ``suffixes`` and its folder exists and is writable."""
+    from otcli.io import check_output_path
+
+    return check_output_path(out, option, suffixes)
 
 
 def rows_table(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Any:

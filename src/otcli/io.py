@@ -676,20 +676,22 @@ def _array_columns(
 # --------------------------------------------------------------------------------------------
 
 
-def check_output_path(path: str | os.PathLike[str], option: str) -> Path:
+def check_output_path(
+    path: str | os.PathLike[str], option: str, suffixes: Sequence[str] = OUTPUT_SUFFIXES
+) -> Path:
     """Check an output path before any long work, so a typo fails in a second, not an hour.
 
-    The extension must be one of :data:`OUTPUT_SUFFIXES`, the parent directory must exist and
-    be writable, and the path must not be a directory. Raises
+    The extension must be one of ``suffixes`` (default :data:`OUTPUT_SUFFIXES`), the parent
+    directory must exist and be writable, and the path must not be a directory. Raises
     :class:`~otcli.errors.OptionError` naming ``option`` (e.g. ``--coupling``) and the path.
     """
     out = Path(path)
     suffix = out.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
+    if suffix not in suffixes:
         raise OptionError(
             option,
             f"{str(path)!r} has unsupported file type {suffix or '(none)'!r}; use one of "
-            f"{', '.join(OUTPUT_SUFFIXES)}",
+            f"{', '.join(suffixes)}",
         )
     if out.is_dir():
         raise OptionError(option, f"{str(path)!r} is a directory; give a file name")
