@@ -64,6 +64,13 @@ def to_json(fields: dict[str, Any]) -> str:
     return json.dumps(clean, ensure_ascii=False)
 
 
+def _progress_console(force: bool | None) -> Console:
+    """stderr; forced into terminal mode when --progress asked for a bar in a pipe or log."""
+    if force and not sys.stderr.isatty():
+        return Console(stderr=True, highlight=False, force_terminal=True)
+    return stderr
+
+
 class SolveProgress:
     """A live line on stderr (iteration, ε, marginal error) for solves longer than ``delay`` s.
 
@@ -73,6 +80,7 @@ class SolveProgress:
     """
 
     def __init__(self, *, force: bool | None, delay: float = 1.0) -> None:
+        self.console = _progress_console(force)
         self.enabled = force if force is not None else sys.stderr.isatty()
         self.delay = 0.0 if force else delay
         self.start = time.perf_counter()
@@ -95,7 +103,7 @@ class SolveProgress:
                 TextColumn("ε {task.fields[eps]:<9.3g}"),
                 TextColumn("marginal error {task.fields[err]:.2e}"),
                 TimeElapsedColumn(),
-                console=stderr,
+                console=self.console,
                 transient=True,
             )
             self._progress.start()
@@ -117,6 +125,7 @@ class BatchProgress:
     """
 
     def __init__(self, *, force: bool | None) -> None:
+        self.console = _progress_console(force)
         self.enabled = force if force is not None else sys.stderr.isatty()
         self._progress: Progress | None = None
         self._task: Any = None
@@ -135,7 +144,7 @@ class BatchProgress:
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 TextColumn("[red]{task.fields[failed]} failed"),
-                console=stderr,
+                console=self.console,
                 transient=True,
             )
             self._progress.start()
