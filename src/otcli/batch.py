@@ -299,7 +299,9 @@ class CloudLoader:
 
 def divergence_value(xy: SinkhornResult, xx: SinkhornResult, yy: SinkhornResult) -> float:
     """S = OT_ε(a,b) − ½ OT_ε(a,a) − ½ OT_ε(b,b) from the three problems' objectives."""
-    return xy.objective - 0.5 * (xx.objective + yy.objective)
+    from otcli.result import DivergenceResult
+
+    return DivergenceResult(xy=xy, xx=xx, yy=yy).divergence
 
 
 # --------------------------------------------------------------------------------------------
