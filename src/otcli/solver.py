@@ -41,7 +41,7 @@ class SolverOptions:
 
     max_iter: int = 1000
     tol: float = 1e-5
-    stage_tol: float = 1e-3
+    stage_tol: float = 1e-2
     stage_max_iter: int = 100
     patience: int = 200
     relax_window: int = 10
