@@ -194,3 +194,24 @@ def test_cli_geometry_option_errors(capfd, pair_files, args, message, monkeypatc
     assert (code, out, err) == (2, "", message)
     assert not (tmp_path / "P.npy").exists()
     assert not (tmp_path / "P.csv").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernel_path_survives_where_plain_kernel_sinkhorn_underflows(dtype):
+    """Second cloud shifted by +1 at ε = 1e-3: exp(−C/ε) underflows and POT's kernel
+    ``sinkhorn`` returns ~1e-45; the stabilised kernel must match POT's log-domain answer."""
+    rng = np.random.default_rng(8)
+    x, y = rng.random((60, 3)), rng.random((60, 3)) + 1.0
+    u = np.full(60, 1 / 60)
+    M = ot.dist(x, y)
+    assert ot.sinkhorn2(u, u, M, 1e-3, method="sinkhorn", warn=False) < 1e-3  # POT's breaks
+    # POT's log-domain solver needs >50,000 iterations here; its ε-scaling solver converges.
+    plan = ot.bregman.sinkhorn_epsilon_scaling(u, u, M, 1e-3, numItermax=20000, stopThr=1e-12,
+                                               warn=False)  # fmt: skip
+    assert np.abs(plan.sum(1) - u).sum() + np.abs(plan.sum(0) - u).sum() < 1e-4
+    expected = float((plan * M).sum())
+    r = otcli.solve(x, y, eps=1e-3, dtype=dtype, max_iter=3000)
+    assert r.geometry == "dense"
+    assert np.isfinite(r.cost)
+    assert r.cost == pytest.approx(expected, rel=1e-5)
+    assert r.cost == pytest.approx(ot.emd2(u, u, M), rel=1e-4)  # ε small against the costs
