@@ -109,7 +109,7 @@ def check_options(
     if scaling is not None and not (0 < scaling < 1):
         raise OptionError("--scaling", f"must lie strictly between 0 and 1, got {scaling}")
     if check_every < 1:
-        raise OptionError("--check-every", f"must be ≥ 1, got {check_every}")
+        raise OptionError("check_every", f"must be ≥ 1, got {check_every}")
 
 
 def solve_clouds(

@@ -86,6 +86,23 @@ BATCH = "Batch"
 
 
 # Options shared by the commands, declared once.
+POpt = Annotated[
+    float | None,
+    typer.Option(
+        "--p", help="Exponent for --cost pnorm: C = Σ_k |x_k − y_k|^p.", rich_help_panel=SOLVER
+    ),
+]
+MaxIterOpt = Annotated[
+    int,
+    typer.Option(help="Iteration limit per pair (ε-annealing included).", rich_help_panel=SOLVER),
+]
+ScalingOpt = Annotated[
+    float,
+    typer.Option(
+        help="ε-annealing factor in (0, 1): ε goes from the cost's scale down to --eps.",
+        rich_help_panel=SOLVER,
+    ),
+]
 CostOpt = Annotated[CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)]
 NoScalingOpt = Annotated[
     bool,
@@ -142,23 +159,10 @@ def pair(
         ),
     ] = 0.1,
     cost: CostOpt = CostName.sqeuclidean,
-    p: Annotated[
-        float | None,
-        typer.Option(
-            "--p", help="Exponent for --cost pnorm: C = Σ_k |x_k − y_k|^p.", rich_help_panel=SOLVER
-        ),
-    ] = None,
-    max_iter: Annotated[
-        int, typer.Option(help="Iteration limit (ε-annealing included).", rich_help_panel=SOLVER)
-    ] = 1000,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
     tol: TolOpt = None,
-    scaling: Annotated[
-        float,
-        typer.Option(
-            help="ε-annealing factor in (0, 1): ε goes from the cost's scale down to --eps.",
-            rich_help_panel=SOLVER,
-        ),
-    ] = 0.5,
+    scaling: ScalingOpt = 0.5,
     no_scaling: Annotated[
         bool,
         typer.Option(
@@ -475,16 +479,10 @@ def batch(
         float, typer.Option(help="ε for rows without an eps value.", rich_help_panel=SOLVER)
     ] = 0.1,
     cost: CostOpt = CostName.sqeuclidean,
-    p: Annotated[
-        float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
-    ] = None,
-    max_iter: Annotated[
-        int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
-    ] = 1000,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
     tol: TolOpt = None,
-    scaling: Annotated[
-        float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
-    ] = 0.5,
+    scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
     device: DeviceOpt = "auto",
     dtype: DTypeOpt = DType.float32,
@@ -601,16 +599,10 @@ def pairwise(
         ),
     ] = 0.1,
     cost: CostOpt = CostName.sqeuclidean,
-    p: Annotated[
-        float | None, typer.Option("--p", help="Exponent for --cost pnorm.", rich_help_panel=SOLVER)
-    ] = None,
-    max_iter: Annotated[
-        int, typer.Option(help="Iteration limit per pair.", rich_help_panel=SOLVER)
-    ] = 1000,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
     tol: TolOpt = None,
-    scaling: Annotated[
-        float, typer.Option(help="ε-annealing factor in (0, 1).", rich_help_panel=SOLVER)
-    ] = 0.5,
+    scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
     device: DeviceOpt = "auto",
     dtype: DTypeOpt = DType.float32,

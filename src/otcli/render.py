@@ -86,11 +86,6 @@ class SolveProgress:
         self.start = time.perf_counter()
         self._progress: Progress | None = None
         self._task: Any = None
-        self._label = "solving"
-
-    def stage(self, label: str) -> None:
-        """Name the current piece of work (e.g. which of the divergence's three problems)."""
-        self._label = label
 
     def __call__(self, iteration: int, eps: float, err: float) -> None:
         if not self.enabled or time.perf_counter() - self.start < self.delay:
@@ -107,8 +102,8 @@ class SolveProgress:
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self._label, total=None, it=0, eps=eps, err=err)
-        self._progress.update(self._task, description=self._label, it=iteration, eps=eps, err=err)
+            self._task = self._progress.add_task("solving", total=None, it=0, eps=eps, err=err)
+        self._progress.update(self._task, it=iteration, eps=eps, err=err)
 
     def close(self) -> None:
         if self._progress is not None:
