@@ -77,6 +77,56 @@ def test_kernel_geometry_matches_log_domain_as_potentials_drift():
         torch.testing.assert_close(got_rows[1, :20], want_rows[1, :20], rtol=1e-12, atol=1e-12)
 
 
+def test_kernel_geometry_squares_through_halved_eps_and_rebuilds_at_the_target():
+    """Annealing stages that halve ε square the kernel (no rebuild) and still give exact
+    log-sum-exps; the target ε always gets a fresh kernel."""
+    x, y = _clouds(40, 30, seed=5)
+    C = get_cost("sqeuclidean")(x, y)  # float64: squaring adds no visible rounding
+    mask_x = torch.ones(2, 40, dtype=torch.bool)
+    mask_y = torch.ones(2, 30, dtype=torch.bool)
+    mask_y[1, 25:] = False
+    target = torch.tensor([0.02, 0.05], dtype=torch.float64)
+    geom = KernelGeometry(C, mask_x, mask_y, exact_eps=target)
+    g = torch.Generator().manual_seed(2)
+    pot = 0.1 * torch.randn(2, 30, generator=g, dtype=torch.float64)  # a dual potential g_j
+    log_b = torch.full((2, 30), -np.log(30.0), dtype=torch.float64)
+    log_b[1, 25:] = -torch.inf
+    for eps_values, squared in [((0.16, 0.4), False), ((0.08, 0.2), True), ((0.04, 0.1), True),
+                                ((0.02, 0.05), False)]:  # fmt: skip
+        eps = torch.tensor(eps_values, dtype=torch.float64)
+        h = log_b + pot / eps[:, None]
+        want = torch.logsumexp(h[:, None, :] - C / eps[:, None, None], dim=2)
+        builds = geom.rebuilds
+        torch.testing.assert_close(geom.lse_over_cols(h, eps), want, rtol=1e-10, atol=1e-10)
+        assert (geom.rebuilds == builds) == squared
+        hx = torch.randn(2, 40, generator=g, dtype=torch.float64) - 3.0
+        want_rows = torch.logsumexp(hx[:, :, None] - C / eps[:, None, None], dim=1)
+        got_rows = geom.lse_over_rows(hx, eps)
+        torch.testing.assert_close(got_rows[0], want_rows[0], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got_rows[1, :25], want_rows[1, :25], rtol=1e-10, atol=1e-10)
+
+
+def test_kernel_geometry_large_single_problem_split_in_slabs():
+    """A lone problem's products run over row slabs (n not a multiple of their count)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 301, 3, generator=g, dtype=torch.float64)
+    y = torch.rand(1, 257, 3, generator=g, dtype=torch.float64)
+    C = get_cost("sqeuclidean")(x, y)
+    ones_x, ones_y = torch.ones(1, 301, dtype=torch.bool), torch.ones(1, 257, dtype=torch.bool)
+    geom = KernelGeometry(C, ones_x, ones_y)
+    assert geom._splits > 1 or torch.get_num_threads() == 1
+    eps = torch.tensor([0.05], dtype=torch.float64)
+    hy = torch.randn(1, 257, generator=g, dtype=torch.float64)
+    geom.lse_over_cols(hy, eps)  # builds the kernel around hy
+    hy2 = hy + torch.rand(1, 257, generator=g, dtype=torch.float64)
+    want_cols = torch.logsumexp(hy2[:, None, :] - C / eps, dim=2)
+    torch.testing.assert_close(geom.lse_over_cols(hy2, eps), want_cols, rtol=1e-12, atol=1e-12)
+    hx = geom.alpha + torch.rand(1, 301, generator=g, dtype=torch.float64)  # near the kernel
+    want_rows = torch.logsumexp(hx[:, :, None] - C / eps, dim=1)
+    torch.testing.assert_close(geom.lse_over_rows(hx, eps), want_rows, rtol=1e-12, atol=1e-12)
+    assert geom.rebuilds == 1  # both answers came from the kernel
+
+
 @pytest.mark.parametrize(("name", "p"), COSTS)
 def test_online_and_dense_solves_agree(name, p):
     rng = np.random.default_rng(4)

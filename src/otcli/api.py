@@ -158,7 +158,7 @@ def solve_clouds(
     eps_t = torch.as_tensor(eps_list, dtype=hi, device=dev)
     opts = SolverOptions(max_iter=max_iter, tol=tol, scaling=scaling, check_every=check_every)
     mask_x, mask_y = log_a > -math.inf, log_b > -math.inf
-    geom = make_geometry(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, geometry, memory)
+    geom = make_geometry(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, geometry, memory, eps_t)
     geom_name = geom.name
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
     del geom
@@ -219,8 +219,13 @@ def make_geometry(
     dtype: torch.dtype,
     geometry: str,
     memory: int | None,
+    eps: torch.Tensor | None = None,
 ) -> Geometry:
-    """Dense when C and Cᵀ fit the memory budget (``auto``), else online (O(n + m))."""
+    """Dense when C and Cᵀ fit the memory budget (``auto``), else online (O(n + m)).
+
+    ``eps`` (B,) are the target ε values: the CPU kernel geometry builds its kernel exactly
+    there and may take cheaper steps through the annealing stages above them.
+    """
     if geometry not in GEOMETRIES:
         raise OptionError("--geometry", f"unknown geometry {geometry!r}; use auto, dense or online")
     budget = memory_budget(x.device) if memory is None else memory
@@ -242,5 +247,5 @@ def make_geometry(
     if x.device.type == "cpu":
         # Matrix-vector products instead of exps; it checks every half-step (one host sync
         # each), which costs nothing on a CPU but would stall a GPU, where exps are cheap.
-        return KernelGeometry(cost, mask_x, mask_y)
+        return KernelGeometry(cost, mask_x, mask_y, exact_eps=eps)
     return DenseGeometry(cost, mask_x, mask_y)
