@@ -161,11 +161,13 @@ def solve_clouds(
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, geometry, memory, eps_t)
     geom_name = geom.name
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
+    dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
     del geom
     cost, marg = plan_statistics(
         x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, dt,
-        block_rows=_block_rows(x_hi.shape[0] * y_hi.shape[1]),
+        block_rows=_block_rows(x_hi.shape[0] * y_hi.shape[1]), cost=dense_cost,
     )  # fmt: skip
+    del dense_cost
     f64, g64 = out.f.to(hi), out.g.to(hi)
     objective = (log_a.to(hi).exp() * f64).sum(1) + (log_b.to(hi).exp() * g64).sum(1)
     host = {
@@ -198,8 +200,8 @@ def solve_clouds(
 
 
 def _block_rows(batch_cols: int) -> int:
-    """Rows per block for the float64 statistics pass: about 1 M entries (8 MB) at a time."""
-    return max(1, (1 << 20) // max(1, batch_cols))
+    """Rows per block for the float64 statistics pass: about 256 K entries (2 MB) at a time."""
+    return max(1, (1 << 18) // max(1, batch_cols))
 
 
 GEOMETRIES = ("auto", "dense", "online")

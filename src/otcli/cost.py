@@ -60,10 +60,16 @@ def get_cost(name: str, p: float | None = None) -> CostFn:
 def _sum_over_coords(
     x: torch.Tensor, y: torch.Tensor, term: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """Σ_k term(x_ik − y_jk) without a (B, n, m, d) temporary."""
-    out = term(x[:, :, None, 0] - y[:, None, :, 0])  # (B, n, m)
-    for k in range(1, x.shape[-1]):
-        out += term(x[:, :, None, k] - y[:, None, :, k])
+    """Σ_k term(x_ik − y_jk) without a (B, n, m, d) temporary.
+
+    ``term`` works in place on its argument; the terms are added in coordinate order, so the
+    result does not depend on how the clouds are sliced into blocks.
+    """
+    out = term(torch.sub(x[:, :, None, 0], y[:, None, :, 0]))  # (B, n, m)
+    if x.shape[-1] > 1:
+        tmp = torch.empty_like(out)
+        for k in range(1, x.shape[-1]):
+            out += term(torch.sub(x[:, :, None, k], y[:, None, :, k], out=tmp))
     return out
 
 
@@ -80,7 +86,7 @@ def _no_tf32_matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _sqeuclidean(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     if x.shape[-1] <= _LOOP_MAX_DIM:
-        return _sum_over_coords(x, y, torch.square)
+        return _sum_over_coords(x, y, torch.Tensor.square_)
     # Centre on a common point first: the expansion loses digits when |x| ≫ |x − y|.
     centre = 0.5 * (x.mean(dim=1, keepdim=True) + y.mean(dim=1, keepdim=True))
     xc, yc = x - centre, y - centre
@@ -94,7 +100,7 @@ def _euclidean(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
 
 def _cityblock(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     if x.shape[-1] <= _LOOP_MAX_DIM:
-        return _sum_over_coords(x, y, torch.abs)
+        return _sum_over_coords(x, y, torch.Tensor.abs_)
     return torch.cdist(x, y, p=1.0)
 
 
@@ -104,7 +110,7 @@ def _pnorm(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     if p == 1.0:
         return _cityblock(x, y, p)
     if x.shape[-1] <= _LOOP_MAX_DIM:
-        return _sum_over_coords(x, y, lambda t: t.abs().pow_(p))
+        return _sum_over_coords(x, y, lambda t: t.abs_().pow_(p))
     return torch.cdist(x, y, p=p).pow_(p)
 
 

@@ -103,7 +103,7 @@ def sinkhorn_loop(
     A problem whose error stalls at the target ε (no 1% progress in ``opts.patience``
     iterations) restarts once from zero potentials, then stops; the better state is kept.
     """
-    B, n = log_a.shape
+    B = log_a.shape[0]
     a, b = log_a.exp(), log_b.exp()
     rows = torch.arange(B, device=eps.device)
 
@@ -121,7 +121,9 @@ def sinkhorn_loop(
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
     stage = torch.where(schedule[stage, rows] == eps, last, stage)
     e = schedule[stage, rows]
-    f = log_a.new_zeros((B, n))
+    # Start from g = 0 with an f half-step: a kernel geometry builds its kernel there, and
+    # the g half-step that follows can already use it.
+    f = f_step(log_b.new_zeros(log_b.shape), e)
     g_hat = g_step(f, e)  # G(f): the g that makes columns sum to b for the current f
     g = g_hat
     active = torch.ones(B, dtype=torch.bool, device=eps.device)
@@ -250,26 +252,32 @@ def plan_statistics(
     cost_fn: CostFn,
     dtype: torch.dtype,
     block_rows: int,
+    cost: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """⟨P, C⟩ and ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the plan the potentials define, per problem.
 
     Evaluated in the dtype of ``x`` (float64 where the device has it) on the solver's cost
-    (rounded to ``dtype``), rebuilt block by block from the points: the figures describe
-    exactly the plan that :meth:`SinkhornResult.plan` returns, with no n×m buffer.
+    (rounded to ``dtype``): ``cost`` (B, n, m) where the dense geometry kept it, else rebuilt
+    block by block from the points. The figures describe exactly the plan that
+    :meth:`SinkhornResult.plan` returns, with no n×m buffer.
     """
     dt = x.dtype
     la, lb, f, g, eps = (t.to(dt) for t in (log_a, log_b, f, g, eps))
     hb = (lb + g / eps[:, None])[:, None, :]  # (B, 1, m)
+    ha = la + f / eps[:, None]  # (B, n)
+    neg_inv_eps = (-1.0 / eps)[:, None, None]
+    B, n = la.shape
     col = torch.zeros_like(lb)
-    cost = torch.zeros_like(eps)
+    total = torch.zeros_like(eps)
     row_err = torch.zeros_like(eps)
-    for i0 in range(0, x.shape[1], block_rows):
+    buf = x.new_empty((B, min(block_rows, n), lb.shape[1]))  # (B, b, m), reused
+    for i0 in range(0, n, block_rows):
         sl = slice(i0, i0 + block_rows)
-        c = working_cost(cost_fn, x[:, sl], y, dtype).to(dt)  # (B, b, m)
-        ha = la[:, sl, None] + f[:, sl, None] / eps[:, None, None]  # (B, b, 1)
-        p = torch.exp(ha + hb - c / eps[:, None, None])  # P_ij
-        cost += (p * c).sum(dim=(1, 2))
+        c = working_cost(cost_fn, x[:, sl], y, dtype) if cost is None else cost[:, sl]
+        p = buf[:, : c.shape[1]]
+        torch.addcmul(hb, c, neg_inv_eps, out=p).add_(ha[:, sl, None]).exp_()  # P_ij
         col += p.sum(dim=1)
         row_err += (p.sum(dim=2) - la[:, sl].exp()).abs().sum(dim=1)
+        total += p.mul_(c).sum(dim=(1, 2))
     col_err = (col - lb.exp()).abs().sum(dim=1)
-    return cost, row_err + col_err
+    return total, row_err + col_err
