@@ -1,8 +1,8 @@
 """The one-call facade: clouds in, :class:`SinkhornResult` out.
 
 ``solve`` builds the pieces (clouds → padded batch → cost → geometry → loop → results) for
-the common case, like OTT-JAX's ``solve``. Lists of clouds of different sizes are solved in
-one batched loop, each problem with its own convergence.
+the common case, like OTT-JAX's ``solve``. Lists of clouds of different sizes are grouped into
+buckets of similar sizes, each bucket one batched loop, each problem with its own convergence.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from otcli.buckets import DEFAULT_MAX_BATCH, bucket_entries, plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
 from otcli.cost import CostFn, check_points_for_cost, get_cost, working_cost
 from otcli.device import format_bytes, memory_budget, pick_device, pick_dtype
@@ -63,12 +64,36 @@ def solve(
     if batched_x != batched_y or len(xs) != len(ys):
         raise InputError("y", f"x holds {len(xs)} cloud(s) and y {len(ys)}; pair them one to one")
     cost_fn = cost if isinstance(cost, CostFn) else get_cost(cost, p)
-    results = solve_clouds(
-        xs, ys, eps=eps, cost_fn=cost_fn, max_iter=max_iter, tol=tol, scaling=scaling,
-        device=device, dtype=dtype, check_every=check_every, geometry=geometry,
-        memory=memory, progress=progress,
-    )  # fmt: skip
+    eps_list = [float(eps)] * len(xs) if np.isscalar(eps) else [float(e) for e in eps]  # type: ignore[arg-type, union-attr]
+    if len(eps_list) != len(xs):
+        raise OptionError("--eps", f"{len(eps_list)} ε values for {len(xs)} pairs")
+    results: list[SinkhornResult] = [None] * len(xs)  # type: ignore[list-item]
+    # Lists are solved in buckets of similar sizes: one padded batch per bucket.
+    for idx in _buckets(xs, ys, device, dtype, memory):
+        part = solve_clouds(
+            [xs[k] for k in idx], [ys[k] for k in idx], eps=[eps_list[k] for k in idx],
+            cost_fn=cost_fn, max_iter=max_iter, tol=tol, scaling=scaling, device=device,
+            dtype=dtype, check_every=check_every, geometry=geometry, memory=memory,
+            progress=progress,
+        )  # fmt: skip
+        for k, r in zip(idx, part, strict=True):
+            results[k] = r
     return results if batched_x else results[0]
+
+
+def _buckets(
+    xs: Sequence[Cloud], ys: Sequence[Cloud], device: str, dtype: str, memory: int | None
+) -> list[list[int]]:
+    """Indices of the pairs, grouped into buckets of similar sizes within the memory budget."""
+    if len(xs) == 1:
+        return [[0]]
+    dt = pick_dtype(dtype, pick_device(device))
+    budget = memory_budget(pick_device(device)) if memory is None else memory
+    return plan_buckets(
+        [(x.n, y.n) for x, y in zip(xs, ys, strict=True)],
+        max_entries=bucket_entries(budget, torch.finfo(dt).bits // 8),
+        max_batch=DEFAULT_MAX_BATCH,
+    )
 
 
 def divergence(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from otcli.buckets import DEFAULT_MAX_BATCH, bucket_entries, plan_buckets
 from otcli.errors import InputError, OptionError, OtcliError
 
 if TYPE_CHECKING:
@@ -58,18 +59,6 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet")
 JOURNAL_SUFFIX = ".journal.jsonl"
 JOURNAL_VERSION = 1
 
-# A work unit (one solve) holds at most this many padded cost entries (16 MiB in float32),
-# however much memory there is: the loop's per-iteration Python overhead is amortised long
-# before, and a bigger unit only makes finished pairs wait longer for the slowest one. On the
-# 2-core CPU here, 4, 16 and 64 pairs of 100–500 points per solve ran within noise of each
-# other (~20 pairs/s, compute-bound in the engine's log-sum-exp passes).
-DEFAULT_MAX_ENTRIES = 1 << 22
-DEFAULT_MAX_BATCH = 64
-# Pairs whose first cloud sizes differ by less than this factor share a size class; within a
-# class pairs are sorted by the second size, so a bucket pads each side by little.
-SIZE_CLASS_RATIO = 1.25
-# A bucket closes when padding would exceed this multiple of its real entries.
-MAX_PADDING = 1.5
 # Pairs loaded and bucketed together; the next window loads while this one is solved.
 WINDOW_PAIRS = 2048
 
@@ -141,56 +130,13 @@ class Problem:
     eps: float
 
 
-def plan_buckets(
-    shapes: Sequence[tuple[int, int]],
-    *,
-    max_entries: int,
-    max_batch: int,
-    class_ratio: float = SIZE_CLASS_RATIO,
-    max_padding: float = MAX_PADDING,
-) -> list[list[int]]:
-    """Group problem indices into buckets of similar (n, m), each one batched solve.
-
-    Problems are sorted by a geometric class of n, then by m, then n; consecutive ones share a
-    bucket while its padded size B·n_max·m_max stays within ``max_entries`` and within
-    ``max_padding`` times its real entries Σ n·m, and B ≤ ``max_batch``. A problem larger than
-    ``max_entries`` on its own gets a bucket to itself. Every index appears exactly once.
-    """
-    step = math.log(class_ratio)
-
-    def key(k: int) -> tuple[int, int, int]:
-        n, m = shapes[k]
-        return int(math.log(max(n, 1)) / step), m, n
-
-    buckets: list[list[int]] = []
-    current: list[int] = []
-    n_max = m_max = real = 0
-    for k in sorted(range(len(shapes)), key=key):
-        n, m = shapes[k]
-        nn, mm = max(n_max, n), max(m_max, m)
-        padded = (len(current) + 1) * nn * mm
-        fits = (
-            len(current) < max_batch
-            and padded <= max_entries
-            and padded <= max_padding * (real + n * m)
-        )
-        if current and not fits:
-            buckets.append(current)
-            current, nn, mm, real = [], n, m, 0
-        current.append(k)
-        n_max, m_max, real = nn, mm, real + n * m
-    if current:
-        buckets.append(current)
-    return buckets
-
-
 @dataclass
 class Engine:
     """Solves lists of problems bucket by bucket with one cost, device and dtype.
 
     ``max_entries`` bounds a bucket's padded B·n·m: the smaller of the memory budget (about
     three n×m buffers plus a mask per problem live during a solve) and the cache-friendly
-    work-unit size :data:`DEFAULT_MAX_ENTRIES`.
+    work-unit size :data:`otcli.buckets.DEFAULT_MAX_ENTRIES`.
     """
 
     settings: SolveSettings
@@ -213,8 +159,7 @@ class Engine:
         tol = DEFAULT_TOL[settings.dtype] if settings.tol is None else settings.tol
         check_options([settings.eps], settings.max_iter, tol, settings.scaling, 1)
         budget = memory_budget(dev) if settings.memory is None else settings.memory
-        per_entry = 3 * torch.finfo(dt).bits // 8 + 1
-        return cls(settings, cost_fn, max(1, min(DEFAULT_MAX_ENTRIES, budget // per_entry)))
+        return cls(settings, cost_fn, bucket_entries(budget, torch.finfo(dt).bits // 8))
 
     def check_pair(self, x: Cloud, y: Cloud) -> None:
         """The checks ``solve_clouds`` makes per pair, with the same messages, made up front
