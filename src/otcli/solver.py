@@ -163,30 +163,35 @@ def sinkhorn_loop(
             # plan) in a flat dual direction that Sinkhorn leaves at a crawl. Keep what it
             # reached and restart it once, plainly, from zero potentials at the target ε.
             restart = stalled & ~restarted
-            kept_f = torch.where(flag(restart), f, kept_f)
-            kept_g = torch.where(flag(restart), g, kept_g)
-            kept_err = torch.where(restart, err, kept_err)
-            restarted = restarted | restart
             active = active & ~(ok & at_last) & ~(stalled & ~restart)
-            stage = stage + advance
-            # Stages at the target already (a problem whose costs are smaller than the
-            # batch's largest) are skipped: each stage change resets ω.
-            stage = torch.where(schedule[stage, rows] == eps, last, stage)
-            e = schedule[stage, rows]
+            flags = torch.stack([active.any(), advance.any(), restart.any()]).tolist()
+            any_active, any_advance, any_restart = flags
+            # What follows touches only problems that advance or restart, which most checks
+            # have none of: the flags above skip that bookkeeping (one host sync per check).
+            if any_restart:
+                kept_f = torch.where(flag(restart), f, kept_f)
+                kept_g = torch.where(flag(restart), g, kept_g)
+                kept_err = torch.where(restart, err, kept_err)
+                restarted = restarted | restart
+            if any_advance:
+                stage = stage + advance
+                # Stages at the target already (a problem whose costs are smaller than the
+                # batch's largest) are skipped: each stage change resets ω.
+                stage = torch.where(schedule[stage, rows] == eps, last, stage)
+                e = schedule[stage, rows]
             if it % window == 0:
                 omega, err_ref, settling = _relaxation(
                     omega, err, err_ref, settling, window, opts.max_omega
                 )
-            fresh = advance | restart
-            omega = torch.where(fresh, 1.0, omega)
-            stage_iters = torch.where(advance, 0, stage_iters)
-            err_ref = torch.where(fresh, math.inf, err_ref)
-            best = torch.where(restart, math.inf, best)
-            since = torch.where(restart, 0, since)
+            if any_advance or any_restart:
+                fresh = advance | restart
+                omega = torch.where(fresh, 1.0, omega)
+                err_ref = torch.where(fresh, math.inf, err_ref)
+                stage_iters = torch.where(advance, 0, stage_iters)
+                best = torch.where(restart, math.inf, best)
+                since = torch.where(restart, 0, since)
             if progress is not None:
                 progress(it, float(e.max()), float(err.max()))
-            flags = torch.stack([active.any(), advance.any(), restart.any()]).tolist()
-            any_active, any_advance, any_restart = flags
             if it == opts.max_iter or not any_active:
                 break
             if any_restart:
