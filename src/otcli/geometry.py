@@ -34,6 +34,11 @@ _EXP_FLOOR = -80.0
 # Entries per block: 2^18 float32 = 1 MiB, about one core's L2 cache.
 DEFAULT_BLOCK_ELEMS = 1 << 18
 
+# Entries per block of the online geometry, whose blocks are computed rather than read: at
+# 2^20 (8 MiB of float64 exponents) a half-step ran 1.3× faster than at 2^18 on the 2-core
+# Zen 5 here, for both the fused squared-Euclidean path and the coordinate-loop costs.
+ONLINE_BLOCK_ELEMS = 1 << 20
+
 # Kernel size (entries per problem) from which a product is split across threads.
 _SLAB_MIN_ENTRIES = 1 << 16
 
@@ -174,6 +179,11 @@ class OnlineGeometry:
 
     Every half-step recomputes the whole cost, so it costs more time per iteration than the
     dense form, but it runs pairs whose n×m matrix would never fit in memory.
+
+    On CPU the squared Euclidean cost takes a fused path: its exponents come from one float64
+    batched product per block, exact to float64 rounding rather than to the float32 C that
+    :meth:`SinkhornResult.plan` rebuilds; the two differ by ulp(C)/ε, which the reported
+    marginal error (always measured on the returned plan) includes.
     """
 
     name = "online"
@@ -186,7 +196,7 @@ class OnlineGeometry:
         mask_x: torch.Tensor,
         mask_y: torch.Tensor,
         dtype: torch.dtype,
-        block_elems: int = DEFAULT_BLOCK_ELEMS,
+        block_elems: int = ONLINE_BLOCK_ELEMS,
     ) -> None:
         self.x, self.y = x.to(dtype), y.to(dtype)  # (B, n, d), (B, m, d), centred
         self.cost_fn, self.dtype = cost_fn, dtype
@@ -195,8 +205,52 @@ class OnlineGeometry:
         m = y.shape[1]
         self._step_x = _rows_per_block(B, m, block_elems)
         self._step_y = _rows_per_block(B, n, block_elems)
+        # Squared Euclidean on CPU: h_j − C_ij/ε comes out of one batched matrix product,
+        # up to a per-row constant, instead of a cost block and three more passes over it.
+        # The product runs in float64, where |x|² + |y|² − 2x·y loses nothing that matters;
+        # the exps still run in ``dtype``.
+        self._fused = x.device.type == "cpu" and (
+            cost_fn.name == "sqeuclidean" or (cost_fn.name == "pnorm" and cost_fn.p == 2.0)
+        )
+        if self._fused:
+            self._x64, self._y64 = x.to(torch.float64), y.to(torch.float64)
+            self._sqx, self._sqy = self._x64.square().sum(-1), self._y64.square().sum(-1)
+
+    def _fused_lse(
+        self,
+        rows: torch.Tensor,
+        sq_rows: torch.Tensor,
+        cols: torch.Tensor,
+        sq_cols: torch.Tensor,
+        h: torch.Tensor,
+        eps: torch.Tensor,
+        step: int,
+    ) -> torch.Tensor:
+        """log Σ_k exp(h_k − |r_i − c_k|²/ε) for points ``rows`` (B, R, d), ``cols`` (B, K, d).
+
+        = log Σ_k exp(r_i·(2c_k/ε) + h_k − |c_k|²/ε) − |r_i|²/ε: one baddbmm per block.
+        """
+        B, R, _ = rows.shape
+        K = cols.shape[1]
+        inv = (1.0 / eps).to(torch.float64)  # (B,)
+        scaled = (cols * (2 * inv)[:, None, None]).transpose(1, 2)  # (B, d, K)
+        bias = (h.to(torch.float64) - sq_cols * inv[:, None])[:, None, :]  # (B, 1, K)
+        out = torch.empty((B, R), dtype=torch.float64, device=h.device)
+        z_hi = torch.empty((B, min(step, R), K), dtype=torch.float64, device=h.device)
+        z_lo = torch.empty((B, min(step, R), K), dtype=self.dtype, device=h.device)
+        for r0 in range(0, R, step):
+            r1 = min(R, r0 + step)
+            z = z_hi[:, : r1 - r0]
+            torch.baddbmm(bias, rows[:, r0:r1], scaled, out=z)
+            zmax = z.amax(dim=-1, keepdim=True)
+            zmax = torch.where(torch.isfinite(zmax), zmax, torch.zeros_like(zmax))
+            e = z_lo[:, : r1 - r0].copy_(z.sub_(zmax)).clamp_(min=_EXP_FLOOR).exp_()
+            out[:, r0:r1] = e.sum(dim=-1).to(torch.float64).log_().add_(zmax[..., 0])
+        return out.sub_(sq_rows * inv[:, None]).to(h.dtype)
 
     def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if self._fused:
+            return self._fused_lse(self._x64, self._sqx, self._y64, self._sqy, h, eps, self._step_x)
         n = self.x.shape[1]
 
         def block(r0: int, r1: int, scale: torch.Tensor) -> torch.Tensor:
@@ -205,6 +259,8 @@ class OnlineGeometry:
         return _blocked_lse(block, n, h, eps, self._step_x, self.dtype)
 
     def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if self._fused:
+            return self._fused_lse(self._y64, self._sqy, self._x64, self._sqx, h, eps, self._step_y)
         m = self.y.shape[1]
 
         def block(r0: int, r1: int, scale: torch.Tensor) -> torch.Tensor:
