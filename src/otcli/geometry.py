@@ -299,7 +299,9 @@ class KernelGeometry:
     it drifts further, when ε changes (a new annealing stage) or when a result is not
     finite, the half-step is done in the log domain instead, and the kernel is rebuilt
     around the new potentials by the next column half-step. The answer is the log-domain
-    answer to rounding, with exps paid only at rebuilds.
+    answer to rounding, with exps paid only at rebuilds. An annealing stage that halves ε
+    squares the kernel instead of rebuilding it (:meth:`_square`); the target ε values
+    (``exact_eps``) always get a rebuild.
     """
 
     name = "dense"
