@@ -139,7 +139,8 @@ def sinkhorn_loop(
     since = torch.zeros_like(iterations)  # iterations since ``best`` last fell by 1%
     restarted = torch.zeros_like(active)  # restarted once from zero after a stall
     kept_f, kept_g, kept_err = f.clone(), g.clone(), err.clone()  # state at that stall
-    window = max(opts.relax_window, opts.check_every)
+    # ω is re-estimated at checks only: a window that is a whole number of check intervals.
+    window = opts.check_every * max(1, math.ceil(opts.relax_window / opts.check_every))
     for it in range(1, opts.max_iter + 1):
         f_hat = f_step(g, e)
         if it % opts.check_every == 0 or it == opts.max_iter:
