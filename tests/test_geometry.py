@@ -163,6 +163,23 @@ def test_batch_of_different_sizes_online_equals_one_by_one():
         assert r.cost == pytest.approx(single.cost, rel=1e-9)
 
 
+def test_online_float32_small_eps_converges_to_pot():
+    """The default large-cloud path: float32, squared Euclidean (the fused float64 product on
+    CPU), small ε. It must meet its tolerance on the plan it returns and match POT."""
+    rng = np.random.default_rng(8)
+    x, y = rng.random((300, 3)), rng.random((260, 3)) + 0.05
+    r = otcli.solve(x, y, eps=5e-3, geometry="online")
+    dense = otcli.solve(x, y, eps=5e-3, geometry="dense")
+    assert r.geometry == "online" and r.converged, (r.marginal_error, r.iterations)
+    a, b = np.full(300, 1 / 300), np.full(260, 1 / 260)
+    M = ot.dist(x, y)
+    P = ot.sinkhorn(a, b, M, 5e-3, method="sinkhorn_log", stopThr=1e-9, numItermax=100000)
+    assert r.cost == pytest.approx(float((P * M).sum()), rel=1e-5)
+    assert r.cost == pytest.approx(dense.cost, rel=1e-5)
+    plan = r.plan()
+    assert np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum() <= r.tol
+
+
 def test_dense_refused_over_budget():
     x = np.zeros((10, 2))
     with pytest.raises(otcli.OtcliError, match=r"dense needs 1\.6 KiB for C and Cᵀ"):
