@@ -87,8 +87,9 @@ def _buckets(
     """Indices of the pairs, grouped into buckets of similar sizes within the memory budget."""
     if len(xs) == 1:
         return [[0]]
-    dt = pick_dtype(dtype, pick_device(device))
-    budget = memory_budget(pick_device(device)) if memory is None else memory
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    budget = memory_budget(dev) if memory is None else memory
     return plan_buckets(
         [(x.n, y.n) for x, y in zip(xs, ys, strict=True)],
         max_entries=bucket_entries(budget, torch.finfo(dt).bits // 8),
