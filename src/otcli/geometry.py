@@ -25,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from otcli.blocksparse import BOUNDED_COSTS, BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
 from otcli.cost import CostFn
 
 # exp(−80) ≈ 1.8e−35: terms below it cannot change a sum that contains 1, and clamping
@@ -38,6 +39,10 @@ DEFAULT_BLOCK_ELEMS = 1 << 18
 # 2^20 (8 MiB of float64 exponents) a half-step ran 1.3× faster than at 2^18 on the 2-core
 # Zen 5 here, for both the fused squared-Euclidean path and the coordinate-loop costs.
 ONLINE_BLOCK_ELEMS = 1 << 20
+
+# Pairs from this size (n·m) on are reduced block-sparsely by the online geometry: below it,
+# the leaf bookkeeping costs about what it saves.
+_PRUNE_MIN_ENTRIES = 1 << 22
 
 # Kernel size (entries per problem) from which a product is split across threads.
 _SLAB_MIN_ENTRIES = 1 << 16
@@ -197,6 +202,7 @@ class OnlineGeometry:
         mask_y: torch.Tensor,
         dtype: torch.dtype,
         block_elems: int = ONLINE_BLOCK_ELEMS,
+        prune: bool | None = None,
     ) -> None:
         self.x, self.y = x.to(dtype), y.to(dtype)  # (B, n, d), (B, m, d), centred
         self.cost_fn, self.dtype = cost_fn, dtype
@@ -215,6 +221,20 @@ class OnlineGeometry:
         if self._fused:
             self._x64, self._y64 = x.to(torch.float64), y.to(torch.float64)
             self._sqx, self._sqy = self._x64.square().sum(-1), self._y64.square().sum(-1)
+        # One large pair on CPU: skip the leaf pairs whose terms cannot reach 1e−17 of a sum
+        # (see otcli.blocksparse). ``prune`` None decides by size; tests force it either way.
+        if prune is None:
+            prune = n * m >= _PRUNE_MIN_ENTRIES
+        self._sparse: tuple[BlockSparseLse, BlockSparseLse] | None = None
+        if (
+            prune
+            and B == 1
+            and x.device.type == "cpu"
+            and cost_fn.name in BOUNDED_COSTS
+            and bool(mask_x.all())
+            and bool(mask_y.all())
+        ):
+            self._sparse = _sparse_pair(self.x[0], self.y[0], cost_fn, self._fused)
 
     def _fused_lse(
         self,
@@ -249,6 +269,8 @@ class OnlineGeometry:
         return out.sub_(sq_rows * inv[:, None]).to(h.dtype)
 
     def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if self._sparse is not None:
+            return self._sparse[0](h[0].double(), float(eps[0]))[None].to(h.dtype)
         if self._fused:
             return self._fused_lse(self._x64, self._sqx, self._y64, self._sqy, h, eps, self._step_x)
         n = self.x.shape[1]
@@ -259,6 +281,8 @@ class OnlineGeometry:
         return _blocked_lse(block, n, h, eps, self._step_x, self.dtype)
 
     def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if self._sparse is not None:
+            return self._sparse[1](h[0].double(), float(eps[0]))[None].to(h.dtype)
         if self._fused:
             return self._fused_lse(self._y64, self._sqy, self._x64, self._sqx, h, eps, self._step_y)
         m = self.y.shape[1]
@@ -278,6 +302,20 @@ class OnlineGeometry:
             valid = self.mask_x[:, r0:r1, None] & self.mask_y[:, None, :]
             best = torch.maximum(best, torch.where(valid, c, 0).amax(dim=(1, 2)))
         return best
+
+
+def _sparse_pair(
+    x: torch.Tensor, y: torch.Tensor, cost_fn: CostFn, fused: bool
+) -> tuple[BlockSparseLse, BlockSparseLse]:
+    """Block-sparse reducers over the columns (rows x, columns y) and over the rows."""
+    n, m = x.shape[0], y.shape[0]
+    row_x, col_y = leaf_sizes(n, m)
+    row_y, col_x = leaf_sizes(m, n)
+    xr, yc = kd_leaves(x, row_x), kd_leaves(y, col_y)
+    yr, xc = kd_leaves(y, row_y), kd_leaves(x, col_x)
+    over_cols = BlockSparseLse(x, y, xr, yc, box_cost_lower(cost_fn, xr, yc), cost_fn, fused)
+    over_rows = BlockSparseLse(y, x, yr, xc, box_cost_lower(cost_fn, yr, xc), cost_fn, fused)
+    return over_cols, over_rows
 
 
 class KernelGeometry:

@@ -1,0 +1,165 @@
+"""Block-sparse log-sum-exps: the full sums to float64 rounding, with provably idle blocks skipped."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import otcli
+import otcli.blocksparse as bs
+import otcli.geometry as geometry
+from otcli.cost import get_cost
+from otcli.geometry import OnlineGeometry
+
+BOUNDED = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None), ("pnorm", 1.5)]
+
+
+@pytest.fixture
+def small_leaves(monkeypatch):
+    """Leaves of a few points, so that clouds of a few hundred points have many of them."""
+    monkeypatch.setattr(bs, "_ROW_LEAF_SMALL", 16)
+    monkeypatch.setattr(bs, "_COL_LEAF", 8)
+
+
+def _pair(n: int, m: int, seed: int, d: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, n, d, generator=g, dtype=torch.float64) - 0.5
+    y = torch.rand(1, m, d, generator=g, dtype=torch.float64) - 0.4
+    return x, y
+
+
+def _geometry(x: torch.Tensor, y: torch.Tensor, cost_fn, dtype=torch.float64) -> OnlineGeometry:
+    ones_x = torch.ones(x.shape[:2], dtype=torch.bool)
+    ones_y = torch.ones(y.shape[:2], dtype=torch.bool)
+    geom = OnlineGeometry(x, y, cost_fn, ones_x, ones_y, dtype, prune=True)
+    assert geom._sparse is not None
+    return geom
+
+
+def _potential(m: int, eps: float, seed: int) -> torch.Tensor:
+    """log-masses plus a potential of a few ε, with two massless columns: (1, m)."""
+    g = torch.Generator().manual_seed(seed)
+    h = math.log(1 / m) + 3 * torch.randn(1, m, generator=g, dtype=torch.float64)
+    h[0, :2] = -math.inf
+    return h
+
+
+@pytest.mark.parametrize(("name", "p"), BOUNDED)
+@pytest.mark.parametrize("eps", [1.0, 0.01, 2e-4])
+def test_block_sparse_equals_logsumexp(small_leaves, name, p, eps):
+    if name in ("euclidean", "cityblock"):
+        eps *= 10  # a linear cost: the same reach in distance takes a larger ε
+    x, y = _pair(600, 520, seed=1, d=2)
+    cost_fn = get_cost(name, p)
+    C = cost_fn(x, y)  # (1, 600, 520), the oracle's own dense matrix
+    geom = _geometry(x, y, cost_fn)
+    e = torch.tensor([eps], dtype=torch.float64)
+    for seed in (2, 3):  # the second call starts from the first one's sums
+        hy, hx = _potential(520, eps, seed), _potential(600, eps, seed + 10)
+        want_cols = torch.logsumexp(hy[:, None, :] - C / eps, dim=2)
+        want_rows = torch.logsumexp(hx[:, :, None] - C / eps, dim=1)
+        torch.testing.assert_close(geom.lse_over_cols(hy, e), want_cols, rtol=1e-12, atol=1e-11)
+        torch.testing.assert_close(geom.lse_over_rows(hx, e), want_rows, rtol=1e-12, atol=1e-11)
+    computed = sum(s.computed for s in geom._sparse) / (2 * 2 * 600 * 520)
+    if eps < 5e-3:
+        assert computed < 0.5, computed  # most blocks were skipped
+    if eps >= 1.0:
+        assert computed >= 1.0  # nothing can be skipped at the clouds' own scale
+
+
+@pytest.mark.parametrize("guess", [1e3, -1e3])
+def test_wrong_guess_changes_the_work_not_the_result(small_leaves, guess):
+    """A guess far too high skips nearly everything, and the check puts it back; one far too
+    low computes everything."""
+    x, y = _pair(200, 180, seed=4)
+    cost_fn = get_cost("sqeuclidean")
+    C = cost_fn(x, y)
+    geom = _geometry(x, y, cost_fn)
+    eps = 2e-3
+    e = torch.tensor([eps], dtype=torch.float64)
+    hy = _potential(180, eps, seed=5)
+    sparse = geom._sparse[0]
+    sparse._guess = (eps, torch.full((len(sparse.rl.starts) - 1,), guess, dtype=torch.float64))
+    want = torch.logsumexp(hy[:, None, :] - C / eps, dim=2)
+    torch.testing.assert_close(geom.lse_over_cols(hy, e), want, rtol=1e-12, atol=1e-11)
+
+
+def test_columns_chunked_within_a_leaf(small_leaves, monkeypatch):
+    monkeypatch.setattr(bs, "_BLOCK_ELEMS", 40)  # a few columns per chunk, many chunks per leaf
+    x, y = _pair(120, 150, seed=6)
+    for name, p in [("sqeuclidean", None), ("cityblock", None)]:
+        cost_fn = get_cost(name, p)
+        C = cost_fn(x, y)
+        geom = _geometry(x, y, cost_fn)
+        e = torch.tensor([5e-3], dtype=torch.float64)
+        hy = _potential(150, 5e-3, seed=7)
+        want = torch.logsumexp(hy[:, None, :] - C / 5e-3, dim=2)
+        torch.testing.assert_close(geom.lse_over_cols(hy, e), want, rtol=1e-12, atol=1e-11)
+
+
+def test_kd_leaves_partition_the_cloud_into_boxes():
+    pts = torch.rand(1000, 3, dtype=torch.float64)
+    leaves = bs.kd_leaves(pts, 50)
+    assert sorted(leaves.perm.tolist()) == list(range(1000))
+    sizes = np.diff(leaves.starts)
+    assert sizes.max() <= 50 and sizes.min() >= 25
+    sorted_pts = pts[leaves.perm]
+    for k, (s0, s1) in enumerate(zip(leaves.starts[:-1], leaves.starts[1:], strict=True)):
+        torch.testing.assert_close(sorted_pts[s0:s1].amin(0), leaves.lo[k])
+        torch.testing.assert_close(sorted_pts[s0:s1].amax(0), leaves.hi[k])
+        assert (leaves.leaf_of[s0:s1] == k).all()
+
+
+@pytest.mark.parametrize(("name", "p"), BOUNDED)
+def test_box_lower_bound_holds_for_every_pair_of_points(name, p):
+    x, y = (t[0] for t in _pair(400, 300, seed=10))
+    a, b = bs.kd_leaves(x, 20), bs.kd_leaves(y * 2, 16)
+    cost_fn = get_cost(name, p)
+    near = bs.box_cost_lower(cost_fn, a, b)
+    C = cost_fn(x[a.perm][None], 2 * y[b.perm][None])[0]  # (400, 300) in leaf order
+    lo = near[a.leaf_of][:, b.leaf_of]
+    assert (C >= lo - 1e-12).all()
+    assert (lo > 0).double().mean() > 0.3  # and it is not vacuous: boxes apart get a gap
+
+
+def test_pruned_solve_matches_the_dense_solve(small_leaves, monkeypatch):
+    """A whole solve at small ε through the block-sparse path: same cost as the dense kernel
+    solve, the returned plan meets the tolerance, and blocks really were skipped."""
+    monkeypatch.setattr(geometry, "_PRUNE_MIN_ENTRIES", 0)
+    reducers: set = set()
+    calls = []
+    real_call = bs.BlockSparseLse.__call__
+
+    def spy(self, h, eps):
+        reducers.add(self)
+        calls.append(h.shape[0])
+        return real_call(self, h, eps)
+
+    monkeypatch.setattr(bs.BlockSparseLse, "__call__", spy)
+    rng = np.random.default_rng(9)
+    x, y = rng.random((500, 2)), rng.random((450, 2))
+    a, b = rng.random(500) + 0.5, rng.random(450) + 0.5
+    kw = dict(eps=2e-3, dtype="float64", tol=1e-7)
+    online = otcli.solve(x, y, a, b, geometry="online", **kw)
+    dense = otcli.solve(x, y, a, b, geometry="dense", **kw)
+    computed = sum(r.computed for r in reducers) / (len(calls) * 500 * 450)
+    assert computed < 0.7, computed  # annealing stages at large ε included
+    assert online.converged and dense.converged
+    assert online.cost == pytest.approx(dense.cost, rel=1e-8)
+    plan = online.plan()
+    an, bn = a / a.sum(), b / b.sum()
+    assert np.abs(plan.sum(1) - an).sum() + np.abs(plan.sum(0) - bn).sum() <= 1e-7
+
+
+def test_cosine_and_batches_keep_the_plain_online_path():
+    x, y = _pair(50, 40, seed=8)
+    ones_x, ones_y = torch.ones(1, 50, dtype=torch.bool), torch.ones(1, 40, dtype=torch.bool)
+    cos = OnlineGeometry(x, y, get_cost("cosine"), ones_x, ones_y, torch.float64, prune=True)
+    assert cos._sparse is None
+    x2, y2 = x.expand(2, -1, -1), y.expand(2, -1, -1)
+    two = OnlineGeometry(x2, y2, get_cost("sqeuclidean"), ones_x.expand(2, -1),
+                         ones_y.expand(2, -1), torch.float64, prune=True)  # fmt: skip
+    assert two._sparse is None
