@@ -35,8 +35,15 @@ def worker(method: str, n: int, eps: float, max_iter: int) -> dict[str, float]:
         import otcli
 
         stamps: list[float] = []  # one per convergence check, i.e. per iteration on CPU
+
+        def progress(it: int, e: float, err: float) -> None:
+            stamps.append(time.perf_counter())
+            if it % 10 == 0:  # a long run shows where it is (stderr: not the JSON result)
+                print(f"  n={n} iteration {it}: eps {e:.3g}, marginal error {err:.2e}, "
+                      f"{stamps[-1] - start:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+
         r = otcli.solve(x, y, eps=eps, geometry="online", max_iter=max_iter, device="cpu",
-                        progress=lambda *_: stamps.append(time.perf_counter()))  # fmt: skip
+                        progress=progress)  # fmt: skip
         steps = [b - a for a, b in itertools.pairwise(stamps)]
         return dict(seconds=time.perf_counter() - start, iterations=r.iterations,
                     marginal_error=r.marginal_error, cost=r.cost,

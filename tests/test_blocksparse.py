@@ -66,8 +66,8 @@ def test_block_sparse_equals_logsumexp(small_leaves, name, p, eps):
     computed = sum(s.computed for s in geom._sparse) / (2 * 2 * 600 * 520)
     if eps < 5e-3:
         assert computed < 0.5, computed  # most blocks were skipped
-    if eps >= 1.0:
-        assert computed >= 1.0  # nothing can be skipped at the clouds' own scale
+    if eps >= 1.0:  # nothing to skip at the clouds' own scale: the plain path did the work
+        assert computed < 0.05, computed
 
 
 @pytest.mark.parametrize("guess", [1e3, -1e3])
@@ -133,10 +133,10 @@ def test_pruned_solve_matches_the_dense_solve(small_leaves, monkeypatch):
     calls = []
     real_call = bs.BlockSparseLse.__call__
 
-    def spy(self, h, eps):
+    def spy(self, h, eps, plain):
         reducers.add(self)
         calls.append(h.shape[0])
-        return real_call(self, h, eps)
+        return real_call(self, h, eps, plain)
 
     monkeypatch.setattr(bs.BlockSparseLse, "__call__", spy)
     rng = np.random.default_rng(9)

@@ -21,7 +21,7 @@ cosine has no such bound and keeps the plain online path.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +42,8 @@ _COL_LEAF = 32
 _MAX_PAIR_BOUNDS = 1 << 22  # entries of the (row leaves × column leaves) bound matrices
 _BLOCK_ELEMS = 1 << 20  # entries per computed block (float64 exponents, 8 MiB)
 _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
-# From this kept fraction on, every entry is computed in plain row blocks: cheaper per entry.
+# From this kept fraction on, the plain online path computes every entry: cheaper per entry
+# (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
 
 # exp(−80) ≈ 1.8e−35, as in the dense geometry: keeps torch.exp off its slow underflow path.
@@ -146,8 +147,11 @@ class BlockSparseLse:
         self._guess: tuple[float, torch.Tensor] | None = None  # (ε, per row leaf min of out)
         self.computed = 0  # entries computed so far (for benchmarks and tests)
 
-    def __call__(self, h: torch.Tensor, eps: float) -> torch.Tensor:
-        """(m,) float64 → (n,) float64."""
+    def __call__(
+        self, h: torch.Tensor, eps: float, plain: Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
+        """(m,) float64 → (n,) float64; ``plain()`` computes the same without skipping
+        anything, used where nearly every leaf pair would be kept (large ε)."""
         hs = h[self.cl.perm]
         n_leaves_c = len(self.cl.starts) - 1
         hmax = torch.full((n_leaves_c,), -math.inf, dtype=torch.float64)
@@ -164,16 +168,17 @@ class BlockSparseLse:
             lower = self._leaf_min(done)
         keep = (upper >= (lower + cut)[:, None]) | first
         if int(keep.sum()) >= _DENSE_FRACTION * keep.numel():  # large ε: no leaf-by-leaf work
-            out = self._lse(hs, eps, None)
+            result = plain()
+            self._guess = (eps, self._leaf_min(result[self.rl.perm]))
+            return result
+        if done is None:
+            out = self._lse(hs, eps, keep)
         else:
-            if done is None:
-                out = self._lse(hs, eps, keep)
-            else:
-                out = torch.logaddexp(done, self._lse(hs, eps, keep & ~first))
-            # The check: whatever is still skipped must be below η of every row's sum.
-            more = (upper >= (self._leaf_min(out) + cut)[:, None]) & ~keep
-            if bool(more.any()):
-                out = torch.logaddexp(out, self._lse(hs, eps, more))
+            out = torch.logaddexp(done, self._lse(hs, eps, keep & ~first))
+        # The check: whatever is still skipped must be below η of every row's sum.
+        more = (upper >= (self._leaf_min(out) + cut)[:, None]) & ~keep
+        if bool(more.any()):
+            out = torch.logaddexp(out, self._lse(hs, eps, more))
         self._guess = (eps, self._leaf_min(out))
         result = torch.empty_like(out)
         result[self.rl.perm] = out
@@ -184,9 +189,8 @@ class BlockSparseLse:
         smin = torch.full((n_leaves_r,), math.inf, dtype=torch.float64)
         return smin.scatter_reduce_(0, self.rl.leaf_of, out, "amin")
 
-    def _lse(self, hs: torch.Tensor, eps: float, keep: torch.Tensor | None) -> torch.Tensor:
-        """log Σ_{j in kept leaves} exp(h_j − C_ij/ε), rows in sorted order (−∞: none kept);
-        ``keep`` None: over all columns.
+    def _lse(self, hs: torch.Tensor, eps: float, keep: torch.Tensor) -> torch.Tensor:
+        """log Σ_{j in kept leaves} exp(h_j − C_ij/ε), rows in sorted order (−∞: none kept).
 
         Each leaf's block writes its row maxima and sums of exps straight into per-row
         buffers; logs and shifts are applied once, to all rows, at the end.
@@ -219,17 +223,8 @@ class BlockSparseLse:
         out = torch.where(torch.isfinite(top), out, -math.inf)
         return out.sub_(self.sq_rows / eps) if self.fused else out
 
-    def _blocks(
-        self, keep: torch.Tensor | None, m: int
-    ) -> Iterator[tuple[int, int, torch.Tensor | None]]:
-        """(r0, r1, columns) to compute, leaf by leaf; ``keep`` None: every row and column,
-        in row blocks sized for the cache (None: all columns)."""
-        n = self.rows.shape[0]
-        if keep is None:
-            step = max(1, _BLOCK_ELEMS // m)
-            for r0 in range(0, n, step):
-                yield r0, min(n, r0 + step), None
-            return
+    def _blocks(self, keep: torch.Tensor, m: int) -> Iterator[tuple[int, int, torch.Tensor | None]]:
+        """(r0, r1, columns) to compute, row leaf by row leaf (columns None: all of them)."""
         starts = self.rl.starts
         n_leaves = len(starts) - 1
         group = max(1, _MASK_ELEMS // m)
