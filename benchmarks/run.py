@@ -28,7 +28,8 @@ starts from the points. Workloads:
 - batch: ``--pairs`` pairs of 100–500 points (bench_batch.py's data and runners): otcli's
   library on the lists, ``otdist batch`` end to end, POT ``sinkhorn2`` in a loop, GeomLoss in
   a loop, POT ``ot.batch`` (log-domain, one run: slow) on the first 32 pairs, padded with
-  zero mass. ε = 0.01, otcli tol 1e-4, POT stopThr 1e-5.
+  zero mass. ε = 0.01, otcli tol 1e-4, POT stopThr 1e-5. Then the floor: the bare batched
+  products over otcli's buckets at otcli's median iteration count (``batch_floor``).
 - cli: ``otdist a.parquet b.parquet --eps 0.01 --json`` on 4000-point clouds, end to end,
   against a fresh ``python -c`` that reads both files with pyarrow and runs ``ot.sinkhorn2``;
   plus ``otdist --help`` (target < 0.3 s) and a bare ``import torch`` for scale.
