@@ -367,7 +367,7 @@ def batch_floor(data, iterations: int, repeats: int) -> float:
         v, u = torch.rand(B, 1, m), torch.rand(B, 1, n)
         out_n, out_m = torch.empty(B, 1, n), torch.empty(B, 1, m)
 
-        # Vector-times-matrix, the fast form of torch's CPU bmm (matrix-times-vector ran 8x
+        # Vector-times-matrix, the fast form of torch's CPU bmm (matrix-times-vector ran 7x
         # slower here): (K v)ᵀ = vᵀ Kᵀ and uᵀ K, as otcli's kernel geometry computes them.
         def products(K=K, v=v, u=u, out_n=out_n, out_m=out_m) -> None:
             for _ in range(iterations):
