@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import otcli
-from otcli.batch import Engine, Problem, SolveSettings, journal_path, plan_buckets
+from otcli.batch import Engine, Problem, journal_path, plan_buckets, run_fingerprint
 from otcli.cli import run
+from otcli.config import ReadOptions, make_config
 
 LINE_A = np.array([[i, 0.0] for i in range(5)])
 
@@ -108,7 +109,7 @@ def test_batch_equals_single_pair_results(capfd, tmp_path):
 def test_one_batched_solve_of_different_sizes_equals_single_solves(rng):
     sizes = [(5, 40), (40, 5), (17, 23), (64, 64)]
     pairs = [(rng.random((n, 3)), rng.random((m, 3)) * 2) for n, m in sizes]
-    engine = Engine.create(SolveSettings(eps=0.05, device="cpu"))
+    engine = Engine.create(make_config(eps=0.05, device="cpu"))
     problems = [Problem(otcli.make_cloud(x), otcli.make_cloud(y), 0.05) for x, y in pairs]
     batched = engine.solve(problems)  # one padded batch, each problem with its own stop
     for (x, y), res in zip(pairs, batched, strict=True):
@@ -219,10 +220,10 @@ def test_solver_failure_in_a_bucket_fails_only_that_pair(capfd, tmp_path, monkey
 
     real = otcli.api.solve_clouds
 
-    def flaky(xs, ys, **kw):
+    def flaky(xs, ys, *args, **kw):
         if any(x.source.endswith("x1.npy") for x in xs):
             raise otcli.api.SolverError(f"{xs[0].source}: the solver produced a non-finite result")
-        return real(xs, ys, **kw)
+        return real(xs, ys, *args, **kw)
 
     monkeypatch.setattr(otcli.api, "solve_clouds", flaky)
     rows = random_pairs(tmp_path, [(10, 10)] * 4)
@@ -381,7 +382,7 @@ def test_resume_drops_a_torn_last_line(capfd, tmp_path):
     m = write_manifest(tmp_path / "m.csv", rows)
     assert otdist(capfd, "batch", m, "-o", tmp_path / "full.jsonl")[0] == 0
     full = (tmp_path / "full.jsonl").read_text().splitlines()
-    header = json.dumps({"otcli_journal": 1, "settings": SolveSettings().fingerprint()})
+    header = json.dumps({"otcli_journal": 1, "settings": run_fingerprint(make_config(), ReadOptions(), False)})
     out = tmp_path / "r.jsonl"
     journal_path(out).write_text(f"{header}\n{full[0]}\n{full[1][:40]}")  # torn mid-row
     code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
@@ -395,7 +396,7 @@ def test_resume_refuses_other_options(capfd, tmp_path):
     rows = random_pairs(tmp_path, [(6, 7)])
     m = write_manifest(tmp_path / "m.csv", rows)
     out = tmp_path / "r.jsonl"
-    header = {"otcli_journal": 1, "settings": SolveSettings(eps=0.5).fingerprint()}
+    header = {"otcli_journal": 1, "settings": run_fingerprint(make_config(eps=0.5), ReadOptions(), False)}
     journal_path(out).write_text(json.dumps(header) + "\n")
     code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
     assert code == 2

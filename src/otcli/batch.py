@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from otcli.buckets import DEFAULT_MAX_BATCH, bucket_entries, plan_buckets
-from otcli.errors import InputError, OptionError, OtcliError
+from otcli.buckets import plan_buckets
+from otcli.config import ReadOptions, SolveConfig
+from otcli.errors import InputError, OptionError, OtcliError, SolverError
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
-    from otcli.cost import CostFn
     from otcli.result import SinkhornResult
 
 __all__ = [
@@ -45,11 +45,11 @@ __all__ = [
     "PairSpec",
     "Problem",
     "RunSummary",
-    "SolveSettings",
     "check_out_path",
     "plan_buckets",
     "read_manifest",
     "run_batch",
+    "run_fingerprint",
 ]
 
 #: Output formats of ``otdist batch``, by extension.
@@ -66,54 +66,15 @@ _INT_ID = re.compile(r"-?(?:0|[1-9]\d{0,17})")  # canonical only: "007" stays te
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-# --------------------------------------------------------------------------------------------
-# Settings shared by batch and pairwise
-# --------------------------------------------------------------------------------------------
+def run_fingerprint(config: SolveConfig, read: ReadOptions, divergence: bool) -> dict[str, Any]:
+    """The options that change a run's numbers: a resumed run must use the same ones."""
+    return {**config.fingerprint(), "divergence": divergence, **read.fingerprint()}
 
 
-@dataclass(frozen=True)
-class SolveSettings:
-    """Solver and reader options for every pair of a run (the CLI's shared options).
-
-    ``memory`` is the byte budget for a bucket's n×m buffers (``None``: half the free memory);
-    ``max_batch`` caps the pairs per solve; ``workers`` is the loader's thread count.
-    """
-
-    eps: float = 0.1
-    cost: str = "sqeuclidean"
-    p: float | None = None
-    max_iter: int = 1000
-    tol: float | None = None
-    scaling: float | None = 0.5
-    device: str = "auto"
-    dtype: str = "float32"
-    divergence: bool = False
-    columns: tuple[str, ...] | None = None
-    weights: str | None = None
-    memory: int | None = None
-    max_batch: int = DEFAULT_MAX_BATCH
-    workers: int = 4
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The options that change the numbers: a resumed run must use the same ones."""
-        return {
-            "eps": self.eps, "cost": self.cost, "p": self.p, "max_iter": self.max_iter,
-            "tol": self.tol, "scaling": self.scaling, "dtype": self.dtype,
-            "divergence": self.divergence,
-            "columns": list(self.columns) if self.columns is not None else None,
-            "weights": self.weights,
-        }  # fmt: skip
-
-    def check(self) -> None:
-        """Refuse bad option values up front, naming the option."""
-        if not (math.isfinite(self.eps) and self.eps > 0):
-            raise OptionError("--eps", f"ε must be a positive finite number, got {self.eps}")
-        if self.max_batch < 1:
-            raise OptionError("--max-batch", f"must be ≥ 1, got {self.max_batch}")
-        if self.workers < 1:
-            raise OptionError("--workers", f"must be ≥ 1, got {self.workers}")
-        if self.p is not None and self.cost != "pnorm":
-            raise OptionError("--p", f"--p applies to --cost pnorm only (got --cost {self.cost})")
+def check_workers(workers: int) -> None:
+    """The loader's thread count, refused unless positive."""
+    if workers < 1:
+        raise OptionError("--workers", f"must be ≥ 1, got {workers}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,63 +93,35 @@ class Problem:
 
 @dataclass
 class Engine:
-    """Solves lists of problems bucket by bucket with one cost, device and dtype.
+    """Solves lists of problems bucket by bucket under one :class:`SolveConfig`.
 
-    ``max_entries`` bounds a bucket's padded B·n·m: the smaller of the memory budget (about
-    three n×m buffers plus a mask per problem live during a solve) and the cache-friendly
-    work-unit size :data:`otcli.buckets.DEFAULT_MAX_ENTRIES`.
+    ``max_entries`` bounds a bucket's padded B·n·m: the smaller of what the memory budget
+    holds (the same memory model that picks the geometry) and the cache-friendly work-unit
+    size :data:`otcli.buckets.DEFAULT_MAX_ENTRIES`.
     """
 
-    settings: SolveSettings
-    cost_fn: CostFn
+    config: SolveConfig
     max_entries: int
 
     @classmethod
-    def create(cls, settings: SolveSettings) -> Engine:
-        """Resolve the cost, device, dtype and memory budget (raises OptionError if bad)."""
-        import torch
-
-        from otcli.api import DEFAULT_TOL, check_options
-        from otcli.cost import get_cost
-        from otcli.device import memory_budget, pick_device, pick_dtype
-
-        settings.check()
-        cost_fn = get_cost(settings.cost, settings.p)
-        dev = pick_device(settings.device)
-        dt = pick_dtype(settings.dtype, dev)
-        tol = DEFAULT_TOL[settings.dtype] if settings.tol is None else settings.tol
-        check_options([settings.eps], settings.max_iter, tol, settings.scaling, 1)
-        budget = memory_budget(dev) if settings.memory is None else settings.memory
-        return cls(settings, cost_fn, bucket_entries(budget, torch.finfo(dt).bits // 8))
+    def create(cls, config: SolveConfig) -> Engine:
+        """Size buckets from the config's memory budget (read once, here)."""
+        return cls(config, config.bucket_entries())
 
     def check_pair(self, x: Cloud, y: Cloud) -> None:
         """The checks ``solve_clouds`` makes per pair, with the same messages, made up front
         so that one bad pair becomes one error row instead of failing its whole bucket."""
         from otcli.api import check_pair
 
-        check_pair(x, y, self.cost_fn)
+        check_pair(x, y, self.config.cost)
 
     def solve(self, problems: Sequence[Problem]) -> list[SinkhornResult | str]:
         """One batched solve; if it fails, each problem alone, so only bad ones fail."""
-        from otcli.api import SolverError, solve_clouds
+        from otcli import api
 
-        s = self.settings
         try:
-            return list(
-                solve_clouds(
-                    [p.x for p in problems],
-                    [p.y for p in problems],
-                    eps=[p.eps for p in problems],
-                    cost_fn=self.cost_fn,
-                    max_iter=s.max_iter,
-                    tol=s.tol,
-                    scaling=s.scaling,
-                    device=s.device,
-                    dtype=s.dtype,
-                    check_every=None,
-                    progress=None,
-                )
-            )
+            xs, ys = [p.x for p in problems], [p.y for p in problems]
+            return list(api.solve_clouds(xs, ys, [p.eps for p in problems], self.config))
         except (SolverError, OtcliError) as exc:
             if len(problems) == 1:
                 return [str(exc)]
@@ -200,7 +133,7 @@ class Engine:
         """Yield ``(indices, outcomes)`` bucket by bucket, as each batched solve finishes."""
         shapes = [(p.x.n, p.y.n) for p in problems]
         for idx in plan_buckets(
-            shapes, max_entries=self.max_entries, max_batch=self.settings.max_batch
+            shapes, max_entries=self.max_entries, max_batch=self.config.max_batch
         ):
             yield idx, self.solve([problems[k] for k in idx])
 
@@ -212,16 +145,16 @@ class CloudLoader:
     message saying why it could not be read; ``release`` forgets paths no longer needed.
     """
 
-    def __init__(self, pool: ThreadPoolExecutor, settings: SolveSettings) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, read: ReadOptions) -> None:
         self._pool = pool
-        self._settings = settings
+        self._options = read
         self._futures: dict[str, Future[Cloud]] = {}
 
     def _read(self, path: str) -> Cloud:
         from otcli.io import read_cloud
 
-        s = self._settings
-        return read_cloud(path, columns=s.columns, weights=s.weights)
+        o = self._options
+        return read_cloud(path, columns=o.columns, weights=o.weights)
 
     def prefetch(self, paths: Iterable[str]) -> None:
         for path in paths:
@@ -592,7 +525,7 @@ ProgressHook = Callable[[int, int], None]
 """Called with (pairs just finished, of which failed) as rows are recorded."""
 
 
-class FailFast(Exception):
+class FailFast(SolverError):
     """``--fail-fast`` stopped the run at a failed pair (its message is the error text)."""
 
 
@@ -602,8 +535,10 @@ class BatchRun:
 
     pairs: list[PairSpec]
     out: Path
-    settings: SolveSettings
     engine: Engine
+    read: ReadOptions
+    divergence: bool = False
+    workers: int = 4
     coupling_dir: Path | None = None
     coupling_format: str = "npy"
     fail_fast: bool = False
@@ -626,7 +561,7 @@ class BatchRun:
             self.progress(len(rows), len(failed))
 
     def eps_of(self, pair: PairSpec) -> float:
-        return self.settings.eps if pair.eps is None else pair.eps
+        return self.engine.config.eps if pair.eps is None else pair.eps
 
     def run(self, todo: Sequence[PairSpec]) -> None:
         """Score ``todo`` window by window, loading the next window while solving this one."""
@@ -635,8 +570,8 @@ class BatchRun:
         for w, window in enumerate(windows):
             for pair in window:
                 last_use[pair.path_a] = last_use[pair.path_b] = w
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="otdist-io") as pool:
-            loader = CloudLoader(pool, self.settings)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="otdist-io") as pool:
+            loader = CloudLoader(pool, self.read)
             try:
                 for w, window in enumerate(windows):
                     loader.prefetch(p for pair in window for p in (pair.path_a, pair.path_b))
@@ -665,7 +600,7 @@ class BatchRun:
                 owners.append(pair)
         if bad:
             self.record(bad)
-        if self.settings.divergence:
+        if self.divergence:
             self._solve_self_terms(problems)
         for idx, outcomes in self.engine.solve_in_buckets(problems):
             rows = [
@@ -678,8 +613,10 @@ class BatchRun:
     def _problem(self, pair: PairSpec, loader: CloudLoader) -> Problem | dict[str, Any]:
         """The pair's problem, or its error row (unreadable file, bad ε, dimension, cost)."""
         eps = self.eps_of(pair)
-        if not (math.isfinite(eps) and eps > 0):
-            return error_row(pair, f"eps: ε must be a positive finite number, got {eps}", eps)
+        try:
+            self.engine.config.check_eps(eps, "eps")
+        except OtcliError as exc:
+            return error_row(pair, str(exc), eps)
         x, y = loader.get(pair.path_a), loader.get(pair.path_b)
         for c in (x, y):
             if isinstance(c, str):
@@ -709,7 +646,7 @@ class BatchRun:
         if isinstance(out, str):
             return error_row(pair, out, problem.eps, problem.x.n, problem.y.n)
         seconds = out.seconds / bucket
-        if not self.settings.divergence:
+        if not self.divergence:
             return ok_row(pair, out, seconds)
         xx = self._self_terms[(problem.x.source, problem.eps)]
         yy = self._self_terms[(problem.y.source, problem.eps)]
@@ -769,12 +706,12 @@ def check_coupling_dir(
 
 
 def _prepare_output(
-    out: Path, settings: SolveSettings, *, resume: bool, overwrite: bool
+    out: Path, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool
 ) -> tuple[Journal, list[dict[str, Any]]]:
     """Open the journal for a fresh or resumed run; return it and the rows already done."""
     jpath = journal_path(out)
     journal = Journal(jpath)
-    header = {"otcli_journal": JOURNAL_VERSION, "settings": settings.fingerprint()}
+    header = {"otcli_journal": JOURNAL_VERSION, "settings": fingerprint}
     if resume and overwrite:
         raise OptionError("--resume", "--resume and --overwrite contradict each other; pick one")
     if not resume:
@@ -811,8 +748,11 @@ def _prepare_output(
 def run_batch(
     manifest: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    settings: SolveSettings,
+    config: SolveConfig,
     *,
+    read: ReadOptions | None = None,
+    divergence: bool = False,
+    workers: int = 4,
     resume: bool = False,
     overwrite: bool = False,
     fail_fast: bool = False,
@@ -829,15 +769,20 @@ def run_batch(
     resumed run tries them again.
     """
     start = time.perf_counter()
+    read = ReadOptions() if read is None else read
+    check_workers(workers)
     out_path = check_out_path(out, BATCH_SUFFIXES)
     pairs = read_manifest(manifest)
-    engine = Engine.create(settings)
+    engine = Engine.create(config)
     cdir = None
     if coupling_dir is not None:
         cdir = check_coupling_dir(coupling_dir, pairs, coupling_format)
-    journal, previous = _prepare_output(out_path, settings, resume=resume, overwrite=overwrite)
-    run = BatchRun(pairs, out_path, settings, engine, cdir, coupling_format, fail_fast,
-                   journal=journal)  # fmt: skip
+    fingerprint = run_fingerprint(config, read, divergence)
+    journal, previous = _prepare_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
+    run = BatchRun(
+        pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
+        journal=journal,
+    )  # fmt: skip
     wanted = {p.key for p in pairs}
     for r in previous:
         if str(r.get("id")) in wanted:
@@ -850,7 +795,7 @@ def run_batch(
         run.run(todo)
     finally:
         journal.close()
-    fields = [f for f in ROW_FIELDS if settings.divergence or f != "divergence"]
+    fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]
     final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
     write_rows(out_path, final, fields)
     journal.path.unlink(missing_ok=True)

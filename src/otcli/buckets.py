@@ -16,7 +16,6 @@ from collections.abc import Sequence
 # 2-core CPU here, units of 2^22 and 2^24 entries ran within noise of each other for pairs of
 # 100–500 points.
 DEFAULT_MAX_ENTRIES = 1 << 22
-DEFAULT_MAX_BATCH = 64
 # Pairs whose first cloud sizes differ by less than this factor share a size class; within a
 # class pairs are sorted by the second size, so a bucket pads each side by little.
 SIZE_CLASS_RATIO = 1.25
@@ -67,10 +66,11 @@ def plan_buckets(
     return buckets
 
 
-def bucket_entries(budget: int, bytes_per_value: int) -> int:
+def bucket_entries(budget: int, bytes_per_entry: int) -> int:
     """Padded entries one bucket may hold within ``budget`` bytes of memory.
 
-    About three n×m buffers (cost, kernel, scratch) plus a mask byte live per entry during a
-    solve; the cap :data:`DEFAULT_MAX_ENTRIES` applies however large the budget.
+    ``bytes_per_entry`` comes from the one memory model (:func:`otcli.config.dense_bytes`),
+    so that a bucket planned within the budget is also solved densely; the cap
+    :data:`DEFAULT_MAX_ENTRIES` applies however large the budget.
     """
-    return max(1, min(DEFAULT_MAX_ENTRIES, budget // (3 * bytes_per_value + 1)))
+    return max(1, min(DEFAULT_MAX_ENTRIES, budget // bytes_per_entry))

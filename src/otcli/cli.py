@@ -140,6 +140,39 @@ ManyProgressOpt = Annotated[
 WeightsOpt = Annotated[
     str | None, typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT)
 ]
+EpsOpt = Annotated[
+    float,
+    typer.Option(
+        help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
+    ),
+]
+GeometryOpt = Annotated[
+    Geometry,
+    typer.Option(
+        help="dense: C in memory; online: C rebuilt block by block, O(n+m) memory; "
+        "auto: dense while C and Cᵀ fit --memory.",
+        rich_help_panel=SOLVER,
+    ),
+]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory budget for n×m matrices (one batched solve), e.g. 512M or 8G "
+        "\\[default: half the free memory].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Coordinate columns, comma-separated names or 0-based indices (every file).",
+        rich_help_panel=INPUT,
+    ),
+]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
+]
 
 
 @app.command(PAIR_COMMAND)
@@ -152,23 +185,13 @@ def pair(
         ),
     ],
     b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
-    eps: Annotated[
-        float,
-        typer.Option(
-            help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
-        ),
-    ] = 0.1,
+    eps: EpsOpt = 0.1,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
     max_iter: MaxIterOpt = 1000,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
-    no_scaling: Annotated[
-        bool,
-        typer.Option(
-            "--no-scaling", help="Plain Sinkhorn at --eps, no annealing.", rich_help_panel=SOLVER
-        ),
-    ] = False,
+    no_scaling: NoScalingOpt = False,
     device: DeviceOpt = "auto",
     dtype: DTypeOpt = DType.float32,
     divergence: Annotated[
@@ -179,36 +202,10 @@ def pair(
             rich_help_panel=SOLVER,
         ),
     ] = False,
-    geometry: Annotated[
-        Geometry,
-        typer.Option(
-            help="dense: C in memory; online: C rebuilt block by block, O(n+m) memory; "
-            "auto: dense while C and Cᵀ fit --memory.",
-            rich_help_panel=SOLVER,
-        ),
-    ] = Geometry.auto,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory budget for n×m matrices, e.g. 512M or 8G \\[default: half the free memory].",
-            rich_help_panel=SOLVER,
-            show_default=False,
-        ),
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            help="Coordinate columns, comma-separated names or 0-based indices (both files).",
-            rich_help_panel=INPUT,
-        ),
-    ] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="Column of per-point masses (both files); normalised to sum 1.",
-            rich_help_panel=INPUT,
-        ),
-    ] = None,
+    geometry: GeometryOpt = Geometry.auto,
+    memory: MemoryOpt = None,
+    columns: ColumnsOpt = None,
+    weights: WeightsOpt = None,
     coupling: Annotated[
         Path | None,
         typer.Option(
@@ -261,110 +258,89 @@ def pair(
     Euclidean cost it estimates W₂² when ε is small against the costs), the regularised
     objective, iterations and the marginal error reached.
     """
-    fields = _run(
-        a, b, eps=eps, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
-        scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
-        divergence=divergence, columns=columns, weights=weights, coupling=coupling,
-        cost_matrix=cost_matrix, coupling_threshold=coupling_threshold,
-        coupling_topk=coupling_topk, geometry=geometry.value, memory=memory, progress=progress,
-    )  # fmt: skip
-    if quiet:
-        typer.echo(repr(fields["divergence"] if divergence else fields["cost"]))
-    elif json_out:
-        from otcli import render
-
-        typer.echo(render.to_json(fields))
-    else:
-        from otcli import render
-
-        typer.echo(render.summary(fields))
-
-
-def _run(a: str, b: str, **opts: Any) -> dict[str, Any]:
-    """Check options, read, solve, write: errors become one line on stderr and an exit code."""
     from otcli import render
 
-    bar = render.SolveProgress(force=opts.pop("progress"))
+    bar = render.SolveProgress(force=progress)
+
+    def call() -> Any:
+        from otcli.pair import PairOutputs, run_pair
+
+        config = _config(
+            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+        )  # fmt: skip
+        outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        return run_pair(
+            a, b, config, read=_read_options(columns, weights), outputs=outputs,
+            divergence=divergence, progress=bar,
+        )  # fmt: skip
+
+    report = _guarded(call, bar.close, "interrupted; no output was written")
+    if not report.converged:
+        from otcli.pair import not_converged_message
+
+        render.warning(not_converged_message(report, max_iter))
+    if quiet:
+        typer.echo(repr(report.divergence if divergence else report.cost))
+    elif json_out:
+        typer.echo(render.to_json(report.fields()))
+    else:
+        typer.echo(render.summary(report.fields()))
+
+
+def _guarded(call: Any, close: Any, interrupted: str) -> Any:
+    """Run ``call``; errors become one line on stderr and an exit code (2 bad input or
+    options, 1 a solver failure, 130 Ctrl-C), never a traceback."""
+    from otcli import render
+    from otcli.errors import SolverError
+
     try:
-        return _pair_fields(a, b, bar, **opts)
+        return call()
     except OtcliError as exc:
-        bar.close()
+        close()
         render.error(str(exc))
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        bar.close()
-        render.error("interrupted; no output was written")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        from otcli.api import SolverError
-
-        if not isinstance(exc, SolverError):
-            raise
-        bar.close()
+    except SolverError as exc:
+        close()
         render.error(str(exc))
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        close()
+        render.error(interrupted)
+        raise typer.Exit(130) from None
     finally:
-        bar.close()
+        close()
 
 
-def _pair_fields(a: str, b: str, bar: Any, **o: Any) -> dict[str, Any]:
-    from otcli import api, export, render
-    from otcli.io import check_output_path, read_cloud
+def _config(
+    *,
+    eps: float,
+    cost: Any,
+    p: float | None,
+    max_iter: int,
+    tol: float | None,
+    scaling: float,
+    no_scaling: bool,
+    device: str,
+    dtype: Any,
+    geometry: Any,
+    memory: str | None,
+    max_batch: int = 64,
+) -> Any:
+    """The shared solver options as one checked :class:`otcli.config.SolveConfig`."""
+    from otcli.config import make_config
 
-    if a == "-" and b == "-":
-        raise OptionError("B", "only one of A and B can be - (standard input)")
-    if o["p"] is not None and o["cost"] != "pnorm":
-        raise OptionError("--p", f"--p applies to --cost pnorm only (got --cost {o['cost']})")
-    for option, path in (("--coupling", o["coupling"]), ("--cost-matrix", o["cost_matrix"])):
-        if path is not None:
-            check_output_path(path, option)
-    columns = _split_list(o["columns"], "--columns")
-    memory = _parse_size(o["memory"], "--memory")
-    x = read_cloud(a, columns=columns, weights=o["weights"])
-    y = read_cloud(b, columns=columns, weights=o["weights"])
-    export.check_writable(x.n, y.n, coupling=o["coupling"], cost_matrix=o["cost_matrix"],
-                          topk=o["coupling_topk"], memory=memory)  # fmt: skip
-    kwargs = dict(
-        eps=o["eps"], cost=o["cost"], p=o["p"], max_iter=o["max_iter"], tol=o["tol"],
-        scaling=o["scaling"], device=o["device"], dtype=o["dtype"], geometry=o["geometry"],
-        memory=memory, progress=bar,
+    return make_config(
+        eps=eps, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
+        scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
+        geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
     )  # fmt: skip
-    if o["divergence"]:
-        div = api.divergence(x, y, **kwargs)
-        res = div.xy
-        converged = div.converged
-    else:
-        res = api.solve(x, y, **kwargs)
-        converged = res.converged
-    export.write_matrices(
-        res, coupling=o["coupling"], cost_matrix=o["cost_matrix"],
-        coupling_threshold=o["coupling_threshold"], coupling_topk=o["coupling_topk"],
-    )  # fmt: skip
-    bar.close()
-    fields = {
-        "a": a, "b": b, "cost": res.cost, "objective": res.objective, "eps": res.eps,
-        "iterations": res.iterations, "converged": converged,
-        "marginal_error": res.marginal_error, "tol": res.tol, "n": res.n, "m": res.m,
-        "dim": res.dim, "cost_fn": res.cost_fn.describe(), "device": res.device,
-        "dtype": res.dtype, "geometry": res.geometry, "seconds": res.seconds,
-    }  # fmt: skip
-    if o["divergence"]:
-        fields["divergence"] = div.divergence
-        fields["seconds"] = res.seconds + div.xx.seconds + div.yy.seconds
-    if not converged:
-        render.warning(_not_converged(res, o["max_iter"]))
-    return fields
 
 
-def _not_converged(res: Any, max_iter: int) -> str:
-    what = f"marginal error {res.marginal_error:.2e} above --tol {res.tol:.0e}"
-    if res.iterations >= max_iter:
-        return f"not converged: {what} after --max-iter {max_iter}; raise --max-iter or --tol"
-    hint = "--dtype float64, a larger --eps" if res.dtype == "float32" else "a larger --eps"
-    return (
-        f"not converged: {what}; the error stopped falling after {res.iterations} "
-        f"iterations at ε = {res.eps:g}; try {hint} or a larger --tol"
-    )
+def _read_options(columns: str | None, weights: str | None) -> Any:
+    from otcli.config import make_read_options
+
+    return make_read_options(_split_list(columns, "--columns"), weights)
 
 
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -402,20 +378,6 @@ class CouplingFormat(str, Enum):
     parquet = "parquet"
 
 
-def _settings(**o: Any) -> Any:
-    """The shared solver/reader options as one :class:`otcli.batch.SolveSettings`."""
-    from otcli.batch import SolveSettings
-
-    return SolveSettings(
-        eps=o["eps"], cost=o["cost"].value, p=o["p"], max_iter=o["max_iter"], tol=o["tol"],
-        scaling=None if o["no_scaling"] else o["scaling"], device=o["device"],
-        dtype=o["dtype"].value, divergence=o["divergence"],
-        columns=None if o["columns"] is None else tuple(_split_list(o["columns"], "--columns")),
-        weights=o["weights"], memory=_parse_size(o["memory"], "--memory"),
-        max_batch=o["max_batch"], workers=o["workers"],
-    )  # fmt: skip
-
-
 def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
     """Run a batch/pairwise library call with a progress bar; errors → one line + exit code.
 
@@ -423,25 +385,9 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
     ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar.
     """
     from otcli import render
-    from otcli.batch import FailFast
 
     bar = render.BatchProgress(force=progress)
-    try:
-        summary = call(bar.start)
-    except OtcliError as exc:
-        bar.close()
-        render.error(str(exc))
-        raise typer.Exit(2) from None
-    except FailFast as exc:
-        bar.close()
-        render.error(str(exc))
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        bar.close()
-        render.error(interrupted)
-        raise typer.Exit(130) from None
-    finally:
-        bar.close()
+    summary = _guarded(lambda: call(bar.start), bar.close, interrupted)
     if bar.enabled:
         render.run_summary(summary)
     if summary.failed:
@@ -478,6 +424,7 @@ def batch(
     eps: Annotated[
         float, typer.Option(help="ε for rows without an eps value.", rich_help_panel=SOLVER)
     ] = 0.1,
+    geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
     max_iter: MaxIterOpt = 1000,
@@ -502,18 +449,9 @@ def batch(
         ),
     ] = None,
     weights: WeightsOpt = None,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory budget for one batched solve, e.g. 512M or 8G \\[default: half the free memory].",
-            rich_help_panel=BATCH,
-            show_default=False,
-        ),
-    ] = None,
+    memory: MemoryOpt = None,
     max_batch: MaxBatchOpt = 64,
-    workers: Annotated[
-        int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
-    ] = 4,
+    workers: WorkersOpt = 4,
     resume: Annotated[
         bool,
         typer.Option(
@@ -555,13 +493,18 @@ def batch(
     seconds; plus divergence with --divergence. A bad pair never stops the run: its row says
     why, and the exit code is 1 at the end.
     """
-    opts = dict(locals())
 
     def call(start: Any) -> Any:
         from otcli.batch import run_batch
 
+        config = _config(
+            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            max_batch=max_batch,
+        )  # fmt: skip
         return run_batch(
-            manifest, output, _settings(**opts), resume=resume, overwrite=overwrite,
+            manifest, output, config, read=_read_options(columns, weights),
+            divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
             fail_fast=fail_fast, coupling_dir=coupling_dir,
             coupling_format=coupling_format.value, progress=start,
         )  # fmt: skip
@@ -592,12 +535,8 @@ def pairwise(
             rich_help_panel=INPUT,
         ),
     ] = None,
-    eps: Annotated[
-        float,
-        typer.Option(
-            help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
-        ),
-    ] = 0.1,
+    eps: EpsOpt = 0.1,
+    geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
     max_iter: MaxIterOpt = 1000,
@@ -618,18 +557,9 @@ def pairwise(
         str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
     ] = None,
     weights: WeightsOpt = None,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory budget for one batched solve, e.g. 512M or 8G.",
-            rich_help_panel=BATCH,
-            show_default=False,
-        ),
-    ] = None,
+    memory: MemoryOpt = None,
     max_batch: MaxBatchOpt = 64,
-    workers: Annotated[
-        int, typer.Option(help="Threads reading clouds.", rich_help_panel=BATCH)
-    ] = 4,
+    workers: WorkersOpt = 4,
     progress: ManyProgressOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
@@ -637,17 +567,24 @@ def pairwise(
     The diagonal holds each cloud against itself: its entropic self-cost ⟨P, C⟩ (not 0), or 0
     with --divergence. Entries of pairs that failed are NaN (empty in CSV); exit code 1.
     """
-    opts = dict(locals())
 
     def call(start: Any) -> Any:
         from otcli.pairwise import read_file_list, run_pairwise
 
         if output is None:
             raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
+        config = _config(
+            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            max_batch=max_batch,
+        )  # fmt: skip
         paths = list(files or [])
         if files_from is not None:
             paths += read_file_list(files_from)
-        return run_pairwise(paths, output, _settings(**opts), progress=start)
+        return run_pairwise(
+            paths, output, config, read=_read_options(columns, weights), divergence=divergence,
+            workers=workers, progress=start,
+        )  # fmt: skip
 
     _run_many(call, progress, "interrupted; no output was written")
 

@@ -27,3 +27,8 @@ class OptionError(OtcliError):
 
 class DeviceError(OptionError):
     """A device or dtype that this machine cannot provide."""
+
+
+class SolverError(RuntimeError):
+    """The numbers went wrong (a non-finite result, a plan that is no transport plan): the
+    work failed, exit code 1, not a user error."""

@@ -25,12 +25,13 @@ from otcli.batch import (
     Problem,
     ProgressHook,
     RunSummary,
-    SolveSettings,
     check_out_path,
+    check_workers,
     divergence_value,
     resolve_path,
     rows_table,
 )
+from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import InputError, OptionError, OtcliError
 
 if TYPE_CHECKING:
@@ -62,35 +63,40 @@ def read_file_list(path: str | os.PathLike[str]) -> list[str]:
 def run_pairwise(
     files: Sequence[str],
     out: str | os.PathLike[str],
-    settings: SolveSettings,
+    config: SolveConfig,
     *,
+    read: ReadOptions | None = None,
+    divergence: bool = False,
+    workers: int = 4,
     progress: Callable[[int, int], ProgressHook] | None = None,
 ) -> RunSummary:
     """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
 
     The diagonal holds each cloud against itself: the entropic self-cost ⟨P, C⟩ (not zero),
-    or exactly 0 for ``settings.divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
+    or exactly 0 with ``divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
     options; unreadable files and failed solves become NaN entries and error rows.
     """
     start = time.perf_counter()
+    read = ReadOptions() if read is None else read
+    check_workers(workers)
     out_path = check_out_path(out, PAIRWISE_SUFFIXES)
     if len(files) < 2:
         raise OptionError("FILE", f"got {len(files)} file(s); pairwise needs at least two")
-    engine = Engine.create(settings)
+    engine = Engine.create(config)
     n_files = len(files)
     total = n_files * (n_files + 1) // 2
     hook = progress(total, 0) if progress is not None else None
-    with ThreadPoolExecutor(settings.workers, thread_name_prefix="otdist-io") as pool:
-        loader = CloudLoader(pool, settings)
+    with ThreadPoolExecutor(workers, thread_name_prefix="otdist-io") as pool:
+        loader = CloudLoader(pool, read)
         loader.prefetch(files)
         clouds = [loader.get(f) for f in files]
-    outcomes, shares = _solve_all(clouds, engine, settings.eps, hook)
+    outcomes, shares = _solve_all(clouds, engine, config.eps, hook)
     rows = [
-        _row(i, j, files, clouds, outcomes, shares, settings)
+        _row(i, j, files, clouds, outcomes, shares, config.eps, divergence)
         for i in range(n_files)
         for j in range(i, n_files)
     ]
-    _write(out_path, rows, files, settings.divergence)
+    _write(out_path, rows, files, divergence)
     summary = RunSummary(total=total, seconds=time.perf_counter() - start, out=str(out_path))
     for r in rows:
         if r["status"] == "ok":
@@ -145,31 +151,32 @@ def _row(
     clouds: Sequence[Cloud | str],
     outcomes: dict[tuple[int, int], SinkhornResult | str],
     shares: dict[tuple[int, int], float],
-    settings: SolveSettings,
+    eps: float,
+    divergence: bool,
 ) -> dict[str, Any]:
     """The long-table row of pair (i, j); with divergence, it needs (i, i) and (j, j) too."""
     ci, cj = clouds[i], clouds[j]
     row: dict[str, Any] = dict.fromkeys(LONG_FIELDS)
     row.update(
-        i=i, j=j, a=files[i], b=files[j], eps=settings.eps,
+        i=i, j=j, a=files[i], b=files[j], eps=eps,
         n=None if isinstance(ci, str) else ci.n, m=None if isinstance(cj, str) else cj.n,
     )  # fmt: skip
     res = outcomes[(i, j)]
     needed = [res]
-    if settings.divergence:
+    if divergence:
         needed += [outcomes[(i, i)], outcomes[(j, j)]]
     reason = next((o for o in needed if isinstance(o, str)), None)
     if reason is not None:
         row.update(status="error", error=reason)
         return row
     xy = res
-    xx, yy = (needed[1], needed[2]) if settings.divergence else (res, res)
+    xx, yy = (needed[1], needed[2]) if divergence else (res, res)
     row.update(
         cost=xy.cost, objective=xy.objective, iterations=xy.iterations,
         converged=all(o.converged for o in needed), marginal_error=xy.marginal_error,
         status="ok", seconds=shares[(i, j)],
     )  # fmt: skip
-    if settings.divergence:
+    if divergence:
         row["divergence"] = 0.0 if i == j else divergence_value(xy, xx, yy)
     return row
 

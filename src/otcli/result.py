@@ -34,6 +34,8 @@ class SinkhornResult:
     - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
       ``plan()`` rebuild bit for bit the cost matrix the solver used.
     - ``geometry``: ``dense`` (C held in memory) or ``online`` (C rebuilt block by block).
+    - ``engine``: which engine ran: ``dense`` (log-domain on C), ``kernel`` (stabilised
+      kernel products), ``online`` or ``block-sparse`` (pruned online reductions).
     """
 
     x: Cloud
@@ -53,6 +55,7 @@ class SinkhornResult:
     centre: np.ndarray
     geometry: str
     seconds: float
+    engine: str = ""
 
     def cost_matrix(self) -> np.ndarray:
         """The dense n×m ground-cost matrix (float64)."""
@@ -85,10 +88,17 @@ class SinkhornResult:
         from otcli.cost import working_cost
 
         dtype = getattr(torch, self.dtype)
-        y = torch.from_numpy(self.y.points - self.centre)[None]
+        # C is rebuilt on the device that solved, where it can be: the same kernels give the
+        # same rounding, so the plan is the one the reported figures were measured on.
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            dev = torch.device("cpu")
+        hi = torch.float32 if dev.type == "mps" else torch.float64
+        y = torch.as_tensor(self.y.points - self.centre, dtype=hi, device=dev)[None]
         for i0 in range(0, self.x.n, max(1, block_rows)):
-            x = torch.from_numpy(self.x.points[i0 : i0 + block_rows] - self.centre)[None]
-            yield i0, working_cost(self.cost_fn, x, y, dtype)[0].to(torch.float64)
+            rows = self.x.points[i0 : i0 + block_rows] - self.centre
+            x = torch.as_tensor(rows, dtype=hi, device=dev)[None]
+            yield i0, working_cost(self.cost_fn, x, y, dtype)[0].to(torch.float64).cpu()
 
     @property
     def n(self) -> int:

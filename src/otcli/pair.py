@@ -1,0 +1,136 @@
+"""The whole single-pair run as one library call: read → solve → write matrices → report.
+
+``otdist A B`` is :func:`run_pair` plus rendering. Everything that can be refused is refused
+before the solve (the two inputs, the output paths, a dense output that would not fit the
+memory budget), so a run either writes every requested file or none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from otcli.config import ReadOptions, SolveConfig
+from otcli.errors import OptionError
+from otcli.solver import ProgressFn
+
+
+@dataclass(frozen=True)
+class PairOutputs:
+    """Matrices to write: paths by extension (``None``: not written) and what long formats
+    keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
+    ``coupling_topk`` largest of each row if given)."""
+
+    coupling: str | os.PathLike[str] | None = None
+    cost_matrix: str | os.PathLike[str] | None = None
+    coupling_threshold: float | None = None
+    coupling_topk: int | None = None
+
+
+@dataclass(frozen=True)
+class PairReport:
+    """What a single-pair run found, as the text and JSON outputs show it.
+
+    ``geometry`` is the user-facing choice (``dense``/``online``); ``engine`` is which engine
+    ran (``dense``, ``kernel``, ``online``, ``block-sparse``). ``divergence`` is ``None``
+    unless asked for; then ``converged`` covers its three problems and ``seconds`` their sum.
+    """
+
+    a: str
+    b: str
+    cost: float
+    objective: float
+    eps: float
+    iterations: int
+    converged: bool
+    marginal_error: float
+    tol: float
+    n: int
+    m: int
+    dim: int
+    cost_fn: str
+    device: str
+    dtype: str
+    geometry: str
+    engine: str
+    seconds: float
+    divergence: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The report as the JSON object's fields (``divergence`` only when computed)."""
+        out = asdict(self)
+        if self.divergence is None:
+            del out["divergence"]
+        return out
+
+
+def run_pair(
+    a: str,
+    b: str,
+    config: SolveConfig,
+    *,
+    read: ReadOptions | None = None,
+    outputs: PairOutputs | None = None,
+    divergence: bool = False,
+    progress: ProgressFn | None = None,
+) -> PairReport:
+    """Solve the clouds in files ``a`` and ``b`` (``-``: CSV on stdin) and write ``outputs``.
+
+    Raises :class:`~otcli.errors.OtcliError` for bad input, options or outputs (before any
+    solving where it can be known), :class:`~otcli.errors.SolverError` when the numbers fail.
+    """
+    from otcli import api, export
+    from otcli.io import check_output_path, read_cloud
+
+    read = ReadOptions() if read is None else read
+    outputs = PairOutputs() if outputs is None else outputs
+    if a == "-" and b == "-":
+        raise OptionError("B", "only one of A and B can be - (standard input)")
+    for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
+        if path is not None:
+            check_output_path(path, option)
+    x = read_cloud(a, columns=read.columns, weights=read.weights)
+    y = read_cloud(b, columns=read.columns, weights=read.weights)
+    export.check_writable(
+        x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
+        topk=outputs.coupling_topk, memory=config.memory,
+    )  # fmt: skip
+    div = None
+    if divergence:
+        div = api.divergence(x, y, config=config, progress=progress)
+        res = div.xy  # type: ignore[union-attr]
+    else:
+        res = api.solve(x, y, config=config, progress=progress)
+    export.write_matrices(
+        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
+        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+    )  # fmt: skip
+    seconds = res.seconds  # type: ignore[union-attr]
+    if div is not None:
+        seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
+    return PairReport(
+        a=a, b=b, cost=res.cost, objective=res.objective, eps=res.eps,  # type: ignore[union-attr]
+        iterations=res.iterations,  # type: ignore[union-attr]
+        converged=div.converged if div is not None else res.converged,  # type: ignore[union-attr]
+        marginal_error=res.marginal_error, tol=res.tol, n=res.n, m=res.m,  # type: ignore[union-attr]
+        dim=res.dim, cost_fn=res.cost_fn.describe(), device=res.device,  # type: ignore[union-attr]
+        dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
+        seconds=seconds,
+        divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
+    )  # fmt: skip
+
+
+def not_converged_message(report: PairReport, max_iter: int) -> str:
+    """The warning for a pair that missed its tolerance, with the way out that fits."""
+    what = f"marginal error {report.marginal_error:.2e} above --tol {report.tol:.0e}"
+    if report.iterations >= max_iter:
+        return f"not converged: {what} after --max-iter {max_iter}; raise --max-iter or --tol"
+    hint = "--dtype float64, a larger --eps" if report.dtype == "float32" else "a larger --eps"
+    return (
+        f"not converged: {what}; the error stopped falling after {report.iterations} "
+        f"iterations at ε = {report.eps:g}; try {hint} or a larger --tol"
+    )
+
+
+__all__ = ["PairOutputs", "PairReport", "not_converged_message", "run_pair"]
