@@ -522,14 +522,13 @@ def otcli_iteration(n: int, eps: float = 0.01, settle: int = 20, timed: int = 10
     with the stabilised kernel and their O(n) vector work), without set-up, rebuilds or the
     final statistics: the figure to hold against the kernel-form floor."""
     from otcli.api import make_geometry
-    from otcli.cost import get_cost
+    from otcli.config import make_config
 
     x, y = clouds(n, n)
     xt, yt = torch.from_numpy(x - 0.5)[None], torch.from_numpy(y - 0.5)[None]
     mask = torch.ones(1, n, dtype=torch.bool)
     e = torch.tensor([eps], dtype=torch.float64)
-    geom = make_geometry(xt, yt, mask, mask, get_cost("sqeuclidean"), torch.float32, "dense",
-                         None, e)  # fmt: skip
+    geom = make_geometry(xt, yt, mask, mask, make_config(geometry="dense", device="cpu"), e)
     log_w = torch.full((1, n), -math.log(n), dtype=torch.float64)
     g = torch.zeros(1, n, dtype=torch.float64)
 
