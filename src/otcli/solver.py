@@ -103,7 +103,11 @@ def sinkhorn_loop(
     ω* = 2 / (1 + √(1 − Θ)); an error that grows over a window halves ω − 1.
     Converged problems are frozen while the rest go on; each records its own iterations.
     A problem whose error stalls at the target ε (no 1% progress in ``opts.patience``
-    iterations) restarts once from zero potentials, then stops; the better state is kept.
+    iterations) restarts once from zero potentials, then stops.
+
+    Each problem returns the best state it reached at the target ε (the lowest measured
+    marginal error), not merely the last: over-relaxation, a restart or float32 rounding
+    can make the error rise again, and a longer run must never return a worse answer.
     """
     B = log_a.shape[0]
     a, b = log_a.exp(), log_b.exp()
@@ -138,7 +142,8 @@ def sinkhorn_loop(
     best = err.clone()  # lowest error seen at the target ε
     since = torch.zeros_like(iterations)  # iterations since ``best`` last fell by 1%
     restarted = torch.zeros_like(active)  # restarted once from zero after a stall
-    kept_f, kept_g, kept_err = f.clone(), g.clone(), err.clone()  # state at that stall
+    # The best state measured at the target ε: what a problem returns if it ends worse.
+    best_f, best_g, best_err = f.clone(), g.clone(), err.clone()
     # ω is re-estimated at checks only: a window that is a whole number of check intervals.
     window = opts.check_every * max(1, math.ceil(opts.relax_window / opts.check_every))
     for it in range(1, opts.max_iter + 1):
@@ -162,6 +167,10 @@ def sinkhorn_loop(
             # At the target ε, a problem whose error has not fallen 1% in ``patience``
             # iterations has hit its precision floor (float32 at small ε): stop it there.
             at_last = stage == last
+            record = active & at_last & (err < best_err)
+            best_f = torch.where(flag(record), f, best_f)
+            best_g = torch.where(flag(record), g, best_g)
+            best_err = torch.where(record, err, best_err)
             better = at_last & (err < 0.99 * best)
             best = torch.where(better, err, best)
             since = torch.where(better | ~at_last, 0, since + opts.check_every)
@@ -176,9 +185,6 @@ def sinkhorn_loop(
             # What follows touches only problems that advance or restart, which most checks
             # have none of: the flags above skip that bookkeeping (one host sync per check).
             if any_restart:
-                kept_f = torch.where(flag(restart), f, kept_f)
-                kept_g = torch.where(flag(restart), g, kept_g)
-                kept_err = torch.where(restart, err, kept_err)
                 restarted = restarted | restart
             if any_advance:
                 stage = stage + advance
@@ -212,10 +218,9 @@ def sinkhorn_loop(
         g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
         stage_iters += 1
         iterations += active
-    worse = restarted & (err > kept_err)  # the restart did not beat the first attempt
-    f = torch.where(flag(worse), kept_f, f)
-    g = torch.where(flag(worse), kept_g, g)
-    err = torch.where(worse, kept_err, err)
+    worse = best_err < err  # the error rose after its best (relaxation, restart, rounding)
+    f = torch.where(flag(worse), best_f, f)
+    g = torch.where(flag(worse), best_g, g)
     behind = stage < last
     if bool(behind.any()):
         # Stopped by max_iter while still annealing: potentials of a larger ε would put
