@@ -49,7 +49,7 @@ def test_one_message_per_bad_value(kwargs, message):
 
 def test_eps_values_one_per_problem():
     c = make_config(eps=0.3)
-    assert eps_values(c, None, 3) == [0.3, 0.3, 0.3]
+    assert eps_values(c, None, 3) == [None, None, None]  # the config's, resolved per pair
     assert eps_values(c, 0.2, 2) == [0.2, 0.2]
     assert eps_values(c, [0.1, 0.2], 2) == [0.1, 0.2]
     with pytest.raises(OptionError, match="2 ε values for 3 pairs"):

@@ -43,6 +43,7 @@ def solve(
     b: object | None = None,
     *,
     eps: float | Sequence[float] | None = None,
+    eps_rel: float | None = None,
     cost: str | CostFn = "sqeuclidean",
     p: float | None = None,
     max_iter: int = 1000,
@@ -60,7 +61,8 @@ def solve(
 
     ``x``/``y`` are ``(n, d)`` arrays or :class:`Cloud` objects (or lists of them, of any
     sizes but one dimension); ``a``/``b`` are relative masses (default uniform). ``eps`` is
-    absolute, in cost units (one value, or one per pair; default 0.1). ``tol`` bounds the
+    absolute, in cost units (one value, or one per pair; default 0.1); ``eps_rel`` instead
+    makes each pair's ε that fraction of its mean cost (e.g. 0.05). ``tol`` bounds the
     marginal L1 error (default 1e-5 in float32, 1e-7 in float64). ``scaling`` is the
     ε-annealing factor in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry``
     is ``dense`` (C in memory), ``online`` (C rebuilt block by block, O(n + m) memory) or
@@ -75,8 +77,8 @@ def solve(
         raise InputError("y", f"x holds {len(xs)} cloud(s) and y {len(ys)}; pair them one to one")
     if config is None:
         config = make_config(
-            eps=eps if eps is not None and np.isscalar(eps) else 0.1,  # type: ignore[arg-type]
-            cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling, device=device,
+            eps=eps if eps is not None and np.isscalar(eps) else None,  # type: ignore[arg-type]
+            eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling, device=device,
             dtype=dtype, geometry=geometry, memory=memory, check_every=check_every,
         )  # fmt: skip
     eps_list = eps_values(config, eps, len(xs))
@@ -113,10 +115,12 @@ def divergence(
         eps = kwargs.get("eps")
         solver = {k: v for k, v in kwargs.items() if k not in ("eps", "progress", "config")}
         kwargs["config"] = make_config(
-            eps=eps if eps is not None and np.isscalar(eps) else 0.1, **solver
+            eps=eps if eps is not None and np.isscalar(eps) else None, **solver
         )
         kwargs = {k: kwargs.get(k) for k in ("eps", "progress", "config")}
     xy = solve(xs, ys, **kwargs)
+    # The self terms take the cross problem's ε (a relative ε is resolved on the pair).
+    kwargs["eps"] = [r.eps for r in xy]  # type: ignore[union-attr]
     xx = solve(xs, xs, **kwargs)
     yy = solve(ys, ys, **kwargs)
     out = [
@@ -137,15 +141,17 @@ def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn) -> None:
 def solve_clouds(
     xs: Sequence[Cloud],
     ys: Sequence[Cloud],
-    eps: Sequence[float],
+    eps: Sequence[float | None],
     config: SolveConfig,
     progress: ProgressFn | None = None,
 ) -> list[SinkhornResult]:
-    """Solve paired clouds in one padded batch on the config's device, ε checked per pair."""
+    """Solve paired clouds in one padded batch on the config's device, ε checked per pair.
+
+    An ε of ``None`` is the config's: absolute, or ``eps_rel`` times the pair's mean cost.
+    """
     start = time.perf_counter()
     if len(eps) != len(xs):
         raise OptionError("--eps", f"{len(eps)} ε values for {len(xs)} pairs")
-    eps_list = [config.check_eps(e) for e in eps]
     dev, dt = config.torch_device, config.torch_dtype
     cost_fn, tol = config.cost, config.tol
     for cx, cy in zip(xs, ys, strict=True):
@@ -164,13 +170,23 @@ def solve_clouds(
     # how finely P is resolved; only the n×m matrices take the working dtype.
     log_a = torch.as_tensor(px.log_weights, dtype=hi, device=dev)
     log_b = torch.as_tensor(py.log_weights, dtype=hi, device=dev)
+    mask_x, mask_y = log_a > -math.inf, log_b > -math.inf
+    relative = config.eps_rel is not None and any(e is None for e in eps)
+    scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt) if relative else None
+    eps_list = []
+    for k, e in enumerate(eps):
+        if e is None:
+            e = config.eps if scale is None else config.eps_rel * float(scale[k])  # type: ignore[operator]
+        eps_list.append(config.check_eps(e))
     eps_t = torch.as_tensor(eps_list, dtype=hi, device=dev)
     opts = SolverOptions(
         max_iter=config.max_iter, tol=tol, scaling=config.scaling, check_every=config.check_every
     )
-    mask_x, mask_y = log_a > -math.inf, log_b > -math.inf
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, config, eps_t)
     geom_name, engine = geom.name, getattr(geom, "engine", geom.name)
+    if scale is None:  # for the report: from C where the geometry holds it, else sampled
+        dense = getattr(geom, "cost", None)
+        scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, dense=dense)
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
     dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
     del geom
@@ -185,7 +201,7 @@ def solve_clouds(
         k: v.cpu().numpy()
         for k, v in dict(
             cost=cost, marg=marg, obj=objective, it=out.iterations,
-            f=f64, g=g64,
+            f=f64, g=g64, scale=scale,
         ).items()
     }  # fmt: skip
     seconds = time.perf_counter() - start
@@ -205,10 +221,58 @@ def solve_clouds(
                 iterations=int(host["it"][k]), marginal_error=float(host["marg"][k]),
                 converged=bool(host["marg"][k] <= tol), tol=tol, device=str(dev),
                 dtype=config.dtype, centre=centres[k], geometry=geom_name, seconds=seconds,
-                engine=engine,
+                engine=engine, cost_scale=float(host["scale"][k]),
             )
         )  # fmt: skip
     return results
+
+
+#: Cost entries per problem that :func:`mean_costs` reads when it samples rows.
+MEAN_SAMPLE_ENTRIES = 1 << 20
+
+
+def mean_costs(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
+    cost_fn: CostFn,
+    dtype: torch.dtype,
+    dense: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B,) float64: each problem's mean cost over its real (unpadded) pairs, the scale that
+    ``eps_rel`` multiplies and that a report compares ε with.
+
+    Exact from ``dense`` (B, n, m) or when n·m ≤ 2^20; beyond, over every k-th row of C
+    (a fixed stride: the same clouds always give the same ε).
+    """
+    B, n, _ = x.shape
+    m = y.shape[1]
+    count = mask_x.sum(1).to(torch.float64) * mask_y.sum(1).to(torch.float64)  # (B,)
+    if dense is not None:
+        # mask_xᵀ C mask_y as two products: no n×m temporary (report only, float32 sums).
+        mx, my = mask_x.to(dense.dtype)[:, None, :], mask_y.to(dense.dtype)[:, :, None]
+        total = torch.bmm(torch.bmm(mx, dense), my)[:, 0, 0].to(torch.float64)
+        return total / count.clamp(min=1)
+    stride = max(1, -(-n * m // MEAN_SAMPLE_ENTRIES))
+    rows = slice(0, n, stride)
+    c = working_cost(cost_fn, x[:, rows], y, dtype).to(torch.float64)  # (B, r, m)
+    keep = (mask_x[:, rows, None] & mask_y[:, None, :]).to(torch.float64)
+    return (c * keep).sum(dim=(1, 2)) / keep.sum(dim=(1, 2)).clamp(min=1)
+
+
+def pair_eps(x: Cloud, y: Cloud, config: SolveConfig) -> tuple[float, float]:
+    """(ε, mean cost) for one pair before solving it: the config's absolute ε, or ``eps_rel``
+    times the mean cost, computed exactly as a solve computes it."""
+    dev, hi = config.torch_device, torch.float32 if config.device == "mps" else torch.float64
+    centre = x.points.mean(axis=0) if config.cost.translation_invariant else 0 * x.points[0]
+    xt = torch.as_tensor(x.points - centre, dtype=hi, device=dev)[None]
+    yt = torch.as_tensor(y.points - centre, dtype=hi, device=dev)[None]
+    mx = torch.ones(xt.shape[:2], dtype=torch.bool, device=dev)
+    my = torch.ones(yt.shape[:2], dtype=torch.bool, device=dev)
+    scale = float(mean_costs(xt, yt, mx, my, config.cost, config.torch_dtype)[0])
+    eps = config.eps if config.eps_rel is None else config.eps_rel * scale
+    return config.check_eps(eps), scale  # type: ignore[arg-type]
 
 
 def _block_rows(batch_cols: int, device: torch.device) -> int:

@@ -34,6 +34,8 @@ class SinkhornResult:
     - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
       ``plan()`` rebuild bit for bit the cost matrix the solver used.
     - ``geometry``: ``dense`` (C held in memory) or ``online`` (C rebuilt block by block).
+    - ``cost_scale``: the pair's mean cost, the scale ε is measured against (``eps_rel`` is
+      ``eps / cost_scale``; Sinkhorn slows sharply below about 1e-3 of it).
     - ``engine``: which engine ran: ``dense`` (log-domain on C), ``kernel`` (stabilised
       kernel products), ``online`` or ``block-sparse`` (pruned online reductions).
     """
@@ -56,6 +58,12 @@ class SinkhornResult:
     geometry: str
     seconds: float
     engine: str = ""
+    cost_scale: float = float("nan")
+
+    @property
+    def eps_rel(self) -> float:
+        """ε as a fraction of the pair's mean cost."""
+        return self.eps / self.cost_scale if self.cost_scale > 0 else float("inf")
 
     def cost_matrix(self) -> np.ndarray:
         """The dense n×m ground-cost matrix (float64)."""
