@@ -6,6 +6,7 @@ The memory budget and the geometry used to reach ``otcli.solve`` but not ``otdis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -27,7 +28,7 @@ def test_defaults_resolve_once():
     assert make_config(dtype="float64", device="cpu").tol == DEFAULT_TOL["float64"] == 1e-7
     assert make_config(tol=3e-4).tol == 3e-4
     assert c.cost.name == "sqeuclidean"
-    with pytest.raises(Exception):  # noqa: B017, PT011: frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         c.eps = 1.0  # type: ignore[misc]
 
 

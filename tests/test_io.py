@@ -333,7 +333,7 @@ def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(otio, "open", refuse, raising=False)  # root ignores chmod 000
+    monkeypatch.setattr("otcli.io.common.open", refuse, raising=False)  # root ignores chmod 000
     assert_refused(path, "permission denied")
 
 
@@ -386,7 +386,7 @@ def test_pickles_are_refused_without_unpickling(
 def test_import_stays_light() -> None:
     """The CLI's --help imports this module: no torch, rich or pyarrow at import time."""
     code = "import sys, otcli.io; print(sorted({'torch', 'rich', 'pyarrow'} & set(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": str(Path(otio.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(otio.__file__).parents[2])}  # src/, above otcli/io/
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]", out.stderr
 

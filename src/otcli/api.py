@@ -78,8 +78,9 @@ def solve(
     if config is None:
         config = make_config(
             eps=eps if eps is not None and np.isscalar(eps) else None,  # type: ignore[arg-type]
-            eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling, device=device,
-            dtype=dtype, geometry=geometry, memory=memory, check_every=check_every,
+            eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            device=device, dtype=dtype, geometry=geometry, memory=memory,
+            check_every=check_every,
         )  # fmt: skip
     eps_list = eps_values(config, eps, len(xs))
     results: list[SinkhornResult] = [None] * len(xs)  # type: ignore[list-item]
@@ -246,8 +247,7 @@ def mean_costs(
     Exact from ``dense`` (B, n, m) or when n·m ≤ 2^20; beyond, over every k-th row of C
     (a fixed stride: the same clouds always give the same ε).
     """
-    B, n, _ = x.shape
-    m = y.shape[1]
+    n, m = x.shape[1], y.shape[1]
     count = mask_x.sum(1).to(torch.float64) * mask_y.sum(1).to(torch.float64)  # (B,)
     if dense is not None:
         # mask_xᵀ C mask_y as two products: no n×m temporary (report only, float32 sums).

@@ -245,9 +245,9 @@ def _check_eps(eps: object, option: str) -> float:
 __all__ = [
     "DEFAULT_EPS",
     "DEFAULT_MAX_BATCH",
-    "EPS_REL_FLOOR",
     "DEFAULT_TOL",
     "DTYPES",
+    "EPS_REL_FLOOR",
     "GEOMETRIES",
     "ReadOptions",
     "SolveConfig",

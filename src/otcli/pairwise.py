@@ -10,13 +10,10 @@ included). Failed entries are NaN (empty in CSV) and make the run exit 1.
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otcli.batch import (
@@ -28,36 +25,18 @@ from otcli.batch import (
     check_out_path,
     check_workers,
     divergence_value,
-    resolve_path,
-    rows_table,
 )
 from otcli.config import ReadOptions, SolveConfig
-from otcli.errors import InputError, OptionError, OtcliError
+from otcli.errors import OptionError, OtcliError
+from otcli.io.tables import LONG_FIELDS
+from otcli.io.tables import read_file_list as read_file_list  # re-exported for the CLI
+from otcli.io.tables import write_pairwise as _write
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
     from otcli.result import SinkhornResult
 
 PAIRWISE_SUFFIXES = (".npy", ".csv", ".parquet")
-LONG_FIELDS = (
-    "i", "j", "a", "b", "n", "m", "eps", "cost", "objective", "divergence", "iterations",
-    "converged", "marginal_error", "status", "error", "seconds",
-)  # fmt: skip
-
-
-def read_file_list(path: str | os.PathLike[str]) -> list[str]:
-    """Paths from a text file, one per line (blank lines and ``#`` comments skipped),
-    relative ones resolved against the list's folder."""
-    where = os.fspath(path)
-    try:
-        text = Path(where).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(where, "no such file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(where, f"cannot read the file list ({exc})") from None
-    base = os.path.dirname(where)
-    files = [line.strip() for line in text.splitlines()]
-    return [resolve_path(base, f) for f in files if f and not f.startswith("#")]
 
 
 def run_pairwise(
@@ -179,34 +158,3 @@ def _row(
     if divergence:
         row["divergence"] = 0.0 if i == j else divergence_value(xy, xx, yy)
     return row
-
-
-def _write(out: Path, rows: Sequence[dict[str, Any]], files: Sequence[str], div: bool) -> None:
-    """The matrix (.npy, .csv with labels) or the long table (.parquet), atomically."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from otcli.io import atomic_write
-
-    suffix = out.suffix.lower()
-    value = "divergence" if div else "cost"
-    try:
-        with atomic_write(out) as tmp:
-            if suffix == ".parquet":
-                fields = [f for f in LONG_FIELDS if div or f != "divergence"]
-                pq.write_table(rows_table(rows, fields), str(tmp))
-                return
-            mat = np.full((len(files), len(files)), np.nan)
-            for r in rows:
-                if r["status"] == "ok":
-                    mat[r["i"], r["j"]] = mat[r["j"], r["i"]] = r[value]
-            if suffix == ".npy":
-                np.save(tmp, mat)
-                return
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(["file", *files])
-                for label, values in zip(files, mat, strict=True):
-                    w.writerow([label, *("" if math.isnan(v) else repr(float(v)) for v in values)])
-    except OSError as exc:
-        raise OtcliError(str(out), f"cannot write the file ({exc.strerror or exc})") from None

@@ -1,0 +1,299 @@
+"""CSV, TSV and whitespace-separated TXT (optionally gzipped, or CSV on stdin) → points.
+
+pyarrow parses the numbers (fast on large files); Python only prepares the bytes (comments and
+blank lines blanked, keeping line numbers), decides whether the first line is a header, and,
+when pyarrow refuses the data, finds the first bad line and explains it: wrong field count,
+an empty cell, a word where a number belongs, a non-finite value.
+
+pyarrow is imported inside the functions that parse, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+
+from otcli.errors import InputError
+from otcli.io.common import ColumnKey, column_label, open_input, os_reason, select_columns
+
+# What pyarrow's CSV reader accepts as a float64 (checked against it): used to detect a header
+# and, on the slow error path, to find the cell pyarrow refused.
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.I)
+# Whole-line comments and whitespace-only lines in CSV/TSV, blanked so pyarrow skips them;
+# the regex is slow, so it runs only when some line starts with a blank or '#'.
+_BLANKABLE_LINE = re.compile(rb"(?m)^(?:[ \t]+|[ \t]*#[^\r\n]*)\r?$")
+_COMMENT = re.compile(rb"#[^\r\n]*")
+_IS_BLANK = np.zeros(256, dtype=bool)  # byte → is a field gap in TXT
+_IS_BLANK[list(b" \t\f\v\r")] = True
+_NON_SPACE = re.compile(rb"\S")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def read_bytes(where: str, *, gzipped: bool) -> bytes:
+    """A text file's bytes, gunzipped when ``gzipped``; read and gzip errors as InputErrors."""
+    with open_input(where) as f:
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise InputError(where, f"cannot read the file ({os_reason(exc)})") from None
+    if gzipped and data:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(
+                where, f"is not a valid gzip file ({exc}); decompress it or drop the .gz suffix"
+            ) from None
+    return data
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How one text flavour splits a line: ``delimiter`` (after normalising) and quoting."""
+
+    name: str
+    delimiter: str
+    quoted: bool  # CSV-style "quoted fields"
+    whitespace: bool  # any run of spaces/tabs separates fields; '#' starts a comment
+
+
+CSV = TextFormat("comma", ",", quoted=True, whitespace=False)
+TSV = TextFormat("tab", "\t", quoted=True, whitespace=False)
+TXT = TextFormat("whitespace", " ", quoted=False, whitespace=True)
+#: The format of each text extension (without ``.gz``).
+TEXT_FORMATS = {".csv": CSV, ".tsv": TSV, ".txt": TXT}
+
+
+def _normalise_text(data: bytes, fmt: TextFormat) -> bytes:
+    """Blank comments and whitespace-only lines, keeping line numbers, so pyarrow can parse.
+
+    For TXT every gap between fields becomes one space and lines lose their leading and
+    trailing blanks. Regexes run only where they are known to match: one over every line of
+    a large file costs seconds, the numpy scans a few hundredths.
+    """
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+    if not fmt.whitespace:
+        if _some_line_starts_blank(data):
+            data = _BLANKABLE_LINE.sub(b"", data)
+        return data
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    return _squeeze_blanks(data)
+
+
+def _squeeze_blanks(data: bytes) -> bytes:
+    """Each run of blanks becomes one space; blanks at the start or end of a line go."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    blank = _IS_BLANK[raw]
+    keep = ~blank
+    keep[1:] |= ~blank[:-1]  # the first blank of each run stays...
+    squeezed = raw[keep]
+    squeezed[_IS_BLANK[squeezed]] = ord(" ")  # ...as a space
+    edge = np.ones(len(squeezed) + 2, dtype=bool)  # line breaks, and the ends of the text
+    edge[1:-1] = squeezed == ord("\n")
+    drop = squeezed == ord(" ")
+    drop &= edge[:-2] | edge[2:]
+    return squeezed[~drop].tobytes()
+
+
+def _some_line_starts_blank(data: bytes) -> bool:
+    """Whether a line starts with a space, tab or '#' (a vectorised scan: ~20 ms per 100 MB)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts = np.flatnonzero(raw[:-1] == ord("\n")) + 1
+    firsts = np.concatenate([raw[:1], raw[starts]])
+    return bool(np.isin(firsts, np.frombuffer(b" \t#", dtype=np.uint8)).any())
+
+
+def _content_lines(data: bytes, pos: int) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(start, end, line)`` for each non-empty line from byte ``pos`` on."""
+    size = len(data)
+    while pos < size:
+        nl = data.find(b"\n", pos)
+        end = size if nl < 0 else nl
+        line = data[pos:end].rstrip(b"\r")
+        if line:
+            yield pos, end, line
+        pos = end + 1
+
+
+def _split(line: str, fmt: TextFormat) -> list[str]:
+    if fmt.quoted:
+        return next(csv.reader([line], delimiter=fmt.delimiter), [""])
+    return line.split(fmt.delimiter)
+
+
+def _is_number(cell: str) -> bool:
+    return _NUMBER.fullmatch(cell.strip()) is not None
+
+
+def _is_header(first: list[str], second: list[str] | None) -> bool:
+    """A header has a non-number field, unless it is a label column of headerless data."""
+    words = [k for k, cell in enumerate(first) if cell.strip() and not _is_number(cell)]
+    if not words:
+        return False
+    filled = sum(1 for cell in first if cell.strip())
+    if second is None or len(second) != len(first) or len(words) == filled:
+        return True
+    # A mixed line (numbers and words): a header if some word sits above a number.
+    return any(_is_number(second[k]) for k in words)
+
+
+def _line_number(data: bytes, pos: int) -> int:
+    return data.count(b"\n", 0, pos) + 1
+
+
+def _decode_line(line: bytes, lineno: int, where: str) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            where,
+            f"line {lineno} is not UTF-8 text; is this a binary file, or text in another "
+            "encoding? Save it as UTF-8",
+        ) from None
+
+
+def read_text(
+    data: bytes,
+    fmt: TextFormat,
+    where: str,
+    columns: Sequence[ColumnKey] | None,
+    weights: ColumnKey | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """CSV/TSV/TXT bytes → (points, weights): pyarrow parses, Python explains failures."""
+    if _NON_SPACE.search(data) is None:
+        raise InputError(where, "the file is empty")
+    if b"\x00" in data:
+        raise InputError(
+            where,
+            "looks like a binary file, not text (it contains NUL bytes, as UTF-16 text also "
+            "does); check the file and its extension, and save text as UTF-8",
+        )
+    data = _normalise_text(data, fmt)
+    lines = _content_lines(data, 0)
+    first = next(lines, None)
+    if first is None:
+        raise InputError(where, "holds no data (only comments and blank lines)")
+    first_no = _line_number(data, first[0])
+    first_fields = _split(_decode_line(first[2], first_no, where), fmt)
+    second = next(lines, None)
+    second_fields = None
+    if second is not None:
+        second_fields = _split(second[2].decode("utf-8", "replace"), fmt)
+    has_header = _is_header(first_fields, second_fields)
+    if has_header:
+        names = [cell.strip() for cell in first_fields]
+        if second is None:
+            raise InputError(where, f"has a header line (line {first_no}) but no data rows")
+        body = first[1] + 1
+    else:
+        names = [str(k) for k in range(len(first_fields))]
+        body = first[0]
+    coords, w_idx = select_columns(names, columns, weights, where)
+    needed = list(dict.fromkeys([*coords, *([] if w_idx is None else [w_idx])]))
+
+    def explain(reason: str) -> NoReturn:
+        _explain_text(data, fmt, body, names, needed, has_header, first_no, where, reason)
+
+    table = _arrow_parse(data, body, fmt, len(names), needed, explain)
+    cols = {k: table.column(f"c{k}") for k in needed}
+    if any(col.null_count for col in cols.values()):
+        explain("a value is missing")
+    arrays = {k: col.to_numpy() for k, col in cols.items()}
+    points = np.column_stack([arrays[k] for k in coords])
+    w = None if w_idx is None else arrays[w_idx]
+    if not np.isfinite(points).all() or (w is not None and not np.isfinite(w).all()):
+        explain("a value is not a finite number")
+    return points, w
+
+
+def _arrow_parse(
+    data: bytes,
+    body: int,
+    fmt: TextFormat,
+    n_cols: int,
+    needed: list[int],
+    explain: Callable[[str], NoReturn],
+) -> Any:
+    """Parse the data lines with pyarrow, reading only the ``needed`` columns as float64."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    internal = [f"c{k}" for k in range(n_cols)]  # header names may repeat or be empty
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(data)[body:]),
+            read_options=pacsv.ReadOptions(column_names=internal),
+            parse_options=pacsv.ParseOptions(
+                delimiter=fmt.delimiter,
+                quote_char='"' if fmt.quoted else False,
+                ignore_empty_lines=True,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[internal[k] for k in needed],
+                column_types={internal[k]: pa.float64() for k in needed},
+                null_values=[""],
+            ),
+        )
+    except pa.ArrowException as exc:
+        explain(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _explain_text(
+    data: bytes,
+    fmt: TextFormat,
+    body: int,
+    names: list[str],
+    needed: list[int],
+    has_header: bool,
+    first_no: int,
+    where: str,
+    reason: str,
+) -> NoReturn:
+    """Slow path after pyarrow refused the data: find the first bad line and say what is wrong.
+
+    ``reason`` (pyarrow's complaint) is the message only if no line shows the problem.
+    """
+    for start, _end, raw in _content_lines(data, body):
+        fields = _split(raw.decode("utf-8", "replace"), fmt)
+        if len(fields) != len(names):
+            lineno = _line_number(data, start)
+            what = "the header" if has_header else "the first row"
+            raise InputError(
+                where,
+                f"line {lineno} has {_fields(len(fields))} but {what} (line {first_no}) has "
+                f"{len(names)}; every row needs the same number of {fmt.name}-separated fields",
+            )
+        for k in needed:
+            cell = fields[k].strip()
+            problem = _cell_problem(cell, fmt, len(names) == 1)
+            if problem:
+                lineno = _line_number(data, start)
+                label = column_label(names, k, has_header)
+                raise InputError(where, f"line {lineno}, {label}: {problem}")
+    raise InputError(where, f"cannot read the {fmt.name}-separated text ({reason})")
+
+
+def _fields(count: int) -> str:
+    return f"{count} field" if count == 1 else f"{count} fields"
+
+
+def _cell_problem(cell: str, fmt: TextFormat, one_column: bool) -> str | None:
+    if not cell:
+        return "the value is empty; fill it in or drop the row"
+    if not _is_number(cell):
+        hint = "use --columns to pick only the numeric columns (leave out label columns)"
+        if one_column and re.search(r"[,;\t |]", cell):
+            hint += f"; is the file really {fmt.name}-separated?"
+        return f"{cell!r} is not a number; {hint}"
+    if not math.isfinite(float(cell)):
+        return f"{cell!r} is not a finite number; clean the data or drop the row"
+    return None

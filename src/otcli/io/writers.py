@@ -1,0 +1,208 @@
+"""Output files: path checks before any work, atomic replacement, and the matrix writer.
+
+:func:`check_output_path` fails a bad ``-o``/``--coupling`` in a second, not after an hour of
+solving; :func:`atomic_write` makes every writer's file appear only once complete, so a failed
+run leaves the previous file or none; :func:`write_matrix` puts coupling and cost matrices on
+disk block by block (dense ``.npy`` through a memory map, or long ``i, j, value`` tables), so a
+matrix too large for memory can still be written.
+
+pyarrow is imported inside the long-format writer only, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otcli.errors import OptionError, OtcliError
+from otcli.io.common import os_reason
+
+#: Extensions :func:`write_matrix` understands: ``.npy`` dense, the others long format.
+OUTPUT_SUFFIXES = (".npy", ".csv", ".tsv", ".parquet")
+_LONG_CHUNK = 1 << 20  # entries per record batch when writing long format
+
+
+def check_output_path(
+    path: str | os.PathLike[str], option: str, suffixes: Sequence[str] = OUTPUT_SUFFIXES
+) -> Path:
+    """Check an output path before any long work, so a typo fails in a second, not an hour.
+
+    The extension must be one of ``suffixes`` (default :data:`OUTPUT_SUFFIXES`), the parent
+    directory must exist and be writable, and the path must not be a directory. Raises
+    :class:`~otcli.errors.OptionError` naming ``option`` (e.g. ``--coupling``) and the path.
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in suffixes:
+        raise OptionError(
+            option,
+            f"{str(path)!r} has unsupported file type {suffix or '(none)'!r}; use one of "
+            f"{', '.join(suffixes)}",
+        )
+    if out.is_dir():
+        raise OptionError(option, f"{str(path)!r} is a directory; give a file name")
+    parent = out.parent
+    if not parent.exists():
+        raise OptionError(
+            option, f"directory {str(parent)!r} of {str(path)!r} does not exist; create it first"
+        )
+    if not parent.is_dir():
+        raise OptionError(option, f"{str(parent)!r} in {str(path)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OptionError(option, f"cannot write to directory {str(parent)!r} (permission denied)")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The temporary name is ``.<name>.<random>.tmp<suffix>``: hidden, unique, in the same
+    directory (so :func:`os.replace` is an atomic rename) and ending in the real suffix (so
+    writers such as ``np.save`` do not append another). On any exception, including
+    ``KeyboardInterrupt``, the temporary file is removed and ``path`` is left as it was.
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+#: One piece of a matrix: ``(i0, j0, block)``, the block's first row and column and its values.
+Block = tuple[int, int, np.ndarray]
+
+
+def write_matrix(
+    path: str | os.PathLike[str],
+    blocks: Iterable[Block],
+    shape: tuple[int, int],
+    *,
+    threshold: float,
+    dense_limit_bytes: int | None = None,
+) -> None:
+    """Write an ``(n, m)`` matrix given as ``(i0, j0, block)`` pieces, by the path's extension.
+
+    The pieces let a matrix too large for memory be written as it is computed; a dense matrix
+    is one piece ``(0, 0, M)``. ``.npy`` gets the dense float64 array (written through a
+    memory map, block by block; refused with an OptionError beyond ``dense_limit_bytes``).
+    ``.csv``/``.tsv``/``.parquet`` get long format ``i, j, value`` holding the entries with
+    ``value > threshold`` (every entry when ``threshold < 0``), ordered by ``i`` then ``j``
+    within each block. The file appears only once it is complete.
+    """
+    where = str(path)
+    suffix = Path(path).suffix.lower()
+    n, m = (int(s) for s in shape)
+    if suffix not in OUTPUT_SUFFIXES:
+        raise OptionError(
+            where,
+            f"unsupported output type {suffix or '(none)'!r}; use {', '.join(OUTPUT_SUFFIXES)}",
+        )
+    try:
+        if suffix == ".npy":
+            _write_npy(path, blocks, n, m, dense_limit_bytes)
+        else:
+            _write_long(path, blocks, n, m, threshold, suffix)
+    except OSError as exc:
+        raise OtcliError(where, f"cannot write the file ({os_reason(exc)})") from exc
+
+
+def _checked_block(i0: int, j0: int, block: Any, n: int, m: int) -> np.ndarray:
+    b = np.asarray(block, dtype=np.float64)
+    if b.ndim != 2 or i0 < 0 or j0 < 0 or i0 + b.shape[0] > n or j0 + b.shape[1] > m:
+        raise ValueError(f"block at ({i0}, {j0}) of shape {b.shape} is outside the {n}×{m} matrix")
+    return b
+
+
+def _write_npy(
+    path: str | os.PathLike[str],
+    blocks: Iterable[Block],
+    n: int,
+    m: int,
+    limit: int | None,
+) -> None:
+    nbytes = n * m * np.dtype(np.float64).itemsize
+    if limit is not None and nbytes > limit:
+        raise OptionError(
+            str(path),
+            f"a dense {n}×{m} float64 matrix needs {nbytes / 1e9:.2f} GB, over the "
+            f"{limit / 1e9:.2f} GB limit; write long format instead (.parquet or .csv, "
+            "entries above the threshold)",
+        )
+    with atomic_write(path) as tmp:
+        if n * m == 0:  # a zero-length file cannot be memory-mapped
+            np.save(tmp, np.zeros((n, m)))
+            return
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n, m))
+        try:
+            for i0, j0, block in blocks:
+                b = _checked_block(i0, j0, block, n, m)
+                out[i0 : i0 + b.shape[0], j0 : j0 + b.shape[1]] = b
+            out.flush()
+        finally:
+            del out
+
+
+def _long_batches(blocks: Iterable[Block], n: int, m: int, threshold: float) -> Iterator[Any]:
+    """Record batches ``(i, j, value)`` of the kept entries, a bounded number of rows at once."""
+    import pyarrow as pa
+
+    for i0, j0, block in blocks:
+        b = _checked_block(i0, j0, block, n, m)
+        h, w = b.shape
+        step = max(1, _LONG_CHUNK // max(w, 1))
+        for r0 in range(0, h, step):
+            part = b[r0 : r0 + step]
+            if threshold < 0:
+                ii, jj = np.divmod(np.arange(part.size, dtype=np.int64), w)
+                values = part.reshape(-1)
+            else:
+                ii, jj = np.nonzero(part > threshold)  # row-major: by i, then j
+                values = part[ii, jj]
+            if values.size:
+                yield pa.record_batch(
+                    [
+                        pa.array(ii.astype(np.int64) + (i0 + r0)),
+                        pa.array(jj.astype(np.int64) + j0),
+                        pa.array(values),
+                    ],
+                    names=["i", "j", "value"],
+                )
+
+
+def _write_long(
+    path: str | os.PathLike[str],
+    blocks: Iterable[Block],
+    n: int,
+    m: int,
+    threshold: float,
+    suffix: str,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("i", pa.int64()), ("j", pa.int64()), ("value", pa.float64())])
+    with atomic_write(path) as tmp:
+        if suffix == ".parquet":
+            with pq.ParquetWriter(str(tmp), schema) as writer:
+                for batch in _long_batches(blocks, n, m, threshold):
+                    writer.write_batch(batch)
+            return
+        delimiter = "\t" if suffix == ".tsv" else ","
+        with pa.OSFile(str(tmp), "wb") as sink:
+            sink.write(delimiter.join(schema.names).encode() + b"\n")  # unquoted header
+            options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
+            with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
+                for batch in _long_batches(blocks, n, m, threshold):
+                    writer.write_batch(batch)
