@@ -22,17 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import otcli
+from conftest import otdist
 from otcli.batch import Engine, Problem, SolveSettings, journal_path, plan_buckets
 from otcli.cli import run
 
 LINE_A = np.array([[i, 0.0] for i in range(5)])
-
-
-def otdist(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capfd.readouterr()
-    code = run([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def write_csv(path: Path, points: np.ndarray, header: str = "x,y") -> Path:
