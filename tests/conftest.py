@@ -1,4 +1,4 @@
-"""Shared fixtures and the one validity check every solver test makes.
+"""Shared fixtures, the one validity check every solver test makes, and the in-process CLI.
 
 ``assert_valid_result`` recomputes everything it checks with numpy from what a result hands
 back (plan, cost matrix, potentials): it never trusts a figure the library computed itself.
@@ -12,11 +12,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from otcli.cli import run
+
 if TYPE_CHECKING:
     from otcli.result import SinkhornResult
 
 # torch loads inside the fixtures that need them: every test module
 # shares this file, and test_io / test_cli should not pay for them at collection.
+
+# The quick loop: ``python -m pytest -m "not slow"`` leaves out the scale tests (marked
+# ``@pytest.mark.slow``; the marker is declared in pyproject.toml). The default command,
+# which CI runs, runs everything.
+
+
+def otdist(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run the ``otdist`` command in-process; return (exit code, stdout, stderr).
+
+    Arguments are turned into strings (paths and numbers may be passed as they are). Output
+    captured before the call is dropped, so stdout and stderr hold this run's text only.
+    """
+    capfd.readouterr()
+    code = run([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
 
 # --- the seed's worked examples (shared/seed/README.md) --------------------------------------
 

@@ -22,18 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import otcli
+from conftest import otdist
 from otcli.batch import Engine, Problem, journal_path, plan_buckets, run_fingerprint
 from otcli.cli import run
 from otcli.config import ReadOptions, make_config
 
 LINE_A = np.array([[i, 0.0] for i in range(5)])
-
-
-def otdist(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capfd.readouterr()
-    code = run([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def write_csv(path: Path, points: np.ndarray, header: str = "x,y") -> Path:
@@ -382,7 +376,9 @@ def test_resume_drops_a_torn_last_line(capfd, tmp_path):
     m = write_manifest(tmp_path / "m.csv", rows)
     assert otdist(capfd, "batch", m, "-o", tmp_path / "full.jsonl")[0] == 0
     full = (tmp_path / "full.jsonl").read_text().splitlines()
-    header = json.dumps({"otcli_journal": 1, "settings": run_fingerprint(make_config(), ReadOptions(), False)})
+    header = json.dumps(
+        {"otcli_journal": 1, "settings": run_fingerprint(make_config(), ReadOptions(), False)}
+    )
     out = tmp_path / "r.jsonl"
     journal_path(out).write_text(f"{header}\n{full[0]}\n{full[1][:40]}")  # torn mid-row
     code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
@@ -396,7 +392,10 @@ def test_resume_refuses_other_options(capfd, tmp_path):
     rows = random_pairs(tmp_path, [(6, 7)])
     m = write_manifest(tmp_path / "m.csv", rows)
     out = tmp_path / "r.jsonl"
-    header = {"otcli_journal": 1, "settings": run_fingerprint(make_config(eps=0.5), ReadOptions(), False)}
+    header = {
+        "otcli_journal": 1,
+        "settings": run_fingerprint(make_config(eps=0.5), ReadOptions(), False),
+    }
     journal_path(out).write_text(json.dumps(header) + "\n")
     code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
     assert code == 2

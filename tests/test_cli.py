@@ -19,18 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import otdist
 from otcli.cli import run
 
 LINE_A = np.array([[i, 0.0] for i in range(5)])
 LINE_B = np.array([[i, 1.0] for i in range(5)])
-
-
-def otdist(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run the command in-process; return (exit code, stdout, stderr)."""
-    capfd.readouterr()
-    code = run([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def write_csv(path: Path, points: np.ndarray, header: str | None = "x,y") -> Path:

@@ -24,7 +24,13 @@ from otcli.errors import OptionError
 def test_defaults_resolve_once():
     c = make_config(device="cpu")
     assert isinstance(c, SolveConfig)
-    assert (c.device, c.dtype, c.tol, c.check_every, c.geometry) == ("cpu", "float32", 1e-5, 1, "auto")
+    assert (c.device, c.dtype, c.tol, c.check_every, c.geometry) == (
+        "cpu",
+        "float32",
+        1e-5,
+        1,
+        "auto",
+    )
     assert make_config(dtype="float64", device="cpu").tol == DEFAULT_TOL["float64"] == 1e-7
     assert make_config(tol=3e-4).tol == 3e-4
     assert c.cost.name == "sqeuclidean"
@@ -38,7 +44,10 @@ def test_defaults_resolve_once():
         ({"eps": 0.0}, "--eps: ε must be a positive finite number, got 0.0"),
         ({"memory": 0}, "--memory: must be a positive number of bytes, got 0"),
         ({"max_batch": 0}, "--max-batch: must be ≥ 1, got 0"),
-        ({"geometry": "sparse"}, "--geometry: unknown geometry 'sparse'; use auto, dense or online"),
+        (
+            {"geometry": "sparse"},
+            "--geometry: unknown geometry 'sparse'; use auto, dense or online",
+        ),
         ({"max_iter": True}, "--max-iter: must be a positive integer, got True"),
     ],
 )

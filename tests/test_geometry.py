@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import otcli
-from otcli.cli import run
+from conftest import otdist
 from otcli.cost import COST_NAMES, get_cost
 from otcli.geometry import DenseGeometry, KernelGeometry, OnlineGeometry
 
@@ -186,13 +186,6 @@ def test_dense_refused_over_budget():
         otcli.solve(x, x + 1, geometry="dense", memory=1000, dtype="float64")
 
 
-def _otdist(capfd, *args):
-    capfd.readouterr()
-    code = run([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def pair_files(tmp_path):
     rng = np.random.default_rng(7)
@@ -204,7 +197,7 @@ def pair_files(tmp_path):
 def test_cli_geometry_and_memory(capfd, pair_files):
     results = {}
     for args in (["--geometry", "dense"], ["--geometry", "online"], ["--memory", "2K"]):
-        code, out, err = _otdist(capfd, *pair_files, "--json", *args)
+        code, out, err = otdist(capfd, *pair_files, "--json", *args)
         assert code == 0, err
         got = json.loads(out)
         results[" ".join(args)] = (got["geometry"], got["cost"])
@@ -219,7 +212,7 @@ def test_cli_geometry_and_memory(capfd, pair_files):
 
 def test_cli_npy_coupling_refused_over_budget(capfd, pair_files, tmp_path):
     out = tmp_path / "P.npy"
-    code, _, err = _otdist(capfd, *pair_files, "--memory", "1K", "--coupling", out)
+    code, _, err = otdist(capfd, *pair_files, "--memory", "1K", "--coupling", out)
     assert code == 2
     assert err == (
         f"Error: --coupling: {out}: a dense 40×30 float64 matrix needs 9.4 KiB, over the memory "
@@ -231,8 +224,8 @@ def test_cli_npy_coupling_refused_over_budget(capfd, pair_files, tmp_path):
 
 def test_cli_coupling_topk(capfd, pair_files, tmp_path):
     out = tmp_path / "P.csv"
-    code, _, err = _otdist(capfd, *pair_files, "--coupling", out, "--coupling-topk", 3,
-                           "--coupling-threshold", 0, "--dtype", "float64")  # fmt: skip
+    code, _, err = otdist(capfd, *pair_files, "--coupling", out, "--coupling-topk", 3,
+                          "--coupling-threshold", 0, "--dtype", "float64")  # fmt: skip
     assert code == 0, err
     table = np.loadtxt(out, delimiter=",", skiprows=1)
     i, j, v = table[:, 0].astype(int), table[:, 1].astype(int), table[:, 2]
@@ -257,7 +250,7 @@ def test_cli_coupling_topk(capfd, pair_files, tmp_path):
 )  # fmt: skip
 def test_cli_geometry_option_errors(capfd, pair_files, args, message, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _otdist(capfd, *pair_files, *args)
+    code, out, err = otdist(capfd, *pair_files, *args)
     assert (code, out, err) == (2, "", message)
     assert not (tmp_path / "P.npy").exists()
     assert not (tmp_path / "P.csv").exists()

@@ -15,14 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import otcli
-from otcli.cli import run
-
-
-def otdist(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capfd.readouterr()
-    code = run([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
+from conftest import otdist
 
 
 @pytest.fixture
