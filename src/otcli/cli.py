@@ -569,7 +569,7 @@ def pairwise(
     """
 
     def call(start: Any) -> Any:
-        from otcli.pairwise import read_file_list, run_pairwise
+        from otcli.batch.pairwise import read_file_list, run_pairwise
 
         if output is None:
             raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")

@@ -2,7 +2,7 @@
 
 The N(N−1)/2 cross problems and the N self problems (the diagonal, and the correction terms
 of the divergence) go through the batch engine together
-(:meth:`otcli.batch.Engine.solve_in_buckets`).
+(:meth:`otcli.batch.engine.Engine.solve_in_buckets`).
 Output by extension: ``.npy`` an N×N float64 matrix, ``.csv`` the same with the files as row
 and column labels, ``.parquet`` a long table with one row per pair i ≤ j (status and error
 included). Failed entries are NaN (empty in CSV) and make the run exit 1.
@@ -16,18 +16,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from otcli.batch import (
+from otcli.batch.engine import (
     CloudLoader,
     Engine,
     Problem,
     ProgressHook,
     RunSummary,
-    check_out_path,
     check_workers,
     divergence_value,
 )
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OptionError, OtcliError
+from otcli.io import check_output_path
 from otcli.io.tables import LONG_FIELDS
 from otcli.io.tables import read_file_list as read_file_list  # re-exported for the CLI
 from otcli.io.tables import write_pairwise as _write
@@ -58,7 +58,7 @@ def run_pairwise(
     start = time.perf_counter()
     read = ReadOptions() if read is None else read
     check_workers(workers)
-    out_path = check_out_path(out, PAIRWISE_SUFFIXES)
+    out_path = check_output_path(out, "-o", PAIRWISE_SUFFIXES)
     if len(files) < 2:
         raise OptionError("FILE", f"got {len(files)} file(s); pairwise needs at least two")
     engine = Engine.create(config)

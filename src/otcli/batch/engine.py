@@ -1,0 +1,157 @@
+"""The batch engine: problems → buckets of similar size → batched solves, one bad pair apart.
+
+Shared by ``otdist batch``, ``otdist pairwise`` and any backend that runs buckets elsewhere:
+problems are sorted into buckets of similar size so padding wastes little, each bucket is one
+call to :func:`otcli.api.solve_clouds` under one :class:`~otcli.config.SolveConfig`, and a
+bucket whose solve fails is retried pair by pair, so one bad pair never poisons the others.
+Clouds are read ahead of the solver on a thread pool (:class:`CloudLoader`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from otcli.buckets import plan_buckets
+from otcli.config import ReadOptions, SolveConfig
+from otcli.errors import OptionError, OtcliError, SolverError
+
+if TYPE_CHECKING:
+    from otcli.cloud import Cloud
+    from otcli.result import SinkhornResult
+
+
+def check_workers(workers: int) -> None:
+    """The loader's thread count, refused unless positive."""
+    if workers < 1:
+        raise OptionError("--workers", f"must be ≥ 1, got {workers}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One OT problem to solve: two validated clouds of one dimension and its ε."""
+
+    x: Cloud
+    y: Cloud
+    eps: float
+
+
+@dataclass
+class Engine:
+    """Solves lists of problems bucket by bucket under one :class:`SolveConfig`.
+
+    ``max_entries`` bounds a bucket's padded B·n·m: the smaller of what the memory budget
+    holds (the same memory model that picks the geometry) and the cache-friendly work-unit
+    size :data:`otcli.buckets.DEFAULT_MAX_ENTRIES`.
+    """
+
+    config: SolveConfig
+    max_entries: int
+
+    @classmethod
+    def create(cls, config: SolveConfig) -> Engine:
+        """Size buckets from the config's memory budget (read once, here)."""
+        return cls(config, config.bucket_entries())
+
+    def check_pair(self, x: Cloud, y: Cloud) -> None:
+        """The checks ``solve_clouds`` makes per pair, with the same messages, made up front
+        so that one bad pair becomes one error row instead of failing its whole bucket."""
+        from otcli.api import check_pair
+
+        check_pair(x, y, self.config.cost)
+
+    def solve(self, problems: Sequence[Problem]) -> list[SinkhornResult | str]:
+        """One batched solve; if it fails, each problem alone, so only bad ones fail."""
+        from otcli import api
+
+        try:
+            xs, ys = [p.x for p in problems], [p.y for p in problems]
+            return list(api.solve_clouds(xs, ys, [p.eps for p in problems], self.config))
+        except (SolverError, OtcliError) as exc:
+            if len(problems) == 1:
+                return [str(exc)]
+        return [self.solve([p])[0] for p in problems]
+
+    def solve_in_buckets(
+        self, problems: Sequence[Problem]
+    ) -> Iterator[tuple[list[int], list[SinkhornResult | str]]]:
+        """Yield ``(indices, outcomes)`` bucket by bucket, as each batched solve finishes."""
+        shapes = [(p.x.n, p.y.n) for p in problems]
+        for idx in plan_buckets(
+            shapes, max_entries=self.max_entries, max_batch=self.config.max_batch
+        ):
+            yield idx, self.solve([problems[k] for k in idx])
+
+
+class CloudLoader:
+    """Reads clouds on a thread pool, each path once, ahead of the solver.
+
+    ``prefetch`` submits reads; ``get`` waits for one and returns the cloud or the one-line
+    message saying why it could not be read; ``release`` forgets paths no longer needed.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, read: ReadOptions) -> None:
+        self._pool = pool
+        self._options = read
+        self._futures: dict[str, Future[Cloud]] = {}
+
+    def _read(self, path: str) -> Cloud:
+        from otcli.io import read_cloud
+
+        o = self._options
+        return read_cloud(path, columns=o.columns, weights=o.weights)
+
+    def prefetch(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path not in self._futures:
+                self._futures[path] = self._pool.submit(self._read, path)
+
+    def get(self, path: str) -> Cloud | str:
+        self.prefetch([path])
+        try:
+            return self._futures[path].result()
+        except OtcliError as exc:
+            return str(exc)
+        except Exception as exc:  # a reader bug must not stop the run: report it on the row
+            return f"{path}: cannot read the file ({type(exc).__name__}: {exc})"
+
+    def release(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self._futures.pop(path, None)
+
+
+def divergence_value(xy: SinkhornResult, xx: SinkhornResult, yy: SinkhornResult) -> float:
+    """S = OT_ε(a,b) − ½ OT_ε(a,a) − ½ OT_ε(b,b) from the three problems' objectives."""
+    from otcli.result import DivergenceResult
+
+    return DivergenceResult(xy=xy, xx=xx, yy=yy).divergence
+
+
+@dataclass
+class RunSummary:
+    """What a batch or pairwise run did: counts and time, for the summary table."""
+
+    total: int
+    ok: int = 0
+    failed: int = 0
+    not_converged: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    out: str = ""
+    first_error: str | None = None
+
+    @property
+    def pairs_per_second(self) -> float:
+        done = self.total - self.skipped
+        return done / self.seconds if self.seconds > 0 else math.inf
+
+
+ProgressHook = Callable[[int, int], None]
+"""Called with (pairs just finished, of which failed) as rows are recorded."""
+
+
+class FailFast(SolverError):
+    """``--fail-fast`` stopped the run at a failed pair (its message is the error text)."""

@@ -1,0 +1,115 @@
+"""The rows of ``otdist batch`` and the journal that makes a run resumable.
+
+Rows go to ``OUT.journal.jsonl`` (one JSON object per line, flushed and fsynced after every
+bucket). The journal is the source of truth while running: ``--resume`` reads it (a torn last
+line from a ``kill -9`` is dropped), skips the ids already scored and goes on, and refuses a
+journal written with other options that change the numbers (:func:`run_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otcli.config import ReadOptions, SolveConfig
+from otcli.errors import OptionError
+from otcli.io.tables import Journal, read_rows
+
+if TYPE_CHECKING:
+    from otcli.batch.manifest import PairSpec
+    from otcli.result import SinkhornResult
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+JOURNAL_VERSION = 1
+
+
+def run_fingerprint(config: SolveConfig, read: ReadOptions, divergence: bool) -> dict[str, Any]:
+    """The options that change a run's numbers: a resumed run must use the same ones."""
+    return {**config.fingerprint(), "divergence": divergence, **read.fingerprint()}
+
+
+def check_workers(workers: int) -> None:
+    """The loader's thread count, refused unless positive."""
+    if workers < 1:
+        raise OptionError("--workers", f"must be ≥ 1, got {workers}")
+
+
+#: Output columns, in order (``divergence`` only with ``--divergence``).
+ROW_FIELDS = (
+    "id", "a", "b", "n", "m", "eps", "cost", "objective", "divergence", "iterations",
+    "converged", "marginal_error", "status", "error", "seconds",
+)  # fmt: skip
+
+
+def ok_row(
+    pair: PairSpec,
+    res: SinkhornResult,
+    seconds: float,
+    divergence: float | None = None,
+    converged: bool | None = None,
+) -> dict[str, Any]:
+    """The row of a solved pair."""
+    row = {
+        "id": pair.id, "a": pair.a, "b": pair.b, "n": res.n, "m": res.m, "eps": res.eps,
+        "cost": res.cost, "objective": res.objective, "divergence": divergence,
+        "iterations": res.iterations,
+        "converged": res.converged if converged is None else converged,
+        "marginal_error": res.marginal_error, "status": "ok", "error": None,
+        "seconds": seconds,
+    }  # fmt: skip
+    return row
+
+
+def error_row(
+    pair: PairSpec, message: str, eps: float | None, n: int | None = None, m: int | None = None
+) -> dict[str, Any]:
+    """The row of a pair that could not be scored: ``error`` holds the one-line reason."""
+    row = dict.fromkeys(ROW_FIELDS)
+    row.update(id=pair.id, a=pair.a, b=pair.b, n=n, m=m, eps=eps, status="error", error=message)
+    return row
+
+
+def journal_path(out: str | os.PathLike[str]) -> Path:
+    """Where ``batch`` keeps its journal while writing ``out``."""
+    return Path(os.fspath(out) + JOURNAL_SUFFIX)
+
+
+def prepare_output(
+    out: Path, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool
+) -> tuple[Journal, list[dict[str, Any]]]:
+    """Open the journal for a fresh or resumed run; return it and the rows already done."""
+    jpath = journal_path(out)
+    journal = Journal(jpath)
+    header = {"otcli_journal": JOURNAL_VERSION, "settings": fingerprint}
+    if resume and overwrite:
+        raise OptionError("--resume", "--resume and --overwrite contradict each other; pick one")
+    if not resume:
+        existing = [p for p in (out, jpath) if p.exists()]
+        if existing and not overwrite:
+            raise OptionError(
+                "-o",
+                f"{str(existing[0])!r} exists; use --resume to continue that run or "
+                "--overwrite to start again",
+            )
+        journal.open(header)
+        return journal, []
+    if jpath.exists():
+        old_header, rows, keep = Journal.read(jpath)
+        old = old_header.get("settings")
+        if old is not None and old != header["settings"]:
+            diff = next(k for k in header["settings"] if old.get(k) != header["settings"][k])
+            raise OptionError(
+                "--resume",
+                f"{str(jpath)!r} was written with {diff}={old.get(diff)!r}, not "
+                f"{header['settings'][diff]!r}; use the same options, or --overwrite",
+            )
+        if keep == 0:
+            journal.open(header)
+        else:
+            journal.open(None, keep)
+        return journal, rows
+    rows = read_rows(out) if out.exists() else []
+    journal.open(header)
+    journal.append(rows)  # the journal is the one source of truth from here on
+    return journal, rows
