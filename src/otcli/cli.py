@@ -141,9 +141,21 @@ WeightsOpt = Annotated[
     str | None, typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT)
 ]
 EpsOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
-        help="Entropic regularisation ε, absolute, in cost units.", rich_help_panel=SOLVER
+        help="Entropic regularisation ε, absolute, in cost units \\[default: 0.1].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+EpsRelOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--eps-rel",
+        help="ε as a fraction of each pair's mean cost (e.g. 0.05), instead of --eps: "
+        "the same answer whatever the data's units.",
+        rich_help_panel=SOLVER,
+        show_default=False,
     ),
 ]
 GeometryOpt = Annotated[
@@ -185,7 +197,8 @@ def pair(
         ),
     ],
     b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
-    eps: EpsOpt = 0.1,
+    eps: EpsOpt = None,
+    eps_rel: EpsRelOpt = None,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
     max_iter: MaxIterOpt = 1000,
@@ -266,13 +279,13 @@ def pair(
         from otcli.pair import PairOutputs, run_pair
 
         config = _config(
-            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
         )  # fmt: skip
         outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
         return run_pair(
             a, b, config, read=_read_options(columns, weights), outputs=outputs,
-            divergence=divergence, progress=bar,
+            divergence=divergence, progress=bar, warn=render.warning,
         )  # fmt: skip
 
     report = _guarded(call, bar.close, "interrupted; no output was written")
@@ -314,7 +327,8 @@ def _guarded(call: Any, close: Any, interrupted: str) -> Any:
 
 def _config(
     *,
-    eps: float,
+    eps: float | None,
+    eps_rel: float | None,
     cost: Any,
     p: float | None,
     max_iter: int,
@@ -331,7 +345,7 @@ def _config(
     from otcli.config import make_config
 
     return make_config(
-        eps=eps, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
+        eps=eps, eps_rel=eps_rel, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
         scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
         geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
     )  # fmt: skip
@@ -422,8 +436,14 @@ def batch(
         ),
     ],
     eps: Annotated[
-        float, typer.Option(help="ε for rows without an eps value.", rich_help_panel=SOLVER)
-    ] = 0.1,
+        float | None,
+        typer.Option(
+            help="ε for rows without an eps value \\[default: 0.1].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
+    eps_rel: EpsRelOpt = None,
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
@@ -498,7 +518,7 @@ def batch(
         from otcli.batch import run_batch
 
         config = _config(
-            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             max_batch=max_batch,
         )  # fmt: skip
@@ -535,7 +555,8 @@ def pairwise(
             rich_help_panel=INPUT,
         ),
     ] = None,
-    eps: EpsOpt = 0.1,
+    eps: EpsOpt = None,
+    eps_rel: EpsRelOpt = None,
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
@@ -574,7 +595,7 @@ def pairwise(
         if output is None:
             raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
         config = _config(
-            eps=eps, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             max_batch=max_batch,
         )  # fmt: skip

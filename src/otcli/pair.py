@@ -8,10 +8,11 @@ memory budget), so a run either writes every requested file or none.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otcli.config import ReadOptions, SolveConfig
+from otcli.config import EPS_REL_FLOOR, ReadOptions, SolveConfig
 from otcli.errors import OptionError
 from otcli.solver import ProgressFn
 
@@ -42,6 +43,8 @@ class PairReport:
     cost: float
     objective: float
     eps: float
+    eps_rel: float
+    cost_scale: float
     iterations: int
     converged: bool
     marginal_error: float
@@ -74,11 +77,15 @@ def run_pair(
     outputs: PairOutputs | None = None,
     divergence: bool = False,
     progress: ProgressFn | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> PairReport:
     """Solve the clouds in files ``a`` and ``b`` (``-``: CSV on stdin) and write ``outputs``.
 
-    Raises :class:`~otcli.errors.OtcliError` for bad input, options or outputs (before any
-    solving where it can be known), :class:`~otcli.errors.SolverError` when the numbers fail.
+    ε is resolved on the pair first (absolute, or ``eps_rel`` times the mean cost); where it
+    is below :data:`~otcli.config.EPS_REL_FLOOR` of the mean cost, ``warn`` hears so before
+    the solve, with the ways out. Raises :class:`~otcli.errors.OtcliError` for bad input,
+    options or outputs (before any solving where it can be known),
+    :class:`~otcli.errors.SolverError` when the numbers fail.
     """
     from otcli import api, export
     from otcli.io import check_output_path, read_cloud
@@ -96,12 +103,16 @@ def run_pair(
         x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
         topk=outputs.coupling_topk, memory=config.memory,
     )  # fmt: skip
+    api.check_pair(x, y, config.cost)
+    eps, scale = api.pair_eps(x, y, config)
+    if warn is not None and eps < EPS_REL_FLOOR * scale:
+        warn(small_eps_message(eps, scale, config.max_iter))
     div = None
     if divergence:
-        div = api.divergence(x, y, config=config, progress=progress)
+        div = api.divergence(x, y, eps=eps, config=config, progress=progress)
         res = div.xy  # type: ignore[union-attr]
     else:
-        res = api.solve(x, y, config=config, progress=progress)
+        res = api.solve(x, y, eps=eps, config=config, progress=progress)
     export.write_matrices(
         res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
         coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
@@ -111,6 +122,7 @@ def run_pair(
         seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.objective, eps=res.eps,  # type: ignore[union-attr]
+        eps_rel=res.eps / scale if scale > 0 else float("inf"), cost_scale=scale,  # type: ignore[union-attr]
         iterations=res.iterations,  # type: ignore[union-attr]
         converged=div.converged if div is not None else res.converged,  # type: ignore[union-attr]
         marginal_error=res.marginal_error, tol=res.tol, n=res.n, m=res.m,  # type: ignore[union-attr]
@@ -121,9 +133,25 @@ def run_pair(
     )  # fmt: skip
 
 
+def small_eps_message(eps: float, scale: float, max_iter: int) -> str:
+    """Said before solving when ε is too small against the costs for Sinkhorn to converge."""
+    return (
+        f"ε = {eps:g} is {eps / scale:.1e} of the mean cost {scale:.4g} between the clouds; "
+        f"below {EPS_REL_FLOOR:g} of it Sinkhorn needs far more than --max-iter {max_iter} "
+        f"iterations or does not converge at all; use --eps-rel 0.05 (ε = {0.05 * scale:.4g}) "
+        "for an entropic estimate, or --exact for the unregularised optimum"
+    )
+
+
 def not_converged_message(report: PairReport, max_iter: int) -> str:
     """The warning for a pair that missed its tolerance, with the way out that fits."""
     what = f"marginal error {report.marginal_error:.2e} above --tol {report.tol:.0e}"
+    if report.eps_rel < EPS_REL_FLOOR:
+        return (
+            f"not converged: {what} after {report.iterations} iterations; ε is "
+            f"{report.eps_rel:.1e} of the mean cost, too small for Sinkhorn: use --eps-rel "
+            f"0.05 (ε = {0.05 * report.cost_scale:.4g}) or --exact"
+        )
     if report.iterations >= max_iter:
         return f"not converged: {what} after --max-iter {max_iter}; raise --max-iter or --tol"
     hint = "--dtype float64, a larger --eps" if report.dtype == "float32" else "a larger --eps"
@@ -133,4 +161,10 @@ def not_converged_message(report: PairReport, max_iter: int) -> str:
     )
 
 
-__all__ = ["PairOutputs", "PairReport", "not_converged_message", "run_pair"]
+__all__ = [
+    "PairOutputs",
+    "PairReport",
+    "not_converged_message",
+    "run_pair",
+    "small_eps_message",
+]

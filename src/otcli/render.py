@@ -36,7 +36,8 @@ def summary(fields: dict[str, Any]) -> str:
     lines = [
         (
             "cost",
-            f"{_num(fields['cost'])}   ⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}",
+            f"{_num(fields['cost'])}   ⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}"
+            + (f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""),
         ),
         ("objective", f"{_num(fields['objective'])}   OT_ε = ⟨a, f⟩ + ⟨b, g⟩"),
     ]

@@ -36,7 +36,7 @@ class Problem:
 
     x: Cloud
     y: Cloud
-    eps: float
+    eps: float | None  # None: the config's relative ε, resolved in the solve
 
 
 @dataclass
@@ -62,6 +62,12 @@ class Engine:
         from otcli.api import check_pair
 
         check_pair(x, y, self.config.cost)
+
+    def pair_eps(self, x: Cloud, y: Cloud) -> float:
+        """The pair's absolute ε under the config (``eps_rel`` × its mean cost if relative)."""
+        from otcli.api import pair_eps
+
+        return pair_eps(x, y, self.config)[0]
 
     def solve(self, problems: Sequence[Problem]) -> list[SinkhornResult | str]:
         """One batched solve; if it fails, each problem alone, so only bad ones fail."""

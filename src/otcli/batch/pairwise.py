@@ -61,6 +61,11 @@ def run_pairwise(
     out_path = check_output_path(out, "-o", PAIRWISE_SUFFIXES)
     if len(files) < 2:
         raise OptionError("FILE", f"got {len(files)} file(s); pairwise needs at least two")
+    if divergence and config.eps_rel is not None:
+        raise OptionError(
+            "--eps-rel",
+            "pairwise --divergence needs one ε for every pair and its self terms; give --eps",
+        )
     engine = Engine.create(config)
     n_files = len(files)
     total = n_files * (n_files + 1) // 2
@@ -153,6 +158,7 @@ def _row(
     row.update(
         cost=xy.cost, objective=xy.objective, iterations=xy.iterations,
         converged=all(o.converged for o in needed), marginal_error=xy.marginal_error,
+        eps=xy.eps,
         status="ok", seconds=shares[(i, j)],
     )  # fmt: skip
     if divergence:

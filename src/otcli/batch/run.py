@@ -82,7 +82,8 @@ class BatchRun:
         if self.progress is not None:
             self.progress(len(rows), len(failed))
 
-    def eps_of(self, pair: PairSpec) -> float:
+    def eps_of(self, pair: PairSpec) -> float | None:
+        """The row's ε, else the config's absolute one (``None``: relative, per pair)."""
         return self.engine.config.eps if pair.eps is None else pair.eps
 
     def run(self, todo: Sequence[PairSpec]) -> None:
@@ -135,19 +136,22 @@ class BatchRun:
     def _problem(self, pair: PairSpec, loader: CloudLoader) -> Problem | dict[str, Any]:
         """The pair's problem, or its error row (unreadable file, bad ε, dimension, cost)."""
         eps = self.eps_of(pair)
-        try:
-            self.engine.config.check_eps(eps, "eps")
-        except OtcliError as exc:
-            return error_row(pair, str(exc), eps)
+        if eps is not None:
+            try:
+                self.engine.config.check_eps(eps, "eps")
+            except OtcliError as exc:
+                return error_row(pair, str(exc), eps)
         x, y = loader.get(pair.path_a), loader.get(pair.path_b)
         for c in (x, y):
             if isinstance(c, str):
                 return error_row(pair, c, eps)
         try:
             self.engine.check_pair(x, y)  # type: ignore[arg-type]
+            if eps is None:  # relative ε: resolved on the pair, so its self terms share it
+                eps = self.engine.pair_eps(x, y)  # type: ignore[arg-type]
         except OtcliError as exc:
             return error_row(pair, str(exc), eps, x.n, y.n)  # type: ignore[union-attr]
-        return Problem(x, y, eps)  # type: ignore[arg-type]
+        return Problem(x, y, eps)
 
     def _solve_self_terms(self, problems: Sequence[Problem]) -> None:
         """OT_ε(a, a) for every cloud not seen yet: once per (file, ε), not once per pair."""
