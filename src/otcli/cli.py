@@ -246,6 +246,15 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Solve the unregularised problem exactly (network simplex; optional extra "
+            "otcli[exact]), up to 25 million cost entries.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
     ] = False,
@@ -283,9 +292,12 @@ def pair(
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
         )  # fmt: skip
         outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        if exact and (eps is not None or eps_rel is not None or divergence):
+            given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
+            raise OptionError("--exact", f"solves without ε; drop {given}")
         return run_pair(
             a, b, config, read=_read_options(columns, weights), outputs=outputs,
-            divergence=divergence, progress=bar, warn=render.warning,
+            divergence=divergence, exact=exact, progress=bar, warn=render.warning,
         )  # fmt: skip
 
     report = _guarded(call, bar.close, "interrupted; no output was written")

@@ -59,13 +59,23 @@ class PairReport:
     engine: str
     seconds: float
     divergence: float | None = None
+    p: float | None = None
+    w_p: float | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The report as the JSON object's fields (``divergence`` only when computed)."""
+        """The report as the JSON object's fields (``divergence``, ``p`` and ``w_p`` only
+        when they exist)."""
         out = asdict(self)
-        if self.divergence is None:
-            del out["divergence"]
+        for key in ("divergence", "p", "w_p"):
+            if out[key] is None:
+                del out[key]
         return out
+
+
+def cost_power(cost_fn: Any) -> float | None:
+    """p where the cost is a p-th power of a distance (so that W_p = cost^(1/p)), else None."""
+    powers = {"sqeuclidean": 2.0, "euclidean": 1.0, "cityblock": 1.0}
+    return cost_fn.p if cost_fn.name == "pnorm" else powers.get(cost_fn.name)
 
 
 def run_pair(
@@ -76,6 +86,7 @@ def run_pair(
     read: ReadOptions | None = None,
     outputs: PairOutputs | None = None,
     divergence: bool = False,
+    exact: bool = False,
     progress: ProgressFn | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> PairReport:
@@ -85,7 +96,8 @@ def run_pair(
     is below :data:`~otcli.config.EPS_REL_FLOOR` of the mean cost, ``warn`` hears so before
     the solve, with the ways out. Raises :class:`~otcli.errors.OtcliError` for bad input,
     options or outputs (before any solving where it can be known),
-    :class:`~otcli.errors.SolverError` when the numbers fail.
+    :class:`~otcli.errors.SolverError` when the numbers fail. ``exact`` solves the
+    unregularised problem instead (:mod:`otcli.exact`; no ε, no divergence).
     """
     from otcli import api, export
     from otcli.io import check_output_path, read_cloud
@@ -104,6 +116,8 @@ def run_pair(
         topk=outputs.coupling_topk, memory=config.memory,
     )  # fmt: skip
     api.check_pair(x, y, config.cost)
+    if exact:
+        return _exact_report(a, b, x, y, config, outputs)
     eps, scale = api.pair_eps(x, y, config)
     if warn is not None and eps < EPS_REL_FLOOR * scale:
         warn(small_eps_message(eps, scale, config.max_iter))
@@ -130,6 +144,35 @@ def run_pair(
         dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
         seconds=seconds,
         divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
+        **_w_p(res.cost, config),  # type: ignore[union-attr]
+    )  # fmt: skip
+
+
+def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
+    power = cost_power(config.cost)
+    if power is None:
+        return {}
+    return {"p": power, "w_p": max(cost, 0.0) ** (1.0 / power)}
+
+
+def _exact_report(
+    a: str, b: str, x: Any, y: Any, config: SolveConfig, outputs: PairOutputs
+) -> PairReport:
+    """The unregularised optimum, written and reported like a Sinkhorn result."""
+    from otcli import export
+    from otcli.exact import solve_exact
+
+    res = solve_exact(x, y, config)
+    export.write_matrices(
+        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
+        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+    )  # fmt: skip
+    return PairReport(
+        a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,
+        cost_scale=float("nan"), iterations=0, converged=res.marginal_error <= 1e-9,
+        marginal_error=res.marginal_error, tol=1e-9, n=res.n, m=res.m, dim=res.dim,
+        cost_fn=config.cost.describe(), device="cpu", dtype="float64", geometry="dense",
+        engine=res.method, seconds=res.seconds, **_w_p(res.cost, config),
     )  # fmt: skip
 
 

@@ -27,29 +27,46 @@ def warning(message: str) -> None:
     stderr.print(f"Warning: {message}", style="yellow", markup=False)
 
 
+#: Engines that solve the unregularised problem (no ε, no iterations).
+EXACT_ENGINES = ("assignment", "network-simplex")
+
+
 def _num(x: float) -> str:
     return f"{x:.7g}"
 
 
 def summary(fields: dict[str, Any]) -> str:
     """The human-readable result: what each number is, on a few aligned lines."""
-    lines = [
-        (
-            "cost",
-            f"{_num(fields['cost'])}   ⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}"
-            + (f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""),
-        ),
-        ("objective", f"{_num(fields['objective'])}   OT_ε = ⟨a, f⟩ + ⟨b, g⟩"),
-    ]
+    exact = fields.get("engine") in EXACT_ENGINES
+    if exact:
+        lines = [
+            ("cost", f"{_num(fields['cost'])}   exact optimum ⟨P, C⟩ with {fields['cost_fn']} cost")
+        ]
+    else:
+        rel = f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""
+        what = f"⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}{rel}"
+        lines = [
+            ("cost", f"{_num(fields['cost'])}   {what}"),
+            ("objective", f"{_num(fields['objective'])}   OT_ε = ⟨a, f⟩ + ⟨b, g⟩"),
+        ]
+    if "w_p" in fields:
+        p = fields["p"]
+        what = "exact" if exact else "of the entropic plan"
+        lines.append((f"W_{p:g}", f"{_num(fields['w_p'])}   ⟨P, C⟩^(1/{p:g}), {what}"))
     if "divergence" in fields:
         lines.append(("divergence", f"{_num(fields['divergence'])}   debiased Sinkhorn divergence"))
-    state = "converged" if fields["converged"] else "NOT converged"
-    lines += [
-        (
+    if exact:
+        lines.append(
+            ("solver", f"{fields['engine']}, marginal error {fields['marginal_error']:.2e}")
+        )
+    else:
+        state = "converged" if fields["converged"] else "NOT converged"
+        lines.append((
             "iterations",
             f"{fields['iterations']}, {state} (marginal error {fields['marginal_error']:.2e},"
             f" tol {fields['tol']:.0e})",
-        ),
+        ))  # fmt: skip
+    lines += [
         ("points", f"{fields['n']} × {fields['m']} in {fields['dim']}-D"),
         ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
     ]
