@@ -522,7 +522,7 @@ def otcli_iteration(n: int, eps: float = 0.01, settle: int = 20, timed: int = 10
     with the stabilised kernel and their O(n) vector work), without set-up, rebuilds or the
     final statistics: the figure to hold against the kernel-form floor."""
     from otcli.api import make_geometry
-    from otcli.cost import get_cost
+    from otcli.costs import get_cost
 
     x, y = clouds(n, n)
     xt, yt = torch.from_numpy(x - 0.5)[None], torch.from_numpy(y - 0.5)[None]

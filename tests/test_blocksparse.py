@@ -11,7 +11,7 @@ import torch
 import otcli
 import otcli.blocksparse as bs
 import otcli.geometry as geometry
-from otcli.cost import get_cost
+from otcli.costs import get_cost
 from otcli.geometry import OnlineGeometry
 
 BOUNDED = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None), ("pnorm", 1.5)]

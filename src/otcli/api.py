@@ -16,7 +16,7 @@ import torch
 
 from otcli.buckets import DEFAULT_MAX_BATCH, bucket_entries, plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
-from otcli.cost import CostFn, check_points_for_cost, get_cost, working_cost
+from otcli.costs import CostFn, check_points_for_cost, get_cost, working_cost
 from otcli.device import format_bytes, memory_budget, pick_device, pick_dtype
 from otcli.errors import InputError, OptionError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry

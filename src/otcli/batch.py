@@ -35,7 +35,7 @@ from otcli.errors import InputError, OptionError, OtcliError
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
-    from otcli.cost import CostFn
+    from otcli.costs import CostFn
     from otcli.result import SinkhornResult
 
 __all__ = [
@@ -149,7 +149,7 @@ class Engine:
         import torch
 
         from otcli.api import DEFAULT_TOL, check_options
-        from otcli.cost import get_cost
+        from otcli.costs import get_cost
         from otcli.device import memory_budget, pick_device, pick_dtype
 
         settings.check()

@@ -25,8 +25,8 @@ from typing import Protocol
 
 import torch
 
-from otcli.blocksparse import BOUNDED_COSTS, BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
-from otcli.cost import CostFn
+from otcli.blocksparse import BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
+from otcli.costs import CostFn
 
 # exp(−80) ≈ 1.8e−35: terms below it cannot change a sum that contains 1, and clamping
 # keeps torch.exp off its slow underflow path (10× slower on CPU, see PERF-NOTES).
@@ -220,9 +220,7 @@ class OnlineGeometry:
         # up to a per-row constant, instead of a cost block and three more passes over it.
         # The product runs in float64, where |x|² + |y|² − 2x·y loses nothing that matters;
         # the exps still run in ``dtype``.
-        self._fused = x.device.type == "cpu" and (
-            cost_fn.name == "sqeuclidean" or (cost_fn.name == "pnorm" and cost_fn.p == 2.0)
-        )
+        self._fused = x.device.type == "cpu" and cost_fn.fused_sqeuclidean
         if self._fused:
             self._x64, self._y64 = x.to(torch.float64), y.to(torch.float64)
             self._sqx, self._sqy = self._x64.square().sum(-1), self._y64.square().sum(-1)
@@ -235,7 +233,7 @@ class OnlineGeometry:
             prune
             and B == 1
             and x.device.type == "cpu"
-            and cost_fn.name in BOUNDED_COSTS
+            and cost_fn.has_box_lower
             and bool(mask_x.all())
             and bool(mask_y.all())
         ):
@@ -326,8 +324,11 @@ def _sparse_pair(
     row_y, col_x = leaf_sizes(m, n)
     xr, yc = kd_leaves(x, row_x), kd_leaves(y, col_y)
     yr, xc = kd_leaves(y, row_y), kd_leaves(x, col_x)
-    over_cols = BlockSparseLse(x, y, xr, yc, box_cost_lower(cost_fn, xr, yc), cost_fn, fused)
-    over_rows = BlockSparseLse(y, x, yr, xc, box_cost_lower(cost_fn, yr, xc), cost_fn, fused)
+    cmin_cols, cmin_rows = box_cost_lower(cost_fn, xr, yc), box_cost_lower(cost_fn, yr, xc)
+    if cmin_cols is None or cmin_rows is None:  # the caller checked cost_fn.has_box_lower
+        raise ValueError(f"{cost_fn.describe()} has no box bound to prune by")
+    over_cols = BlockSparseLse(x, y, xr, yc, cmin_cols, cost_fn, fused)
+    over_rows = BlockSparseLse(y, x, yr, xc, cmin_rows, cost_fn, fused)
     return over_cols, over_rows
 
 
