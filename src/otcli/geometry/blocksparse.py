@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from otcli.costs import CostFn
+from otcli.geometry.lse import exp_below, exp_shifted, finite_or_zero
 
 # Skipped terms add up to at most this fraction of each row's sum: below float64 rounding.
 _LOG_ETA = math.log(1e-17)
@@ -46,9 +47,6 @@ _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
 # From this kept fraction on, the plain online path computes every entry: cheaper per entry
 # (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
-
-# exp(−80) ≈ 1.8e−35, as in the dense geometry: keeps torch.exp off its slow underflow path.
-_EXP_FLOOR = -80.0
 
 
 @dataclass(frozen=True)
@@ -245,18 +243,16 @@ def _fold_first(
     z: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, lo: torch.Tensor
 ) -> None:
     """shift ← max_k z (R, 1); total ← Σ_k exp(z − shift), the exps in ``lo``'s dtype."""
-    torch.amax(z, dim=1, keepdim=True, out=shift)
-    e = torch.sub(z, shift, out=lo[: z.numel()].view(z.shape))
-    torch.sum(e.clamp_(min=_EXP_FLOOR).exp_(), dim=1, out=total)
+    e, _ = exp_shifted(z, dim=1, exps=lo[: z.numel()].view(z.shape), top=shift)
+    torch.sum(e, dim=1, out=total)
 
 
 def _fold_more(z: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, lo: torch.Tensor) -> None:
     """Add a further column chunk to the running (shift, total) of its rows."""
     new = torch.maximum(shift, z.amax(dim=1, keepdim=True))
-    safe = torch.where(torch.isfinite(new), new, 0.0)
+    safe = finite_or_zero(new)
     total.mul_((shift - safe).exp_()[:, 0].to(total.dtype))
-    e = torch.sub(z, safe, out=lo[: z.numel()].view(z.shape))
-    total.add_(e.clamp_(min=_EXP_FLOOR).exp_().sum(dim=1))
+    total.add_(exp_below(z, safe, exps=lo[: z.numel()].view(z.shape)).sum(dim=1))
     shift.copy_(new)
 
 
