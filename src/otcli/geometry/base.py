@@ -26,9 +26,16 @@ ONLINE_BLOCK_ELEMS = 1 << 20
 
 
 class Geometry(Protocol):
-    """What the Sinkhorn loop needs from the cost: log-sum-exps along rows and columns."""
+    """What the Sinkhorn loop needs from the cost: log-sum-exps along rows and columns.
+
+    ``name`` is what results report (``dense`` or ``online``: whether C is held); ``engine``
+    says which code computes the reductions: ``dense`` (log domain over C in memory),
+    ``kernel`` (products with a stabilised kernel), ``online`` (C rebuilt block by block) or
+    ``block-sparse`` (the online geometry's pruned reducers, one large pair on CPU).
+    """
 
     name: str
+    engine: str
 
     def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """(B, m) → (B, n): log Σ_j exp(h_j − C_ij / ε)."""

@@ -21,6 +21,7 @@ class DenseGeometry:
     """
 
     name = "dense"
+    engine = "dense"
 
     def __init__(
         self,

@@ -62,7 +62,8 @@ class KernelGeometry:
     (``exact_eps``) always get a rebuild.
     """
 
-    name = "dense"
+    name = "dense"  # C is held in memory, as in DenseGeometry
+    engine = "kernel"
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ class OnlineGeometry:
             and bool(mask_y.all())
         ):
             self._sparse = _sparse_pair(self.x[0], self.y[0], cost_fn, self._fused)
+        self.engine = "online" if self._sparse is None else "block-sparse"
 
     def _fused_lse(
         self,
