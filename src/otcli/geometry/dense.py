@@ -1,14 +1,15 @@
 """The dense log-domain geometry: C and Cᵀ in memory, both reductions along rows.
 
-This is the engine wherever exps are cheap next to memory traffic (GPUs); on a CPU the
-kernel geometry (:mod:`otcli.geometry.kernel`) replaces most of its exps by products.
+This is the engine wherever exps are cheap next to memory traffic (GPUs), where it takes
+each half-step in one block if it can; on a CPU the kernel geometry
+(:mod:`otcli.geometry.kernel`) replaces most of its exps by products.
 """
 
 from __future__ import annotations
 
 import torch
 
-from otcli.geometry.base import DEFAULT_BLOCK_ELEMS, BlockFn, masked_max, rows_per_block
+from otcli.geometry.base import BlockFn, block_elems_for, masked_max, rows_per_block
 from otcli.geometry.lse import blocked_lse
 
 
@@ -17,7 +18,9 @@ class DenseGeometry:
 
     Keeping the transpose doubles memory but lets both half-steps read memory in order,
     which on a CPU is worth more than the space. Each block is scaled into one scratch
-    buffer, allocated once and reused by every half-step.
+    buffer, allocated once and reused by every half-step. ``block_elems`` (entries per
+    block) defaults to the device's (:func:`block_elems_for`): cache-sized blocks on CPU,
+    on CUDA the whole batch at once up to 2^27 entries, so a half-step is a few kernels.
     """
 
     name = "dense"
@@ -28,8 +31,10 @@ class DenseGeometry:
         cost: torch.Tensor,
         mask_x: torch.Tensor,
         mask_y: torch.Tensor,
-        block_elems: int = DEFAULT_BLOCK_ELEMS,
+        block_elems: int | None = None,
     ) -> None:
+        if block_elems is None:
+            block_elems = block_elems_for(cost.device)
         self.cost = cost  # (B, n, m)
         self.cost_t = cost.transpose(1, 2).contiguous()  # (B, m, n)
         self.mask_x, self.mask_y = mask_x, mask_y

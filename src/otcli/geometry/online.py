@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from otcli.costs import CostFn
-from otcli.geometry.base import ONLINE_BLOCK_ELEMS, rows_per_block
+from otcli.geometry.base import block_elems_for, rows_per_block
 from otcli.geometry.blocksparse import BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
 from otcli.geometry.lse import blocked_lse, logsumexp_
 
@@ -26,7 +26,9 @@ class OnlineGeometry:
     """Only the points are kept; each block of C is rebuilt when needed: O(n + m) memory.
 
     Every half-step recomputes the whole cost, so it costs more time per iteration than the
-    dense form, but it runs pairs whose n×m matrix would never fit in memory.
+    dense form, but it runs pairs whose n×m matrix would never fit in memory. Blocks hold
+    ``block_elems`` entries, by default the device's (:func:`block_elems_for`): 2^20 on CPU,
+    2^26 on CUDA, where fewer blocks mean fewer kernel launches.
 
     On CPU the squared Euclidean cost takes a fused path: its exponents come from one float64
     batched product per block, exact to float64 rounding rather than to the float32 C that
@@ -34,8 +36,8 @@ class OnlineGeometry:
     marginal error (always measured on the returned plan) includes.
 
     One large pair on CPU with a coordinate cost is reduced block-sparsely instead
-    (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf pairs
-    whose terms provably cannot reach 1e−17 of them, which at small ε is most of C.
+    (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf
+    pairs whose terms provably cannot reach 1e−17 of them, which at small ε is most of C.
     """
 
     name = "online"
@@ -48,9 +50,11 @@ class OnlineGeometry:
         mask_x: torch.Tensor,
         mask_y: torch.Tensor,
         dtype: torch.dtype,
-        block_elems: int = ONLINE_BLOCK_ELEMS,
+        block_elems: int | None = None,
         prune: bool | None = None,
     ) -> None:
+        if block_elems is None:  # the device's: 2^20 entries on CPU, 2^26 on CUDA
+            block_elems = block_elems_for(x.device, online=True)
         self.x, self.y = x.to(dtype), y.to(dtype)  # (B, n, d), (B, m, d), centred
         self.cost_fn, self.dtype = cost_fn, dtype
         self.mask_x, self.mask_y = mask_x, mask_y
