@@ -242,7 +242,11 @@ class BlockSparseLse:
 def _fold_first(
     z: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, lo: torch.Tensor
 ) -> None:
-    """shift ← max_k z (R, 1); total ← Σ_k exp(z − shift), the exps in ``lo``'s dtype."""
+    """shift ← max_k z (R, 1); total ← Σ_k exp(z − shift), the exps in ``lo``'s dtype.
+
+    A row without mass keeps shift = −∞ (its exps taken against 0), so that the next chunk
+    with mass replaces its total instead of adding to it.
+    """
     e, _ = exp_shifted(z, dim=1, exps=lo[: z.numel()].view(z.shape), top=shift)
     torch.sum(e, dim=1, out=total)
 
