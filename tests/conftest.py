@@ -44,7 +44,7 @@ LINE_Y = np.array([[float(i), 1.0] for i in range(5)])
 
 
 def numpy_cost(x: np.ndarray, y: np.ndarray, name: str, p: float | None = None) -> np.ndarray:
-    """C_ij straight from the definitions, in numpy float64 (never from otcli.cost).
+    """C_ij straight from the definitions, in numpy float64 (never from otcli.costs).
 
     Works on (n, d) × (m, d) → (n, m) and on batches (..., n, d) × (..., m, d).
     """

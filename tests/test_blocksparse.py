@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import otcli
-import otcli.blocksparse as bs
-import otcli.geometry as geometry
-from otcli.cost import get_cost
+import otcli.geometry.blocksparse as bs
+import otcli.geometry.online as online_module
+from otcli.costs import get_cost
 from otcli.geometry import OnlineGeometry
 
 BOUNDED = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None), ("pnorm", 1.5)]
@@ -128,7 +128,7 @@ def test_box_lower_bound_holds_for_every_pair_of_points(name, p):
 def test_pruned_solve_matches_the_dense_solve(small_leaves, monkeypatch):
     """A whole solve at small ε through the block-sparse path: same cost as the dense kernel
     solve, the returned plan meets the tolerance, and blocks really were skipped."""
-    monkeypatch.setattr(geometry, "_PRUNE_MIN_ENTRIES", 0)
+    monkeypatch.setattr(online_module, "_PRUNE_MIN_ENTRIES", 0)
     reducers: set = set()
     calls = []
     real_call = bs.BlockSparseLse.__call__
@@ -163,3 +163,20 @@ def test_cosine_and_batches_keep_the_plain_online_path():
     two = OnlineGeometry(x2, y2, get_cost("sqeuclidean"), ones_x.expand(2, -1),
                          ones_y.expand(2, -1), torch.float64, prune=True)  # fmt: skip
     assert two._sparse is None
+
+
+def test_a_first_chunk_without_mass_does_not_poison_the_row(small_leaves, monkeypatch):
+    """Columns chunked within a leaf, and the first chunk of every column leaf massless
+    (h = −∞): the running sum must start from zero there, not from −∞ − −∞ = nan."""
+    monkeypatch.setattr(bs, "_BLOCK_ELEMS", 40)  # two columns per chunk for 16-row leaves
+    x, y = _pair(120, 150, seed=6)
+    cost_fn = get_cost("cityblock")
+    geom = _geometry(x, y, cost_fn)
+    g = torch.Generator().manual_seed(7)
+    hy = math.log(1 / 150) + 3 * torch.randn(1, 150, generator=g, dtype=torch.float64)
+    cols = geom._sparse[0].cl
+    for s in cols.starts[:-1]:
+        hy[0, cols.perm[s : s + 2]] = -math.inf
+    e = torch.tensor([5e-3], dtype=torch.float64)
+    want = torch.logsumexp(hy[:, None, :] - cost_fn(x, y) / 5e-3, dim=2)
+    torch.testing.assert_close(geom.lse_over_cols(hy, e), want, rtol=1e-12, atol=1e-11)

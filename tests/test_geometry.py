@@ -11,7 +11,7 @@ import torch
 
 import otcli
 from conftest import otdist
-from otcli.cost import COST_NAMES, get_cost
+from otcli.costs import COST_NAMES, get_cost
 from otcli.geometry import DenseGeometry, KernelGeometry, OnlineGeometry
 
 COSTS = [(name, 1.5 if name == "pnorm" else None) for name in COST_NAMES]

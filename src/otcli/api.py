@@ -18,7 +18,7 @@ import torch
 from otcli.buckets import plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
 from otcli.config import GEOMETRIES, SolveConfig, dense_bytes, eps_values, make_config
-from otcli.cost import CostFn, check_points_for_cost, working_cost
+from otcli.costs import CostFn, check_points_for_cost, working_cost
 from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry

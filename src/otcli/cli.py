@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from otcli import __version__
+from otcli.costs import COST_NAMES
 from otcli.errors import OptionError, OtcliError
 
 PAIR_COMMAND = "pair"
@@ -44,12 +45,8 @@ app = typer.Typer(
 )
 
 
-class CostName(str, Enum):
-    sqeuclidean = "sqeuclidean"
-    euclidean = "euclidean"
-    cityblock = "cityblock"
-    cosine = "cosine"
-    pnorm = "pnorm"
+# The --cost choices, one per registered cost class (otcli.costs imports no torch).
+CostName = Enum("CostName", {name: name for name in COST_NAMES}, type=str)  # type: ignore[misc]
 
 
 class Geometry(str, Enum):

@@ -26,7 +26,7 @@ from otcli.errors import OptionError
 if TYPE_CHECKING:
     import torch
 
-    from otcli.cost import CostFn
+    from otcli.costs import CostFn
 
 #: Geometries a user can ask for: ``dense`` (C in memory), ``online`` (O(n + m)), ``auto``.
 GEOMETRIES = ("auto", "dense", "online")
@@ -58,7 +58,7 @@ class SolveConfig:
     - ``eps``: default ε (absolute, cost units), or ``None`` when ``eps_rel`` is set: then
       each pair's ε is ``eps_rel`` times its mean cost (OTT-JAX's relative ε). A batch row or
       an ``eps`` list may override it per problem, checked with :meth:`check_eps`.
-    - ``cost``: the ground cost object (see :mod:`otcli.cost`).
+    - ``cost``: the ground cost object (see :mod:`otcli.costs`).
     - ``max_iter``, ``tol`` (resolved from the dtype when not given), ``scaling`` (ε-annealing
       factor, ``None`` for plain Sinkhorn), ``check_every`` (resolved from the device).
     - ``device`` (resolved, e.g. ``cpu``, ``cuda``, ``cuda:1``) and ``dtype`` (``float32`` or
@@ -168,8 +168,8 @@ def make_config(
     Raises :class:`~otcli.errors.OptionError` (or its ``DeviceError``) naming the option:
     the first bad value, with what was received and what would do.
     """
-    from otcli.cost import CostFn as _CostFn
-    from otcli.cost import get_cost
+    from otcli.costs import CostFn as _CostFn
+    from otcli.costs import get_cost
     from otcli.device import pick_device, pick_dtype
 
     cost_fn = cost if isinstance(cost, _CostFn) else get_cost(cost, p)

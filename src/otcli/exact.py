@@ -18,7 +18,7 @@ import numpy as np
 
 from otcli.cloud import Cloud
 from otcli.config import SolveConfig
-from otcli.cost import CostFn
+from otcli.costs import CostFn
 from otcli.errors import OptionError, SolverError
 
 #: Largest n·m solved exactly: C in float64 is 200 MB there, and a network simplex on

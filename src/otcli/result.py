@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from otcli.cloud import Cloud
-from otcli.cost import CostFn
+from otcli.costs import CostFn
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,7 @@ class SinkhornResult:
     def _blocks(self, block_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
         import torch
 
-        from otcli.cost import working_cost
+        from otcli.costs import working_cost
 
         dtype = getattr(torch, self.dtype)
         # C is rebuilt on the device that solved, where it can be: the same kernels give the

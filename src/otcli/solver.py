@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from otcli.cost import CostFn, working_cost
+from otcli.costs import CostFn, working_cost
 from otcli.geometry import Geometry
 
 

@@ -14,8 +14,9 @@ a new ε: from sums over each row leaf's likeliest leaf, which bound the whole s
 and then checked against that inequality; leaves the check asks for are added. The guess
 only decides the speed, the check decides the result.
 
-The boxes bound the coordinate costs (squared Euclidean, Euclidean, cityblock, p-norms);
-cosine has no such bound and keeps the plain online path.
+The bound between two boxes comes from the cost (:meth:`CostFn.box_lower`): the coordinate
+costs (squared Euclidean, Euclidean, cityblock, p-norms) have one; cosine has none and keeps
+the plain online path.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from otcli.cost import CostFn
+from otcli.costs import CostFn
+from otcli.geometry.lse import exp_below, exp_shifted, finite_or_zero
 
 # Skipped terms add up to at most this fraction of each row's sum: below float64 rounding.
 _LOG_ETA = math.log(1e-17)
@@ -45,11 +47,6 @@ _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
 # From this kept fraction on, the plain online path computes every entry: cheaper per entry
 # (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
-
-# exp(−80) ≈ 1.8e−35, as in the dense geometry: keeps torch.exp off its slow underflow path.
-_EXP_FLOOR = -80.0
-
-BOUNDED_COSTS = ("sqeuclidean", "euclidean", "cityblock", "pnorm")
 
 
 @dataclass(frozen=True)
@@ -94,16 +91,10 @@ def kd_leaves(points: torch.Tensor, leaf_size: int) -> Leaves:
     )
 
 
-def box_cost_lower(cost_fn: CostFn, a: Leaves, b: Leaves) -> torch.Tensor:
-    """(La, Lb): a lower bound of C(x, y) for x in box I of ``a`` and y in box J of ``b``."""
-    near = torch.zeros((a.lo.shape[0], b.lo.shape[0]), dtype=torch.float64)
-    p = {"sqeuclidean": 2.0, "euclidean": 2.0, "cityblock": 1.0}.get(cost_fn.name, cost_fn.p)
-    for k in range(a.lo.shape[1]):
-        gap = torch.maximum(
-            b.lo[None, :, k] - a.hi[:, None, k], a.lo[:, None, k] - b.hi[None, :, k]
-        )
-        near += gap.clamp_(min=0).pow_(p)  # per-coordinate distance between the boxes
-    return near.sqrt_() if cost_fn.name == "euclidean" else near
+def box_cost_lower(cost_fn: CostFn, a: Leaves, b: Leaves) -> torch.Tensor | None:
+    """(La, Lb): a lower bound of C(x, y) for x in box I of ``a`` and y in box J of ``b``
+    (None for a cost without one, see :meth:`CostFn.box_lower`)."""
+    return cost_fn.box_lower(a.lo, a.hi, b.lo, b.hi)
 
 
 class BlockSparseLse:
@@ -251,19 +242,21 @@ class BlockSparseLse:
 def _fold_first(
     z: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, lo: torch.Tensor
 ) -> None:
-    """shift ← max_k z (R, 1); total ← Σ_k exp(z − shift), the exps in ``lo``'s dtype."""
-    torch.amax(z, dim=1, keepdim=True, out=shift)
-    e = torch.sub(z, shift, out=lo[: z.numel()].view(z.shape))
-    torch.sum(e.clamp_(min=_EXP_FLOOR).exp_(), dim=1, out=total)
+    """shift ← max_k z (R, 1); total ← Σ_k exp(z − shift), the exps in ``lo``'s dtype.
+
+    A row without mass keeps shift = −∞ (its exps taken against 0), so that the next chunk
+    with mass replaces its total instead of adding to it.
+    """
+    e, _ = exp_shifted(z, dim=1, exps=lo[: z.numel()].view(z.shape), top=shift)
+    torch.sum(e, dim=1, out=total)
 
 
 def _fold_more(z: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, lo: torch.Tensor) -> None:
     """Add a further column chunk to the running (shift, total) of its rows."""
     new = torch.maximum(shift, z.amax(dim=1, keepdim=True))
-    safe = torch.where(torch.isfinite(new), new, 0.0)
+    safe = finite_or_zero(new)
     total.mul_((shift - safe).exp_()[:, 0].to(total.dtype))
-    e = torch.sub(z, safe, out=lo[: z.numel()].view(z.shape))
-    total.add_(e.clamp_(min=_EXP_FLOOR).exp_().sum(dim=1))
+    total.add_(exp_below(z, safe, exps=lo[: z.numel()].view(z.shape)).sum(dim=1))
     shift.copy_(new)
 
 

@@ -5,14 +5,17 @@ dimension (coordinate loop and matrix-product paths), points far from the origin
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 import otcli
+import otcli.costs as costs
 from conftest import numpy_cost
-from otcli.cost import COST_NAMES, CostFn, check_points_for_cost, get_cost, working_cost
+from otcli.costs import COST_NAMES, CostFn, check_points_for_cost, get_cost, working_cost
 from otcli.errors import InputError, OptionError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -166,3 +169,70 @@ def test_cosine_refuses_zero_vectors():
     assert str(info.value) == (
         "a.csv: point 1 (0-based) is the zero vector, which has no cosine distance"
     )
+
+
+# --- the registry: one class per cost ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COST_NAMES)
+def test_every_registered_cost_equals_its_numpy_formula(rng, name):
+    """Each class in the registry, built by name, against the brute-force numpy definition."""
+    x, y = batch(rng, 4)
+    for p in [None, 0.7, 2.0, 3.0] if get_cost(name).takes_p else [None]:
+        fn = get_cost(name, p)
+        assert isinstance(fn, CostFn)
+        assert fn.name == name
+        got = fn(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+        want = numpy_cost(x, y, name, 2.0 if p is None else p)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * want.max())
+
+
+def test_registry_order_and_what_each_class_says():
+    assert COST_NAMES == ("sqeuclidean", "euclidean", "cityblock", "cosine", "pnorm")
+    assert [n for n in COST_NAMES if get_cost(n).takes_p] == ["pnorm"]
+    assert [n for n in COST_NAMES if get_cost(n).has_box_lower] == [
+        "sqeuclidean", "euclidean", "cityblock", "pnorm"
+    ]  # fmt: skip
+    fused = {get_cost(n).describe(): get_cost(n).fused_sqeuclidean for n in COST_NAMES}
+    assert fused == {
+        "sqeuclidean": True, "euclidean": False, "cityblock": False, "cosine": False,
+        "pnorm(p=2)": True,
+    }  # fmt: skip
+    assert not get_cost("pnorm", 1.5).fused_sqeuclidean
+    box = torch.zeros(1, 3, dtype=torch.float64)
+    assert get_cost("cosine").box_lower(box, box, box + 1, box + 2) is None
+
+
+def test_costfn_by_name_builds_the_registered_class():
+    assert isinstance(CostFn("euclidean"), costs.Euclidean)
+    assert CostFn("pnorm", 3.0) == costs.PNorm(3.0) == get_cost("pnorm", 3)
+    assert CostFn("cosine") == get_cost("cosine") != get_cost("euclidean")
+    with pytest.raises(OptionError, match="unknown cost 'manhattan'"):
+        CostFn("manhattan")
+
+
+def test_a_new_cost_is_one_class(monkeypatch, rng):
+    """Registering one class is all it takes for get_cost (and CostFn) to find it."""
+    monkeypatch.setattr(costs, "_REGISTRY", dict(costs._REGISTRY))
+
+    @costs._register
+    @dataclass(frozen=True)
+    class Chebyshev(CostFn):
+        name: ClassVar[str] = "chebyshev"
+
+        def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return (x[:, :, None, :] - y[:, None, :, :]).abs().amax(-1)
+
+    fn = get_cost("chebyshev")
+    assert fn == CostFn("chebyshev") == Chebyshev()
+    assert fn.translation_invariant and not fn.has_box_lower and not fn.fused_sqeuclidean
+    x, y = batch(rng, 3)
+    want = np.abs(x[:, :, None, :] - y[:, None, :, :]).max(-1)
+    np.testing.assert_allclose(fn(torch.from_numpy(x), torch.from_numpy(y)).numpy(), want)
+
+
+def test_cli_cost_choices_come_from_the_registry():
+    from otcli.cli import CostName
+
+    assert [c.value for c in CostName] == list(COST_NAMES)
+    assert CostName.sqeuclidean == "sqeuclidean"

@@ -1,0 +1,251 @@
+"""The kernel geometry: dense C plus a stabilised kernel K̃, for CPUs.
+
+On a CPU an exp per entry per half-step is the cost of a log-domain iteration; a product
+with a precomputed kernel only reads memory, several times faster. This module keeps that
+kernel stable at any ε (absorbed potentials, exact rebuilds, squarings through the
+annealing stages) and falls back to the log domain wherever it would not be exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from otcli.geometry.base import DEFAULT_BLOCK_ELEMS, masked_max, rows_per_block
+from otcli.geometry.lse import exp_shifted, logsumexp_
+
+# Kernel size (entries per problem) from which a product is split across threads.
+_SLAB_MIN_ENTRIES = 1 << 16
+
+# Annealing stages in a row served by squaring the kernel before an exact rebuild: each
+# squaring doubles K̃'s relative rounding (2^8 float32 ulps ≈ 3e−5, ample for a warm start).
+_MAX_SQUARINGS = 8
+
+# Largest column factor exp(h − 2β) a squaring may apply (float32 overflows near e^88).
+_SQUARE_MAX_SHIFT = 60.0
+
+# Entries per block when a kernel is rebuilt (4 MiB of float64 exponents): measured best
+# on a 2-core Zen 5; smaller blocks pay more per-operation overhead than they save in cache.
+_REBUILD_BLOCK_ELEMS = 1 << 19
+
+
+def _slabs_per_problem(batch: int, entries: int) -> int:
+    """Row slabs each problem's kernel is cut into so a product keeps every thread busy."""
+    threads = torch.get_num_threads()
+    if batch >= 2 * threads or entries < _SLAB_MIN_ENTRIES:
+        return 1
+    return min(8, -(-2 * threads // batch))
+
+
+class KernelGeometry:
+    """C in memory plus a stabilised kernel K̃: matrix-vector products instead of exps.
+
+    Log-domain updates cost an exp per entry per half-step; a matrix-vector product with a
+    precomputed kernel only reads memory, several times faster on a CPU. Plain
+    K = exp(−C/ε) under- and overflows at small ε (POT's ``sinkhorn`` returns wrong values
+    there), so the kernel absorbs the current potentials (Schmitzer 2019):
+
+        K̃_ij = exp(α_i + β_j − C_ij/ε),   rows normalised at build (Σ_j K̃_ij = 1)
+
+    and the half-steps become
+
+        lse_over_cols(h)_i = log Σ_j K̃_ij exp(h_j − β_j) − α_i
+        lse_over_rows(h)_j = log Σ_i K̃_ij exp(h_i − α_i) − β_j
+
+    exact identities, accurate while h stays within ``reach`` of the absorbed values. When
+    it drifts further, when ε changes (a new annealing stage) or when a result is not
+    finite, the half-step is done in the log domain instead, and the kernel is rebuilt
+    around the new potentials by the next column half-step. The answer is the log-domain
+    answer to rounding, with exps paid only at rebuilds. An annealing stage that halves ε
+    squares the kernel instead of rebuilding it (:meth:`_square`); the target ε values
+    (``exact_eps``) always get a rebuild.
+    """
+
+    name = "dense"  # C is held in memory, as in DenseGeometry
+    engine = "kernel"
+
+    def __init__(
+        self,
+        cost: torch.Tensor,
+        mask_x: torch.Tensor,
+        mask_y: torch.Tensor,
+        block_elems: int = DEFAULT_BLOCK_ELEMS,
+        reach: float = 30.0,
+        vector_dtype: torch.dtype = torch.float64,
+        exact_eps: torch.Tensor | None = None,
+    ) -> None:
+        self.cost = cost  # (B, n, m)
+        self.mask_x, self.mask_y = mask_x, mask_y
+        self._massless_x, self._massless_y = ~mask_x, ~mask_y  # padding, zero masses
+        B, n, m = cost.shape
+        self._n = n
+        self._splits = _slabs_per_problem(B, n * m)
+        n_pad = -(-n // self._splits) * self._splits
+        # K̃, (B, n, m), in the cost's dtype: a view of a buffer whose zero rows round n up
+        # to a whole number of slabs.
+        self._full = cost.new_zeros((B, n_pad, m))
+        self.kernel = self._full[:, :n]
+        self.alpha = cost.new_zeros((B, n), dtype=vector_dtype)  # in the loop's precision
+        self.beta = cost.new_zeros((B, m), dtype=vector_dtype)
+        # ε each problem's kernel was built for; NaN: stale (rebuild at the next column step)
+        self.eps_k = cost.new_full((B,), math.nan, dtype=vector_dtype)
+        self.reach = reach
+        self.rebuilds = 0  # problems rebuilt, summed over calls
+        self._block_elems = block_elems
+        # ε values whose kernel must be exact (the targets); None: never square a kernel.
+        self.exact_eps = exact_eps
+        self.squarings = torch.zeros(B, dtype=torch.int64, device=cost.device)  # since a build
+
+    def _times(self, w: torch.Tensor, over_cols: bool) -> torch.Tensor:
+        """K̃ w, (B, m) → (B, n) (``over_cols``), or wᵀ K̃, (B, n) → (B, m), in K̃'s dtype.
+
+        Both run as batched vector-times-matrix products, the fast form of torch's CPU bmm,
+        over ``splits`` row slabs per problem: torch parallelises bmm over the batch only,
+        so a lone large problem would otherwise leave all cores but one idle.
+        """
+        B, n_pad, m = self._full.shape
+        s = self._splits
+        slabs = self._full.view(B * s, n_pad // s, m)
+        if over_cols:
+            ws = w[:, None, None, :].expand(B, s, 1, m).reshape(B * s, 1, m)
+            return torch.bmm(ws, slabs.transpose(1, 2)).view(B, n_pad)[:, : self._n]
+        wp = w if n_pad == self._n else torch.nn.functional.pad(w, (0, n_pad - self._n))
+        return torch.bmm(wp.view(B * s, 1, n_pad // s), slabs).view(B, s, m).sum(dim=1)
+
+    def _usable(self, d: torch.Tensor, eps: torch.Tensor, massless: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: kernel built for this ε and h − absorbed within reach where there is mass.
+
+        (``torch.isfinite`` is several times slower than these few passes on small batches.)
+        """
+        spread = d.masked_fill(massless, 0.0).abs_().amax(dim=1)
+        return (eps == self.eps_k) & (spread <= self.reach)
+
+    def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if self.exact_eps is not None:
+            halved = (2 * eps == self.eps_k) & (eps != self.exact_eps)
+            halved &= self.squarings < _MAX_SQUARINGS
+            if bool(halved.any()):
+                self._square(halved.nonzero().squeeze(1), h)
+        d = h - self.beta  # (B, m)
+        usable = self._usable(d, eps, self._massless_y)
+        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, m)
+        r = self._times(w, over_cols=True).to(h.dtype)  # (B, n): K̃ e^d
+        out = r.log_().sub_(self.alpha)
+        redo = ~(usable & torch.isfinite(out.sum(dim=1)))  # a sum is finite iff all are
+        if bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            out[idx] = self._rebuild(idx, h[idx], eps[idx])
+        return out
+
+    def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        d = h - self.alpha  # (B, n)
+        usable = self._usable(d, eps, self._massless_x)
+        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, n)
+        r = self._times(w, over_cols=False).to(h.dtype)  # (B, m): K̃ᵀ e^d
+        out = torch.where(self.mask_y, r.log_().sub_(self.beta), 0)
+        redo = ~(usable & torch.isfinite(out.sum(dim=1)))  # a sum is finite iff all are
+        if bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            out[idx] = self._exact_rows(idx, h[idx], eps[idx])
+            self.eps_k[idx] = math.nan  # rebuilt at their next column half-step
+        return out
+
+    def _square(self, idx: torch.Tensor, h: torch.Tensor) -> None:
+        """Halve the kernel's ε for problems ``idx`` by squaring K̃: one cheap pass, no exp.
+
+        exp(α + β − C/ε)² = exp(2α + 2β − C/(ε/2)). Columns are then scaled by
+        exp(h_j − 2β_j), so that β = h as after a rebuild, and rows renormalised. Squaring
+        doubles K̃'s relative rounding, so it serves the annealing stages only: the target ε
+        always gets an exact rebuild (see ``exact_eps``), and after :data:`_MAX_SQUARINGS`
+        in a row so does any stage. A problem whose column factors would overflow, or
+        whose rows vanish, is marked stale and rebuilt instead.
+        """
+        whole = idx.numel() == self.kernel.shape[0]
+        hb, beta = h[idx], self.beta[idx]
+        shift = torch.where(torch.isfinite(hb), hb - 2 * beta, -math.inf)  # (b, m)
+        ok = shift.amax(dim=1) <= _SQUARE_MAX_SHIFT
+        if not bool(ok.all()):
+            self.eps_k[idx[~ok]] = math.nan
+            idx, hb, shift = idx[ok], hb[ok], shift[ok]
+            whole = False
+            if idx.numel() == 0:
+                return
+        kernel = self.kernel if whole else self.kernel[idx]  # (b, n, m)
+        b, n, m = kernel.shape
+        col = shift.exp().to(kernel.dtype)[:, None, :]  # (b, 1, m)
+        sums = h.new_empty((b, n))
+        step = rows_per_block(b, m, self._block_elems)
+        for r0 in range(0, n, step):
+            blk = kernel[:, r0 : r0 + step]
+            blk.mul_(blk).mul_(col)
+            total = blk.sum(dim=-1)  # (b, r)
+            blk.div_(total[:, :, None])
+            sums[:, r0 : r0 + step] = total.to(h.dtype)
+        if not whole:
+            self.kernel[idx] = kernel
+        alpha = 2 * self.alpha[idx] - sums.log()
+        self.alpha[idx] = alpha
+        self.beta[idx] = torch.where(torch.isfinite(hb), hb, 0)
+        fine = torch.isfinite(alpha).all(dim=1)
+        self.eps_k[idx] = torch.where(fine, self.eps_k[idx] / 2, math.nan)
+        self.squarings[idx] += 1
+
+    def _rebuild(self, idx: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Exact column half-step for problems ``idx``; their K̃ rebuilt around it.
+
+        Done in the loop's precision, so the exponent α_i + β_j − C_ij/ε carries no rounding
+        of C/ε: K̃ holds only the rounding of its own storage.
+        """
+        whole = idx.numel() == self.cost.shape[0]  # no copies of C when all are rebuilt
+        cost = self.cost if whole else self.cost[idx]  # (b, n, m)
+        b, n, m = cost.shape
+        step = rows_per_block(b, m, _REBUILD_BLOCK_ELEMS)
+        neg_inv_eps = (-1.0 / eps)[:, None, None]
+        out = h.new_empty((b, n))
+        kernel = self.kernel if whole else torch.empty_like(cost)
+        z_hi = h.new_empty((b, step, m))  # exponents in the loop's precision
+        z_lo = cost.new_empty((b, step, m))  # exp(exponent − row max), in the kernel's dtype
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            z = torch.addcmul(h[:, None, :], cost[:, r0:r1], neg_inv_eps, out=z_hi[:, : r1 - r0])
+            # Shifted exponents lie in [−80, 0]: rounding them to the kernel's dtype costs
+            # K̃ no more than its own storage does, and the exp runs at single-precision speed.
+            e, zmax = exp_shifted(z, dim=-1, exps=z_lo[:, : r1 - r0])  # (b, r, m), (b, r, 1)
+            total = e.sum(dim=-1)  # (b, r)
+            out[:, r0:r1] = total.to(h.dtype).log().add_(zmax[..., 0])  # lse_i (total kept)
+            # K̃_ij = exp(h_j − C_ij/ε − lse_i) = e_ij / Σ_j e_ij: α_i = −lse_i, β_j = h_j,
+            # rows sum to 1, and no second exp.
+            torch.div(e, total[:, :, None], out=kernel[:, r0:r1])
+        if not whole:
+            self.kernel[idx] = kernel
+        self.alpha[idx] = -out
+        self.beta[idx] = torch.where(torch.isfinite(h), h, 0)  # padding: −inf in h, 0 in β
+        self.eps_k[idx] = eps
+        self.squarings[idx] = 0
+        self.rebuilds += int(idx.numel())
+        return out
+
+    def _exact_rows(self, idx: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Log-domain row half-step for problems ``idx``, combining row blocks as it goes.
+
+        Exponents in the loop's precision, exps of the shifted ones in the kernel's dtype, as
+        in :meth:`_rebuild`.
+        """
+        cost = self.cost if idx.numel() == self.cost.shape[0] else self.cost[idx]  # (b, n, m)
+        b, n, m = cost.shape
+        step = rows_per_block(b, m, _REBUILD_BLOCK_ELEMS)
+        neg_inv_eps = (-1.0 / eps)[:, None, None]
+        acc = h.new_full((b, m), -math.inf)
+        z_hi = h.new_empty((b, step, m))
+        z_lo = cost.new_empty((b, step, m))
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            z = z_hi[:, : r1 - r0]
+            torch.addcmul(h[:, r0:r1, None], cost[:, r0:r1], neg_inv_eps, out=z)
+            part = logsumexp_(z, dim=1, exps=z_lo[:, : r1 - r0], dtype=h.dtype)  # (b, m)
+            acc = torch.logaddexp(acc, part)
+        return torch.where(self.mask_y[idx], acc, 0)
+
+    def max_cost(self) -> torch.Tensor:
+        return masked_max(self.cost, self.mask_x, self.mask_y)
