@@ -3,9 +3,11 @@ user-facing ``dense`` / ``online``; and how large a block each device gets."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+import otcli
 from otcli.api import make_geometry
 from otcli.config import make_config
 from otcli.costs import get_cost
@@ -120,3 +122,39 @@ def test_cuda_sized_blocks_give_the_same_sums(monkeypatch):
     for geom in (dense, online):
         torch.testing.assert_close(geom.lse_over_cols(hy, eps), want_cols, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(geom.lse_over_rows(hx, eps), want_rows, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def gpu_engine(monkeypatch):
+    """The log-domain dense engine that CUDA runs, here on the CPU."""
+    import otcli.api
+
+    monkeypatch.setattr(otcli.api, "KERNEL_ON_CPU", False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_engine_resolves_the_plan_like_the_cpu_engine(gpu_engine, dtype):
+    """float32 C with float64 exponents: at small ε the dense engine's figures describe its
+    plan, meet the tolerance and match POT's log-domain solver, as the kernel engine's do."""
+    import ot
+
+    from conftest import assert_valid_result
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((120, 2)), rng.random((100, 2))
+    r = otcli.solve(x, y, eps=1e-3, dtype=dtype, device="cpu")
+    assert r.engine == "dense"
+    assert_valid_result(r)
+    M = ot.dist(x, y)
+    P = ot.sinkhorn(np.full(120, 1 / 120), np.full(100, 1 / 100), M, 1e-3,
+                    method="sinkhorn_log", stopThr=1e-11, numItermax=200000)  # fmt: skip
+    assert r.cost == pytest.approx(float((P * M).sum()), rel=1e-4)
+
+
+def test_gpu_engine_seed_shifts(gpu_engine, line):
+    """The seed's shifted lines (the case that came out 16.0000 instead of 16.0001 on CUDA)."""
+    x, y = line
+    ys = [y + np.array([0.0, s - 1.0]) for s in (1.0, 2.0, 3.0, 4.0)]
+    rs = otcli.solve([x] * 4, ys, eps=0.1, device="cpu")
+    assert {r.engine for r in rs} == {"dense"}
+    assert [round(r.cost, 4) for r in rs] == [1.0001, 4.0001, 9.0001, 16.0001]

@@ -79,21 +79,29 @@ def blocked_lse(
     eps: torch.Tensor,
     step: int,
     dtype: torch.dtype,
+    exps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """out_r = log Σ_k exp(h_k − M_rk / ε) for a matrix M given block by block: (B, rows).
 
-    ``block`` gives ``step`` rows at a time, already scaled by −1/ε. The blocks are in the
-    matrix's ``dtype`` (float32 by default); ``h`` and the result are in the loop's precision
-    (float64 on CPU and CUDA).
+    ``block`` gives ``step`` rows at a time, already scaled by −1/ε, in ``dtype``: the
+    precision of the exponents h_k − M_rk/ε, whose two terms are large where ε is small and
+    cancel. ``exps`` (flat, one block's entries, any float dtype) takes the shifted exps when
+    given, which may then be stored and summed in a lower precision. ``h`` and the result are
+    in the loop's precision (float64 on CPU and CUDA).
     """
     B = h.shape[0]
     neg_inv_eps = (-1.0 / eps).to(dtype)[:, None, None]  # (B, 1, 1)
     hk = h.to(dtype)[:, None, :]  # (B, 1, K)
+
+    def reduce(z: torch.Tensor) -> torch.Tensor:
+        e = None if exps is None else exps[: z.numel()].view(z.shape)
+        return logsumexp_(z, dim=-1, exps=e, dtype=dtype)
+
     if step >= rows:  # one block: no output buffer to copy it into
-        return logsumexp_(block(0, rows, neg_inv_eps).add_(hk), dim=-1).to(h.dtype)
+        return reduce(block(0, rows, neg_inv_eps).add_(hk)).to(h.dtype)
     out = torch.empty((B, rows), dtype=dtype, device=h.device)
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         z = block(r0, r1, neg_inv_eps).add_(hk)  # (B, r, K): h_k − M_rk/ε
-        out[:, r0:r1] = logsumexp_(z, dim=-1)  # (B, r)
+        out[:, r0:r1] = reduce(z)  # (B, r)
     return out.to(h.dtype)
