@@ -1,0 +1,263 @@
+"""``otdist batch`` and ``otdist pairwise``: many pairs in one run, with a progress bar."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from otcli.cli.app import app
+from otcli.cli.options import (
+    BATCH,
+    INPUT,
+    OUTPUT,
+    SOLVER,
+    CostName,
+    CostOpt,
+    DeviceOpt,
+    DType,
+    DTypeOpt,
+    EpsOpt,
+    EpsRelOpt,
+    Geometry,
+    GeometryOpt,
+    ManyProgressOpt,
+    MaxBatchOpt,
+    MaxIterOpt,
+    MemoryOpt,
+    NoScalingOpt,
+    POpt,
+    ScalingOpt,
+    TolOpt,
+    WeightsOpt,
+    WorkersOpt,
+    _config,
+    _guarded,
+    _read_options,
+)
+from otcli.errors import OptionError
+
+
+class CouplingFormat(str, Enum):
+    npy = "npy"
+    parquet = "parquet"
+
+
+def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
+    """Run a batch/pairwise library call with a progress bar; errors → one line + exit code.
+
+    Exit 2 for bad manifest/options, 1 if any pair failed (the run still completes) or
+    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar.
+    """
+    from otcli import render
+
+    bar = render.BatchProgress(force=progress)
+    summary = _guarded(lambda: call(bar.start), bar.close, interrupted)
+    if bar.enabled:
+        render.run_summary(summary)
+    if summary.failed:
+        render.warning(
+            f"{summary.failed} of {summary.total} pairs failed (first: {summary.first_error}); "
+            f"see the status and error columns of {summary.out}"
+        )
+        raise typer.Exit(1)
+    if summary.not_converged:
+        render.warning(
+            f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; "
+            "see the converged and marginal_error columns"
+        )
+
+
+@app.command("batch")
+def batch(
+    manifest: Annotated[
+        str,
+        typer.Argument(
+            help="Table of pairs (.csv .tsv .parquet): columns a, b (paths, relative to the "
+            "manifest's folder), optional id (default: 0-based row number) and eps."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Results: .parquet, .csv or .jsonl, one row per pair.",
+            rich_help_panel=OUTPUT,
+        ),
+    ],
+    eps: Annotated[
+        float | None,
+        typer.Option(
+            help="ε for rows without an eps value \\[default: 0.1].",
+            rich_help_panel=SOLVER,
+            show_default=False,
+        ),
+    ] = None,
+    eps_rel: EpsRelOpt = None,
+    geometry: GeometryOpt = Geometry.auto,
+    cost: CostOpt = CostName.sqeuclidean,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
+    tol: TolOpt = None,
+    scaling: ScalingOpt = 0.5,
+    no_scaling: NoScalingOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="Add the debiased Sinkhorn divergence (self terms solved once per file).",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Coordinate columns for every file (names or 0-based indices).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    weights: WeightsOpt = None,
+    memory: MemoryOpt = None,
+    max_batch: MaxBatchOpt = 64,
+    workers: WorkersOpt = 4,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed or extended run: skip ids already scored (failed ones are tried again).",
+            rich_help_panel=BATCH,
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing OUT (and its journal).", rich_help_panel=BATCH
+        ),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="Stop at the first failed pair (exit 1); finished rows stay in the journal for --resume.",
+            rich_help_panel=BATCH,
+        ),
+    ] = False,
+    coupling_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write each pair's coupling to DIR/<id>.npy (or .parquet).", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    coupling_format: Annotated[
+        CouplingFormat,
+        typer.Option(help="npy: dense n×m; parquet: long i, j, value.", rich_help_panel=OUTPUT),
+    ] = CouplingFormat.npy,
+    progress: ManyProgressOpt = None,
+) -> None:
+    """Score every pair of a manifest into one table; a killed run continues with --resume.
+
+    One row per pair: id, a, b, n, m, eps, cost, objective, iterations, converged,
+    marginal_error, status (ok or error), error (the message a single-pair run would print),
+    seconds; plus divergence with --divergence. A bad pair never stops the run: its row says
+    why, and the exit code is 1 at the end.
+    """
+
+    def call(start: Any) -> Any:
+        from otcli.batch import run_batch
+
+        config = _config(
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            max_batch=max_batch,
+        )  # fmt: skip
+        return run_batch(
+            manifest, output, config, read=_read_options(columns, weights),
+            divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
+            fail_fast=fail_fast, coupling_dir=coupling_dir,
+            coupling_format=coupling_format.value, progress=start,
+        )  # fmt: skip
+
+    _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
+
+
+@app.command("pairwise")
+def pairwise(
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(help="Clouds (.csv .tsv .txt .parquet .npy .npz), at least two in all."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Result: .npy N×N matrix, .csv matrix with file labels, .parquet long table (i ≤ j).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    files_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read more file paths from LIST, one per line (relative to LIST's folder).",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    eps: EpsOpt = None,
+    eps_rel: EpsRelOpt = None,
+    geometry: GeometryOpt = Geometry.auto,
+    cost: CostOpt = CostName.sqeuclidean,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
+    tol: TolOpt = None,
+    scaling: ScalingOpt = 0.5,
+    no_scaling: NoScalingOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="The matrix holds the debiased Sinkhorn divergence (0 on the diagonal).",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
+    ] = None,
+    weights: WeightsOpt = None,
+    memory: MemoryOpt = None,
+    max_batch: MaxBatchOpt = 64,
+    workers: WorkersOpt = 4,
+    progress: ManyProgressOpt = None,
+) -> None:
+    """The cost (or --divergence) between every two of the given clouds, each pair solved once.
+
+    The diagonal holds each cloud against itself: its entropic self-cost ⟨P, C⟩ (not 0), or 0
+    with --divergence. Entries of pairs that failed are NaN (empty in CSV); exit code 1.
+    """
+
+    def call(start: Any) -> Any:
+        from otcli.batch.pairwise import read_file_list, run_pairwise
+
+        if output is None:
+            raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
+        config = _config(
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            max_batch=max_batch,
+        )  # fmt: skip
+        paths = list(files or [])
+        if files_from is not None:
+            paths += read_file_list(files_from)
+        return run_pairwise(
+            paths, output, config, read=_read_options(columns, weights), divergence=divergence,
+            workers=workers, progress=start,
+        )  # fmt: skip
+
+    _run_many(call, progress, "interrupted; no output was written")

@@ -1,0 +1,224 @@
+"""Options shared by the commands, declared once, and the one place they become a config.
+
+Each ``*Opt`` is an ``Annotated`` type a command's signature uses as is, so help texts and
+defaults cannot drift between ``pair``, ``batch`` and ``pairwise``; :func:`config_from`
+turns the solver options into a checked :class:`~otcli.config.SolveConfig`, and
+:func:`guarded` turns library errors into one ``Error:`` line and an exit code.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from otcli.costs import COST_NAMES
+from otcli.errors import OptionError, OtcliError
+
+CostName = Enum("CostName", {name: name for name in COST_NAMES}, type=str)  # type: ignore[misc]
+
+
+class Geometry(str, Enum):
+    auto = "auto"
+    dense = "dense"
+    online = "online"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+SOLVER = "Solver"
+INPUT = "Input"
+OUTPUT = "Output"
+BATCH = "Batch"
+
+
+# Options shared by the commands, declared once.
+POpt = Annotated[
+    float | None,
+    typer.Option(
+        "--p", help="Exponent for --cost pnorm: C = Σ_k |x_k − y_k|^p.", rich_help_panel=SOLVER
+    ),
+]
+MaxIterOpt = Annotated[
+    int,
+    typer.Option(help="Iteration limit per pair (ε-annealing included).", rich_help_panel=SOLVER),
+]
+ScalingOpt = Annotated[
+    float,
+    typer.Option(
+        help="ε-annealing factor in (0, 1): ε goes from the cost's scale down to --eps.",
+        rich_help_panel=SOLVER,
+    ),
+]
+CostOpt = Annotated[CostName, typer.Option(help="Ground cost C(x, y).", rich_help_panel=SOLVER)]
+NoScalingOpt = Annotated[
+    bool,
+    typer.Option("--no-scaling", help="Plain Sinkhorn at ε, no annealing.", rich_help_panel=SOLVER),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu, cuda, cuda:K or mps.", rich_help_panel=SOLVER)
+]
+DTypeOpt = Annotated[
+    DType,
+    typer.Option(
+        help="Precision of the n×m matrices (vectors stay float64).", rich_help_panel=SOLVER
+    ),
+]
+TolOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Target marginal L1 error ‖P1−a‖₁+‖Pᵀ1−b‖₁ \\[default: 1e-5 float32, 1e-7 float64].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+MaxBatchOpt = Annotated[
+    int, typer.Option(help="At most this many pairs per batched solve.", rich_help_panel=BATCH)
+]
+ManyProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress bar and summary on stderr \\[default: on a terminal].",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    str | None, typer.Option(help="Column of per-point masses, every file.", rich_help_panel=INPUT)
+]
+EpsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Entropic regularisation ε, absolute, in cost units \\[default: 0.1].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+EpsRelOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--eps-rel",
+        help="ε as a fraction of each pair's mean cost (e.g. 0.05), instead of --eps: "
+        "the same answer whatever the data's units.",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+GeometryOpt = Annotated[
+    Geometry,
+    typer.Option(
+        help="dense: C in memory; online: C rebuilt block by block, O(n+m) memory; "
+        "auto: dense while C and Cᵀ fit --memory.",
+        rich_help_panel=SOLVER,
+    ),
+]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory budget for n×m matrices (one batched solve), e.g. 512M or 8G "
+        "\\[default: half the free memory].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Coordinate columns, comma-separated names or 0-based indices (every file).",
+        rich_help_panel=INPUT,
+    ),
+]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
+]
+
+
+def _guarded(call: Any, close: Any, interrupted: str) -> Any:
+    """Run ``call``; errors become one line on stderr and an exit code (2 bad input or
+    options, 1 a solver failure, 130 Ctrl-C), never a traceback."""
+    from otcli import render
+    from otcli.errors import SolverError
+
+    try:
+        return call()
+    except OtcliError as exc:
+        close()
+        render.error(str(exc))
+        raise typer.Exit(2) from None
+    except SolverError as exc:
+        close()
+        render.error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        close()
+        render.error(interrupted)
+        raise typer.Exit(130) from None
+    finally:
+        close()
+
+
+def _config(
+    *,
+    eps: float | None,
+    eps_rel: float | None,
+    cost: Any,
+    p: float | None,
+    max_iter: int,
+    tol: float | None,
+    scaling: float,
+    no_scaling: bool,
+    device: str,
+    dtype: Any,
+    geometry: Any,
+    memory: str | None,
+    max_batch: int = 64,
+) -> Any:
+    """The shared solver options as one checked :class:`otcli.config.SolveConfig`."""
+    from otcli.config import make_config
+
+    return make_config(
+        eps=eps, eps_rel=eps_rel, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
+        scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
+        geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
+    )  # fmt: skip
+
+
+def _read_options(columns: str | None, weights: str | None) -> Any:
+    from otcli.config import make_read_options
+
+    return make_read_options(_split_list(columns, "--columns"), weights)
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _parse_size(value: str | None, option: str) -> int | None:
+    """``512M``, ``8G``, ``1.5G``, ``2000000`` (bytes) → bytes."""
+    if value is None:
+        return None
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        size = float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        size = -1.0
+    if not size > 0 or size != size:
+        raise OptionError(option, f"bad size {value!r}; use bytes or a number with K, M, G or T")
+    return int(size)
+
+
+def _split_list(value: str | None, option: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise OptionError(option, f"empty name in {value!r}; give names or indices like x,y,z")
+    return items
+
+
+# --- many pairs: otdist batch, otdist pairwise ------------------------------------------------

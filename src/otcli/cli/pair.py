@@ -1,0 +1,161 @@
+"""``otdist A B``: the cost between two clouds in files (the ``pair`` command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from otcli.cli.app import PAIR_COMMAND, app
+from otcli.cli.options import (
+    OUTPUT,
+    SOLVER,
+    ColumnsOpt,
+    CostName,
+    CostOpt,
+    DeviceOpt,
+    DType,
+    DTypeOpt,
+    EpsOpt,
+    EpsRelOpt,
+    Geometry,
+    GeometryOpt,
+    MaxIterOpt,
+    MemoryOpt,
+    NoScalingOpt,
+    POpt,
+    ScalingOpt,
+    TolOpt,
+    WeightsOpt,
+    _config,
+    _guarded,
+    _read_options,
+)
+from otcli.errors import OptionError
+
+
+@app.command(PAIR_COMMAND)
+def pair(
+    a: Annotated[
+        str,
+        typer.Argument(
+            metavar="A",
+            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin.",
+        ),
+    ],
+    b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
+    eps: EpsOpt = None,
+    eps_rel: EpsRelOpt = None,
+    cost: CostOpt = CostName.sqeuclidean,
+    p: POpt = None,
+    max_iter: MaxIterOpt = 1000,
+    tol: TolOpt = None,
+    scaling: ScalingOpt = 0.5,
+    no_scaling: NoScalingOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.float32,
+    divergence: Annotated[
+        bool,
+        typer.Option(
+            "--divergence",
+            help="Also compute the debiased Sinkhorn divergence.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    geometry: GeometryOpt = Geometry.auto,
+    memory: MemoryOpt = None,
+    columns: ColumnsOpt = None,
+    weights: WeightsOpt = None,
+    coupling: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the coupling P: .npy dense n×m; .csv/.tsv/.parquet long i,j,value.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    cost_matrix: Annotated[
+        Path | None,
+        typer.Option(help="Write the cost matrix C, same formats.", rich_help_panel=OUTPUT),
+    ] = None,
+    coupling_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Long formats keep P entries above this \\[default: 1e-9 × max P].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    coupling_topk: Annotated[
+        int | None,
+        typer.Option(
+            help="Long formats keep only the K largest P entries of each row.",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Solve the unregularised problem exactly (network simplex; optional extra "
+            "otcli[exact]), up to 25 million cost entries.",
+            rich_help_panel=SOLVER,
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only the cost (or the divergence).", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress on stderr \\[default: on a terminal, after 1 s].",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Optimal-transport cost between the point clouds in files A and B.
+
+    Prints ⟨P, C⟩, the transport cost of the entropic plan P (with the default squared
+    Euclidean cost it estimates W₂² when ε is small against the costs), the regularised
+    objective, iterations and the marginal error reached.
+    """
+    from otcli import render
+
+    bar = render.SolveProgress(force=progress)
+
+    def call() -> Any:
+        from otcli.pair import PairOutputs, run_pair
+
+        config = _config(
+            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
+            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+        )  # fmt: skip
+        outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        if exact and (eps is not None or eps_rel is not None or divergence):
+            given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
+            raise OptionError("--exact", f"solves without ε; drop {given}")
+        return run_pair(
+            a, b, config, read=_read_options(columns, weights), outputs=outputs,
+            divergence=divergence, exact=exact, progress=bar, warn=render.warning,
+        )  # fmt: skip
+
+    report = _guarded(call, bar.close, "interrupted; no output was written")
+    if not report.converged:
+        from otcli.pair import not_converged_message
+
+        render.warning(not_converged_message(report, max_iter))
+    if quiet:
+        typer.echo(repr(report.divergence if divergence else report.cost))
+    elif json_out:
+        typer.echo(render.to_json(report.fields()))
+    else:
+        typer.echo(render.summary(report.fields()))
