@@ -1,9 +1,10 @@
 """Options shared by the commands, declared once, and the one place they become a config.
 
 Each ``*Opt`` is an ``Annotated`` type a command's signature uses as is, so help texts and
-defaults cannot drift between ``pair``, ``batch`` and ``pairwise``; :func:`config_from`
-turns the solver options into a checked :class:`~otcli.config.SolveConfig`, and
-:func:`guarded` turns library errors into one ``Error:`` line and an exit code.
+defaults cannot drift between ``pair``, ``batch`` and ``pairwise``; the choices come from
+the library's own lists (costs, geometries, dtypes). ``_config`` turns the solver options
+into a checked :class:`~otcli.config.SolveConfig`, and ``_guarded`` turns library errors
+into one ``Error:`` line and an exit code.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
+from otcli.config import DTYPES, GEOMETRIES
 from otcli.costs import COST_NAMES
 from otcli.errors import OptionError, OtcliError
 
 CostName = Enum("CostName", {name: name for name in COST_NAMES}, type=str)  # type: ignore[misc]
-
-
-class Geometry(str, Enum):
-    auto = "auto"
-    dense = "dense"
-    online = "online"
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
+Geometry = Enum("Geometry", {name: name for name in GEOMETRIES}, type=str)  # type: ignore[misc]
+DType = Enum("DType", {name: name for name in DTYPES}, type=str)  # type: ignore[misc]
 
 
 SOLVER = "Solver"
