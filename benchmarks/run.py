@@ -2,7 +2,8 @@
 
 Run on demand (not part of the tests; minutes at the default sizes, seconds with --quick):
 
-    python benchmarks/run.py [--only pair,smalleps,batch,cli,floor] [--quick] [--repeats 3]
+    python benchmarks/run.py [--only pair,smalleps,batch,cli,real,contention,floor] [--quick]
+                             [--repeats 3]
                              [--sizes 1000 4000 10000] [--pairs 1000] [--json results.json]
 
 Data: unit-cube random clouds in 3-D (numpy ``default_rng(seed)``), squared Euclidean cost
@@ -33,6 +34,8 @@ starts from the points. Workloads:
 - cli: ``otdist a.parquet b.parquet --eps 0.01 --json`` on 4000-point clouds, end to end,
   against a fresh ``python -c`` that reads both files with pyarrow and runs ``ot.sinkhorn2``;
   plus ``otdist --help`` (target < 0.3 s) and a bare ``import torch`` for scale.
+- real, contention: scikit-learn's digits and wine, and the same work beside one busy
+  process (see bench_real.py).
 - floor: the machine's floor for the pair sizes, medians of ≥ 5: one ``torch.exp`` pass over
   n² float32 values (into a preallocated buffer, and allocating), one n × n float32
   matrix–vector product (torch.mv and numpy, the faster counts). One Sinkhorn iteration needs
@@ -583,7 +586,20 @@ def workload_floor(args, pair: dict | None) -> dict:
 
 # --- main -----------------------------------------------------------------------------------------
 
-WORKLOADS = ("pair", "smalleps", "batch", "cli", "floor")
+
+def workload_real(args) -> dict:
+    import bench_real
+
+    return bench_real.workload_real(args)
+
+
+def workload_contention(args) -> dict:
+    import bench_real
+
+    return bench_real.workload_contention(args)
+
+
+WORKLOADS = ("pair", "smalleps", "batch", "cli", "real", "contention", "floor")
 
 
 def warm_up() -> None:
