@@ -17,7 +17,14 @@ import torch
 
 from otcli.buckets import plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
-from otcli.config import GEOMETRIES, SolveConfig, dense_bytes, eps_values, make_config
+from otcli.config import (
+    DEFAULT_MAX_ITER,
+    GEOMETRIES,
+    SolveConfig,
+    dense_bytes,
+    eps_values,
+    make_config,
+)
 from otcli.costs import CostFn, check_points_for_cost, working_cost
 from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
@@ -46,7 +53,7 @@ def solve(
     eps_rel: float | None = None,
     cost: str | CostFn = "sqeuclidean",
     p: float | None = None,
-    max_iter: int = 1000,
+    max_iter: int = DEFAULT_MAX_ITER,
     tol: float | None = None,
     scaling: float | None = 0.5,
     device: str = "auto",
@@ -54,6 +61,7 @@ def solve(
     check_every: int | None = None,
     geometry: str = "auto",
     memory: int | None = None,
+    threads: str | int | None = None,
     progress: ProgressFn | None = None,
     config: SolveConfig | None = None,
 ) -> SinkhornResult | list[SinkhornResult]:
@@ -67,7 +75,8 @@ def solve(
     ε-annealing factor in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry``
     is ``dense`` (C in memory), ``online`` (C rebuilt block by block, O(n + m) memory) or
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
-    the device).
+    the device). ``threads`` sets torch's CPU threads (a count or ``"auto"``; default:
+    ``OTCLI_THREADS`` if set, else torch's own setting).
     ``config`` (a :class:`~otcli.config.SolveConfig`) replaces all the solver keywords but
     ``eps``, which may still give one value per pair.
     """
@@ -80,7 +89,7 @@ def solve(
             eps=eps if eps is not None and np.isscalar(eps) else None,  # type: ignore[arg-type]
             eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             device=device, dtype=dtype, geometry=geometry, memory=memory,
-            check_every=check_every,
+            check_every=check_every, threads=threads,
         )  # fmt: skip
     eps_list = eps_values(config, eps, len(xs))
     results: list[SinkhornResult] = [None] * len(xs)  # type: ignore[list-item]
@@ -155,6 +164,8 @@ def solve_clouds(
         raise OptionError("--eps", f"{len(eps)} ε values for {len(xs)} pairs")
     dev, dt = config.torch_device, config.torch_dtype
     cost_fn, tol = config.cost, config.tol
+    if config.threads is not None and torch.get_num_threads() != config.threads:
+        torch.set_num_threads(config.threads)
     for cx, cy in zip(xs, ys, strict=True):
         check_pair(cx, cy, cost_fn)
 

@@ -49,7 +49,7 @@ def pair(
     eps_rel: EpsRelOpt = None,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 1000,
+    max_iter: MaxIterOpt = 10000,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
