@@ -30,7 +30,13 @@ from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry
 from otcli.result import DivergenceResult, SinkhornResult
-from otcli.solver import ProgressFn, SolverOptions, plan_statistics, sinkhorn_loop
+from otcli.solver import (
+    ProgressFn,
+    SolverOptions,
+    plan_statistics,
+    report_stage,
+    sinkhorn_loop,
+)
 
 __all__ = [
     "GEOMETRIES",
@@ -194,12 +200,15 @@ def solve_clouds(
     opts = SolverOptions(
         max_iter=config.max_iter, tol=tol, scaling=config.scaling, check_every=config.check_every
     )
+    report_stage(progress, "building the cost matrix")
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, config, eps_t)
     geom_name, engine = geom.name, getattr(geom, "engine", geom.name)
     if scale is None:  # for the report: from C where the geometry holds it, else sampled
         dense = getattr(geom, "cost", None)
         scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, dense=dense)
+    report_stage(progress, "solving")
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
+    report_stage(progress, "measuring the plan")
     dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
     del geom
     cost, marg = plan_statistics(

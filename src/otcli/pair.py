@@ -14,7 +14,7 @@ from typing import Any
 
 from otcli.config import EPS_REL_FLOOR, ReadOptions, SolveConfig
 from otcli.errors import OptionError
-from otcli.solver import ProgressFn
+from otcli.solver import ProgressFn, report_stage
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ def run_pair(
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
             check_output_path(path, option)
+    report_stage(progress, f"reading {a}")
     x = read_cloud(a, columns=read.columns, weights=read.weights)
+    report_stage(progress, f"reading {b}")
     y = read_cloud(b, columns=read.columns, weights=read.weights)
     export.check_writable(
         x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
@@ -127,6 +129,8 @@ def run_pair(
         res = div.xy  # type: ignore[union-attr]
     else:
         res = api.solve(x, y, eps=eps, config=config, progress=progress)
+    if outputs.coupling is not None or outputs.cost_matrix is not None:
+        report_stage(progress, "writing the matrices")
     export.write_matrices(
         res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
         coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from typing import Any
 
@@ -90,11 +91,13 @@ def _progress_console(force: bool | None) -> Console:
 
 
 class SolveProgress:
-    """A live line on stderr (iteration, ε, marginal error) for solves longer than ``delay`` s.
+    """A live line on stderr for one pair: the stage (reading, building C, solving, measuring
+    the plan, writing), then iteration, ε and marginal error while solving.
 
-    Called from the solver at each convergence check. It stays silent in pipes unless
-    ``force`` is set, and appears only once the work has run for ``delay`` seconds, so quick
-    runs print nothing extra.
+    It appears ``delay`` seconds after the run starts, whatever the run is doing then (a
+    timer, not the solver, shows it: building a large C or measuring its plan makes no
+    callbacks), keeps its clock and spinner running until closed, and stays silent in pipes
+    unless ``force`` is set, so quick runs print nothing extra.
     """
 
     def __init__(self, *, force: bool | None, delay: float = 1.0) -> None:
@@ -104,29 +107,59 @@ class SolveProgress:
         self.start = time.perf_counter()
         self._progress: Progress | None = None
         self._task: Any = None
+        self._stage = "starting"
+        self._fields: dict[str, Any] = {"it": "", "eps": "", "err": ""}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._timer: threading.Timer | None = None
+        if self.enabled and self.delay <= 0:
+            self._show()
+        elif self.enabled:
+            self._timer = threading.Timer(self.delay, self._show)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def stage(self, description: str) -> None:
+        """What the run is doing now (shown until the next stage)."""
+        self._stage = description
+        self._update()
 
     def __call__(self, iteration: int, eps: float, err: float) -> None:
-        if not self.enabled or time.perf_counter() - self.start < self.delay:
-            return
-        if self._progress is None:
+        self._stage = "solving"
+        self._fields = {"it": f"iteration {iteration}", "eps": f"ε {eps:.3g}",
+                        "err": f"marginal error {err:.2e}"}  # fmt: skip
+        self._update()
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._closed or self._progress is not None:
+                return
             self._progress = Progress(
                 SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TextColumn("iteration {task.fields[it]:>6}"),
-                TextColumn("ε {task.fields[eps]:<9.3g}"),
-                TextColumn("marginal error {task.fields[err]:.2e}"),
+                TextColumn("{task.description:<26}"),
+                TextColumn("{task.fields[it]:<16}"),
+                TextColumn("{task.fields[eps]:<12}"),
+                TextColumn("{task.fields[err]}"),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("solving", total=None, it=0, eps=eps, err=err)
-        self._progress.update(self._task, it=iteration, eps=eps, err=err)
+            self._task = self._progress.add_task(self._stage, total=None, **self._fields)
+
+    def _update(self) -> None:
+        with self._lock:
+            if self._progress is not None:
+                self._progress.update(self._task, description=self._stage, **self._fields)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
 
 
 class BatchProgress:

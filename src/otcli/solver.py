@@ -63,7 +63,17 @@ class LoopOutput:
 
 
 ProgressFn = Callable[[int, float, float], None]
-"""Called at each convergence check with (iteration, ε, largest marginal error in the batch)."""
+"""Called at each convergence check with (iteration, ε, largest marginal error in the batch).
+
+A progress object may also have a ``stage(description)`` method, told what a run does
+between solver callbacks (building C, measuring the plan): see :func:`report_stage`."""
+
+
+def report_stage(progress: object, description: str) -> None:
+    """Tell a progress display what the run is doing now, if it listens."""
+    hook = getattr(progress, "stage", None)
+    if hook is not None:
+        hook(description)
 
 
 def eps_schedule(max_cost: torch.Tensor, eps: torch.Tensor, scaling: float | None) -> torch.Tensor:
