@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, open_input, select_columns
+from otcli.io.common import ColumnKey, arrow_numbers, open_input, select_columns
 
 
 def read_parquet(
@@ -56,7 +56,7 @@ def read_parquet(
                 f"column {names[k]!r} has {col.null_count} missing value(s), the first at row "
                 f"{row} (0-based); fill them in or drop those rows",
             )
-        values = col.cast(pa.float64(), safe=False).to_numpy()
+        values = arrow_numbers(col.cast(pa.float64(), safe=False))
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise InputError(

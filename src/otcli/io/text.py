@@ -22,7 +22,14 @@ from typing import Any, NoReturn
 import numpy as np
 
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, column_label, open_input, os_reason, select_columns
+from otcli.io.common import (
+    ColumnKey,
+    arrow_numbers,
+    column_label,
+    open_input,
+    os_reason,
+    select_columns,
+)
 
 # What pyarrow's CSV reader accepts as a float64 (checked against it): used to detect a header
 # and, on the slow error path, to find the cell pyarrow refused.
@@ -207,7 +214,7 @@ def read_text(
     cols = {k: table.column(f"c{k}") for k in needed}
     if any(col.null_count for col in cols.values()):
         explain("a value is missing")
-    arrays = {k: col.to_numpy() for k, col in cols.items()}
+    arrays = {k: arrow_numbers(col) for k, col in cols.items()}
     points = np.column_stack([arrays[k] for k in coords])
     w = None if w_idx is None else arrays[w_idx]
     if not np.isfinite(points).all() or (w is not None and not np.isfinite(w).all()):
