@@ -539,3 +539,22 @@ def test_write_matrix_refuses_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match=r"unsupported output type '\.txt'"):
         write_matrix(tmp_path / "c.txt", [(0, 0, MATRIX)], MATRIX.shape, threshold=0.0)
     assert_only(tmp_path)
+
+
+def test_reading_clouds_does_not_import_pandas(tmp_path):
+    """pyarrow's to_numpy loads pandas where it is installed: 160 ms of a small run."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pandas")
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    np.save(tmp_path / "b.npy", np.zeros((2, 2)))
+    code = (
+        "import sys; from otcli.io import read_cloud; "
+        f"read_cloud({str(tmp_path / 'a.csv')!r}); read_cloud({str(tmp_path / 'b.npy')!r}); "
+        "print('pandas' in sys.modules)"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": src}, check=True)  # fmt: skip
+    assert out.stdout.strip() == "False"
