@@ -463,3 +463,30 @@ def test_longer_run_is_never_worse_on_unscaled_wine():
         assert not r.converged
         errors.append(r.marginal_error)
     assert all(later <= earlier * (1 + 1e-9) for earlier, later in itertools.pairwise(errors))
+
+
+def test_finished_problems_leave_the_batch(monkeypatch):
+    """One slow problem among quick ones: once three quarters are done the rest go on alone
+    (``geom.select``), and every result equals the one solved on its own."""
+    from otcli.geometry import KernelGeometry
+
+    calls = []
+    real = KernelGeometry.select
+
+    def spy(self, idx):
+        calls.append(len(idx))
+        return real(self, idx)
+
+    monkeypatch.setattr(KernelGeometry, "select", spy)
+    rng = np.random.default_rng(4)
+    xs = [rng.random((40, 2)) for _ in range(8)]
+    ys = [rng.random((35, 2)) for _ in range(8)]
+    eps = [0.5] * 7 + [0.002]  # the last one needs many more iterations
+    rs = otcli.solve(xs, ys, eps=eps, device="cpu")
+    assert calls and calls[0] <= 2
+    assert rs[-1].iterations > 3 * max(r.iterations for r in rs[:-1])
+    for x, y, e, r in zip(xs, ys, eps, rs, strict=True):
+        alone = otcli.solve(x, y, eps=e, device="cpu")
+        assert_valid_result(r)
+        assert r.cost == pytest.approx(alone.cost, rel=1e-4)
+        assert r.marginal_error <= r.tol

@@ -28,6 +28,10 @@ from otcli.costs import CostFn, working_cost
 from otcli.geometry import Geometry
 
 
+#: Batches from this size on drop their finished problems once three quarters are done.
+COMPACT_MIN_BATCH = 4
+
+
 @dataclass(frozen=True)
 class SolverOptions:
     """How hard to work: target ε per problem, stopping rule and ε-annealing.
@@ -118,10 +122,19 @@ def sinkhorn_loop(
     Each problem returns the best state it reached at the target ε (the lowest measured
     marginal error), not merely the last: over-relaxation, a restart or float32 rounding
     can make the error rise again, and a longer run must never return a worse answer.
+
+    When no more than a quarter of a batch of 4 or more is still active, the finished
+    problems leave it (``geom.select``): a slow problem no longer makes its converged
+    neighbours pay for every one of its iterations.
     """
     B = log_a.shape[0]
     a, b = log_a.exp(), log_b.exp()
     rows = torch.arange(B, device=eps.device)
+    # After compaction, local row k of every state tensor is problem ``where[k]`` of the
+    # batch; finished problems' results wait in ``done`` (allocated at the first compaction).
+    where = rows
+    done: dict[str, torch.Tensor] | None = None
+    target = eps
 
     def f_step(g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return -e[:, None] * geom.lse_over_cols(log_b + g / e[:, None], e)  # (B, n)
@@ -156,6 +169,7 @@ def sinkhorn_loop(
     best_f, best_g, best_err = f.clone(), g.clone(), err.clone()
     # ω is re-estimated at checks only: a window that is a whole number of check intervals.
     window = opts.check_every * max(1, math.ceil(opts.relax_window / opts.check_every))
+    all_active = True
     for it in range(1, opts.max_iter + 1):
         f_hat = f_step(g, e)
         if it % opts.check_every == 0 or it == opts.max_iter:
@@ -190,8 +204,10 @@ def sinkhorn_loop(
             # reached and restart it once, plainly, from zero potentials at the target ε.
             restart = stalled & ~restarted
             active = active & ~(ok & at_last) & ~(stalled & ~restart)
-            flags = torch.stack([active.any(), advance.any(), restart.any()]).tolist()
-            any_active, any_advance, any_restart = flags
+            flags = torch.stack(
+                [active.any(), advance.any(), restart.any(), active.all(), active.sum()]
+            ).tolist()
+            any_active, any_advance, any_restart, all_active, n_active = flags
             # What follows touches only problems that advance or restart, which most checks
             # have none of: the flags above skip that bookkeeping (one host sync per check).
             if any_restart:
@@ -200,7 +216,7 @@ def sinkhorn_loop(
                 stage = stage + advance
                 # Stages at the target already (a problem whose costs are smaller than the
                 # batch's largest) are skipped: each stage change resets ω.
-                stage = torch.where(schedule[stage, rows] == eps, last, stage)
+                stage = torch.where(schedule[stage, rows] == target, last, stage)
                 e = schedule[stage, rows]
             if it % window == 0:
                 omega, err_ref, settling = _relaxation(
@@ -217,28 +233,73 @@ def sinkhorn_loop(
                 progress(it, float(e.max()), float(err.max()))
             if it == opts.max_iter or not any_active:
                 break
+            quiet = not (any_advance or any_restart)  # their masks are for the whole batch
+            if quiet and len(where) >= COMPACT_MIN_BATCH and n_active <= len(where) // 4:
+                # Most problems are done: finish them, and go on with the rest alone.
+                keep, gone = active.nonzero().squeeze(1), (~active).nonzero().squeeze(1)
+                if done is None:
+                    done = {
+                        "f": f.new_zeros(f.shape), "g": g.new_zeros(g.shape),
+                        "iterations": iterations.clone(),
+                    }  # fmt: skip
+                ff, gg = _best_of(f, g, err, best_f, best_g, best_err)
+                done["f"][where[gone]] = ff[gone]
+                done["g"][where[gone]] = gg[gone]
+                done["iterations"][where[gone]] = iterations[gone]
+                geom = geom.select(keep)
+                where, rows = where[keep], torch.arange(len(keep), device=eps.device)
+                a, b, log_a, log_b = a[keep], b[keep], log_a[keep], log_b[keep]
+                target = target[keep]
+                schedule = schedule[:, keep]
+                stage, e, f, g, f_hat, g_hat = (t[keep] for t in (stage, e, f, g, f_hat, g_hat))
+                active, iterations, err, omega = (t[keep] for t in (active, iterations, err, omega))
+                stage_iters, err_ref, settling = (t[keep] for t in (stage_iters, err_ref, settling))
+                best, since, restarted = (t[keep] for t in (best, since, restarted))
+                best_f, best_g, best_err = (t[keep] for t in (best_f, best_g, best_err))
+                all_active = True
             if any_restart:
                 f = torch.where(flag(restart), 0.0, f)
                 g_hat = g_step(f, e)
                 g = torch.where(flag(restart), g_hat, g)
             if any_advance or any_restart:  # new ε or potentials: redo the half-step
                 f_hat = f_step(g, e)
-        f = torch.where(flag(active), f + flag(omega) * (f_hat - f), f)
-        g_hat = g_step(f, e)
-        g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
+        if all_active:  # the common case, above all for one problem: no masking
+            f = f + flag(omega) * (f_hat - f)
+            g_hat = g_step(f, e)
+            g = g + flag(omega) * (g_hat - g)
+        else:
+            f = torch.where(flag(active), f + flag(omega) * (f_hat - f), f)
+            g_hat = g_step(f, e)
+            g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
         stage_iters += 1
         iterations += active
-    worse = best_err < err  # the error rose after its best (relaxation, restart, rounding)
-    f = torch.where(flag(worse), best_f, f)
-    g = torch.where(flag(worse), best_g, g)
+    f, g = _best_of(f, g, err, best_f, best_g, best_err)
     behind = stage < last
     if bool(behind.any()):
         # Stopped by max_iter while still annealing: potentials of a larger ε would put
         # exp((f + g − C)/ε) out of range at the target. One plain step at the target ε
         # gives a finite plan whose marginal error tells how far from done it is.
-        f = torch.where(flag(behind), f_step(g, eps), f)
-        g = torch.where(flag(behind), g_step(f, eps), g)
+        f = torch.where(flag(behind), f_step(g, target), f)
+        g = torch.where(flag(behind), g_step(f, target), g)
+    if done is not None:
+        done["f"][where], done["g"][where] = f, g
+        done["iterations"][where] = iterations
+        f, g, iterations = done["f"], done["g"], done["iterations"]
     return LoopOutput(f=f, g=g, iterations=iterations)
+
+
+def _best_of(
+    f: torch.Tensor,
+    g: torch.Tensor,
+    err: torch.Tensor,
+    best_f: torch.Tensor,
+    best_g: torch.Tensor,
+    best_err: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The potentials each problem ends with: its best measured state where the error rose
+    after it (relaxation, a restart, rounding), else the last."""
+    worse = (best_err < err)[:, None]
+    return torch.where(worse, best_f, f), torch.where(worse, best_g, g)
 
 
 def _relaxation(

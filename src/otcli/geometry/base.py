@@ -57,6 +57,11 @@ class Geometry(Protocol):
         """(B, n) → (B, m): log Σ_i exp(h_i − C_ij / ε)."""
         ...
 
+    def select(self, idx: torch.Tensor) -> Geometry:
+        """The same geometry for problems ``idx`` of the batch only (a new object; the
+        loop drops finished problems this way)."""
+        ...
+
     def max_cost(self) -> torch.Tensor:
         """(B,): the largest cost between real (unpadded) points, where ε-scaling starts."""
         ...

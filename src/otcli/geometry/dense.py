@@ -52,6 +52,10 @@ class DenseGeometry:
         size = B * max(rows_x * m, rows_y * n)
         self._buf = torch.empty(size, dtype=self._z_dtype, device=cost.device)
         self._exps = cost.new_empty((size,)) if wide else None
+        self._block_elems = block_elems
+
+    def select(self, idx: torch.Tensor) -> DenseGeometry:
+        return DenseGeometry(self.cost[idx], self.mask_x[idx], self.mask_y[idx])
 
     def _block(self, mat: torch.Tensor) -> BlockFn:
         def take(r0: int, r1: int, scale: torch.Tensor) -> torch.Tensor:

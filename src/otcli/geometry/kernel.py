@@ -96,6 +96,19 @@ class KernelGeometry:
         # ε values whose kernel must be exact (the targets); None: never square a kernel.
         self.exact_eps = exact_eps
         self.squarings = torch.zeros(B, dtype=torch.int64, device=cost.device)  # since a build
+        self._vector_dtype = vector_dtype
+
+    def select(self, idx: torch.Tensor) -> KernelGeometry:
+        """Problems ``idx`` only: C and the kernels are copied, with the potentials and ε
+        each kernel absorbed, so no kernel is rebuilt."""
+        new = KernelGeometry(
+            self.cost[idx], self.mask_x[idx], self.mask_y[idx], self._block_elems, self.reach,
+            self._vector_dtype, None if self.exact_eps is None else self.exact_eps[idx],
+        )  # fmt: skip
+        new.kernel.copy_(self.kernel[idx])
+        new.alpha, new.beta = self.alpha[idx], self.beta[idx]
+        new.eps_k, new.squarings = self.eps_k[idx], self.squarings[idx]
+        return new
 
     def _times(self, w: torch.Tensor, over_cols: bool) -> torch.Tensor:
         """K̃ w, (B, m) → (B, n) (``over_cols``), or wᵀ K̃, (B, n) → (B, m), in K̃'s dtype.

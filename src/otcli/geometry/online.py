@@ -56,6 +56,7 @@ class OnlineGeometry:
         if block_elems is None:  # the device's: 2^20 entries on CPU, 2^26 on CUDA
             block_elems = block_elems_for(x.device, online=True)
         self.x, self.y = x.to(dtype), y.to(dtype)  # (B, n, d), (B, m, d), centred
+        self._points = (x, y)  # as given, for select()
         self.cost_fn, self.dtype = cost_fn, dtype
         self.mask_x, self.mask_y = mask_x, mask_y
         B, n, _ = x.shape
@@ -85,6 +86,13 @@ class OnlineGeometry:
         ):
             self._sparse = _sparse_pair(self.x[0], self.y[0], cost_fn, self._fused)
         self.engine = "online" if self._sparse is None else "block-sparse"
+
+    def select(self, idx: torch.Tensor) -> OnlineGeometry:
+        x, y = self._points
+        return OnlineGeometry(
+            x[idx], y[idx], self.cost_fn, self.mask_x[idx], self.mask_y[idx], self.dtype,
+            prune=False,
+        )  # fmt: skip
 
     def _fused_lse(
         self,
