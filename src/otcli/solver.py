@@ -27,7 +27,6 @@ import torch
 from otcli.costs import CostFn, working_cost
 from otcli.geometry import Geometry
 
-
 #: Batches from this size on drop their finished problems once three quarters are done.
 COMPACT_MIN_BATCH = 4
 
