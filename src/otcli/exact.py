@@ -20,6 +20,7 @@ from otcli.cloud import Cloud
 from otcli.config import SolveConfig
 from otcli.costs import CostFn
 from otcli.errors import OptionError, SolverError
+from otcli.result import PlanMatrices
 
 #: Largest n·m solved exactly: C in float64 is 200 MB there, and a network simplex on
 #: 5,000 × 5,000 points takes minutes on two cores.
@@ -32,7 +33,7 @@ INSTALL_HINT = "pip install 'otcli[exact]'"
 
 
 @dataclass(frozen=True)
-class ExactResult:
+class ExactResult(PlanMatrices):
     """The exact optimal plan between ``x`` and ``y``, stored sparse (at most n + m − 1
     entries), with ⟨P, C⟩ and the marginal error of that plan (float rounding only)."""
 
@@ -46,18 +47,6 @@ class ExactResult:
     marginal_error: float
     method: str
     seconds: float
-
-    @property
-    def n(self) -> int:
-        return self.x.n
-
-    @property
-    def m(self) -> int:
-        return self.y.n
-
-    @property
-    def dim(self) -> int:
-        return self.x.dim
 
     def cost_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
         """The float64 cost matrix as ``(i0, 0, rows)`` blocks."""
@@ -73,12 +62,6 @@ class ExactResult:
             keep = (self.rows >= i0) & (self.rows < i1)
             block[self.rows[keep] - i0, self.cols[keep]] = self.values[keep]
             yield i0, 0, block
-
-    def plan(self) -> np.ndarray:
-        return next(self.plan_blocks(self.n))[2]
-
-    def cost_matrix(self) -> np.ndarray:
-        return next(self.cost_blocks(self.n))[2]
 
 
 def _cost(cost_fn: CostFn, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -19,8 +19,36 @@ if TYPE_CHECKING:
     import torch
 
 
+class PlanMatrices:
+    """Sizes and dense matrices of a solved pair, from its ``plan_blocks``/``cost_blocks``:
+    shared by every result that can stream its plan (Sinkhorn, exact)."""
+
+    x: Cloud
+    y: Cloud
+
+    @property
+    def n(self) -> int:
+        return self.x.n
+
+    @property
+    def m(self) -> int:
+        return self.y.n
+
+    @property
+    def dim(self) -> int:
+        return self.x.dim
+
+    def plan(self) -> np.ndarray:
+        """The dense n×m coupling P (float64); its rows sum to a and columns to b."""
+        return next(self.plan_blocks(self.n))[2]  # type: ignore[attr-defined]
+
+    def cost_matrix(self) -> np.ndarray:
+        """The dense n×m ground-cost matrix (float64)."""
+        return next(self.cost_blocks(self.n))[2]  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class SinkhornResult:
+class SinkhornResult(PlanMatrices):
     """One entropic OT problem between ``x`` and ``y``, solved.
 
     - ``cost``: ⟨P, C⟩, the transport cost of the entropic plan (the seed's "Sinkhorn
@@ -65,14 +93,6 @@ class SinkhornResult:
         """ε as a fraction of the pair's mean cost."""
         return self.eps / self.cost_scale if self.cost_scale > 0 else float("inf")
 
-    def cost_matrix(self) -> np.ndarray:
-        """The dense n×m ground-cost matrix (float64)."""
-        return next(self.cost_blocks(self.x.n))[2]
-
-    def plan(self) -> np.ndarray:
-        """The dense n×m coupling P (float64); its rows sum to a and columns to b."""
-        return next(self.plan_blocks(self.x.n))[2]
-
     def cost_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
         """The cost matrix as ``(i0, 0, rows)`` blocks of ``block_rows`` rows."""
         for i0, c in self._blocks(block_rows):
@@ -107,18 +127,6 @@ class SinkhornResult:
             rows = self.x.points[i0 : i0 + block_rows] - self.centre
             x = torch.as_tensor(rows, dtype=hi, device=dev)[None]
             yield i0, working_cost(self.cost_fn, x, y, dtype)[0].to(torch.float64).cpu()
-
-    @property
-    def n(self) -> int:
-        return self.x.n
-
-    @property
-    def m(self) -> int:
-        return self.y.n
-
-    @property
-    def dim(self) -> int:
-        return self.x.dim
 
 
 @dataclass(frozen=True)
