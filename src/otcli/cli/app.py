@@ -65,12 +65,12 @@ def run(argv: list[str] | None = None) -> int:
     """
     from typer.main import get_command
 
-    try:  # typer ≤ 0.19 uses click; later versions vendor it
-        from click.exceptions import ClickException, NoArgsIsHelpError
-    except ImportError:
-        from typer._click import ClickException  # type: ignore[no-redef]
+    try:  # typer ≥ 0.20 vendors click: its errors are not click's, even where click is installed
+        from typer._click import ClickException
 
-        NoArgsIsHelpError = ()  # type: ignore[assignment, misc]
+        NoArgsIsHelpError: Any = ()  # it prints the help itself; caught by name below
+    except ImportError:  # typer ≤ 0.19 runs on click
+        from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
     cmd = get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
