@@ -47,6 +47,14 @@ class ExactResult:
     method: str
     seconds: float
 
+    def __repr__(self) -> str:
+        """One line of figures, never the arrays."""
+        return (
+            f"ExactResult(n={self.n}, m={self.m}, dim={self.dim}, cost={self.cost:.6g}, "
+            f"method={self.method!r}, support={self.values.size}, "
+            f"marginal_error={self.marginal_error:.2g})"
+        )
+
     @property
     def n(self) -> int:
         return self.x.n
