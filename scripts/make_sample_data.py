@@ -17,6 +17,8 @@ Files (see sample_data/README.md for commands to try on each):
   (the surface-area element, which corrects the uneven angle sampling) and a ``label`` column.
 - ``cells_a.tsv``, ``cells_b.tsv``: a 5-D "embedding" of cells in two conditions (300 / 250 rows),
   an ``id`` text column first, then ``pc1`` .. ``pc5``.
+- ``pairs.tsv``: a manifest for ``otdist batch`` (columns ``id``, ``a``, ``b``, ``eps``) over
+  three of the pairs above, paths relative to its folder.
 
 Binary outputs are written byte-for-byte reproducibly where the format allows it (the ``.npz``
 archive gets fixed timestamps); Parquet files carry the writing pyarrow's version string.
@@ -121,6 +123,19 @@ def write_tsv(path: Path, ids: list[str], points: np.ndarray) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
 
 
+#: ``otdist batch``'s manifest: id, the two clouds (relative to the manifest), ε (empty: --eps).
+PAIRS = [
+    ("moons", "moons_a.csv", "moons_b.csv", ""),
+    ("line", "line_a.csv", "line_b.csv", "1"),
+    ("sphere_torus", "sphere.npy", "torus.npz", ""),
+]
+
+
+def write_manifest(path: Path) -> None:
+    lines = ["\t".join(row) for row in [("id", "a", "b", "eps"), *PAIRS]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+
+
 def write_parquet(path: Path, points: np.ndarray, mass: np.ndarray, label: np.ndarray) -> None:
     table = pa.table(
         {
@@ -175,6 +190,7 @@ def main(argv: list[str]) -> int:
     ctrl, stim = cells(rng)
     write_tsv(out / "cells_a.tsv", [f"ctrl_{k:04d}" for k in range(len(ctrl))], ctrl)
     write_tsv(out / "cells_b.tsv", [f"stim_{k:04d}" for k in range(len(stim))], stim)
+    write_manifest(out / "pairs.tsv")
 
     print(f"wrote sample data to {out}")
     return 0

@@ -33,50 +33,52 @@ def sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"eps": 0.0}, OptionError, "--eps: ε must be a positive finite number, got 0.0"),
-        ({"eps": -0.5}, OptionError, "--eps: ε must be a positive finite number, got -0.5"),
-        ({"eps": math.nan}, OptionError, "--eps: ε must be a positive finite number, got nan"),
-        ({"eps": math.inf}, OptionError, "--eps: ε must be a positive finite number, got inf"),
-        ({"tol": -1e-3}, OptionError, "--tol: must be a finite number ≥ 0, got -0.001"),
-        ({"tol": math.nan}, OptionError, "--tol: must be a finite number ≥ 0, got nan"),
-        ({"scaling": 0.0}, OptionError, "--scaling: must lie strictly between 0 and 1, got 0.0"),
-        ({"scaling": 1.0}, OptionError, "--scaling: must lie strictly between 0 and 1, got 1.0"),
-        ({"scaling": 2.5}, OptionError, "--scaling: must lie strictly between 0 and 1, got 2.5"),
-        ({"max_iter": 0}, OptionError, "--max-iter: must be a positive integer, got 0"),
+        ({"eps": 0.0}, OptionError, "eps: ε must be a positive finite number, got 0.0"),
+        ({"eps": -0.5}, OptionError, "eps: ε must be a positive finite number, got -0.5"),
+        ({"eps": math.nan}, OptionError, "eps: ε must be a positive finite number, got nan"),
+        ({"eps": math.inf}, OptionError, "eps: ε must be a positive finite number, got inf"),
+        ({"tol": -1e-3}, OptionError, "tol: must be a finite number ≥ 0, got -0.001"),
+        ({"tol": math.nan}, OptionError, "tol: must be a finite number ≥ 0, got nan"),
+        ({"scaling": 0.0}, OptionError, "scaling: must lie strictly between 0 and 1, got 0.0"),
+        ({"scaling": 1.0}, OptionError, "scaling: must lie strictly between 0 and 1, got 1.0"),
+        ({"scaling": 2.5}, OptionError, "scaling: must lie strictly between 0 and 1, got 2.5"),
+        ({"max_iter": 0}, OptionError, "max_iter: must be a positive integer, got 0"),
         (
             {"cost": "manhattan"},
             OptionError,
-            "--cost: unknown cost 'manhattan'; choose one of "
+            "cost: unknown cost 'manhattan'; choose one of "
             "sqeuclidean, euclidean, cityblock, cosine, pnorm",
         ),
         (
             {"cost": "euclidean", "p": 3.0},
             OptionError,
-            "--p: --p applies to --cost pnorm only (got --cost euclidean)",
+            "p: p applies to cost='pnorm' only (got cost='euclidean')",
         ),
         (
             {"cost": "pnorm", "p": 0.0},
             OptionError,
-            "--p: p must be a positive finite number, got 0.0",
+            "p: p must be a positive finite number, got 0.0",
         ),
         (
             {"device": "tpu"},
             OptionError,
-            "--device: unknown device 'tpu'; use auto, cpu, cuda, cuda:K or mps",
+            "device: unknown device 'tpu'; use auto, cpu, cuda, cuda:K or mps",
         ),
         (
             {"geometry": "sparse"},
             OptionError,
-            "--geometry: unknown geometry 'sparse'; use auto, dense or online",
+            "geometry: unknown geometry 'sparse'; use auto, dense or online",
         ),
         (
             {"dtype": "float16"},
             OptionError,
-            "--dtype: unknown dtype 'float16'; use float32 or float64",
+            "dtype: unknown dtype 'float16'; use float32 or float64",
         ),
     ],
 )
 def test_option_errors(line, kwargs, error, message):
+    """Errors of ``otcli.solve`` name the keyword the caller passed (``max_iter``), also in
+    their text (``cost='pnorm'``), not the CLI's options (``--max-iter``)."""
     x, y = line
     with pytest.raises(error) as info:
         otcli.solve(x, y, **kwargs)
@@ -92,7 +94,7 @@ def test_cuda_requested_without_cuda(line, spec):
     with pytest.raises(DeviceError) as info:
         otcli.solve(x, y, device=spec)
     assert str(info.value) == (
-        f"--device: {spec} requested but CUDA is not available here; use --device cpu"
+        f"device: {spec} requested but CUDA is not available here; use device='cpu'"
     )
 
 
@@ -138,10 +140,10 @@ def test_batch_pairing_errors(line):
     assert str(info.value) == "y: x holds 2 cloud(s) and y 1; pair them one to one"
     with pytest.raises(OptionError) as info:
         otcli.solve([x, x, x], [y, y, y], eps=[0.1, 0.2])
-    assert str(info.value) == "--eps: 2 ε values for 3 pairs"
+    assert str(info.value) == "eps: 2 ε values for 3 pairs"
     with pytest.raises(OptionError) as info:
         otcli.solve([x, x], [y, y], eps=[0.1, -1.0])
-    assert str(info.value) == "--eps: ε must be a positive finite number, got -1.0"
+    assert str(info.value) == "eps: ε must be a positive finite number, got -1.0"
 
 
 def test_cosine_refuses_the_zero_vector(line):

@@ -232,7 +232,7 @@ def test_a_new_cost_is_one_class(monkeypatch, rng):
 
 
 def test_cli_cost_choices_come_from_the_registry():
-    from otcli.cli import CostName
+    from otcli.cli.options import CostName
 
     assert [c.value for c in CostName] == list(COST_NAMES)
     assert CostName.sqeuclidean == "sqeuclidean"

@@ -184,7 +184,7 @@ def test_sample_data_loads(name: str, kwargs: dict, shape: tuple[int, int]) -> N
 
 def test_sample_data_is_small_and_documented() -> None:
     files = sorted(p.name for p in SAMPLES.iterdir() if p.name != "README.md")
-    assert files == sorted(s[0] for s in SAMPLE_SHAPES)
+    assert files == sorted([s[0] for s in SAMPLE_SHAPES] + ["pairs.tsv"])
     assert sum((SAMPLES / f).stat().st_size for f in files) < 1_000_000
     readme = (SAMPLES / "README.md").read_text(encoding="utf-8")
     for name in files:
@@ -250,7 +250,7 @@ def test_sample_data_script_reproduces_the_files(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for name in ("moons_a.csv", "moons_b.csv", "line_a.csv", "line_b.csv"):
+    for name in ("moons_a.csv", "moons_b.csv", "line_a.csv", "line_b.csv", "pairs.tsv"):
         assert (tmp_path / name).read_bytes() == (SAMPLES / name).read_bytes(), name
     for name, kwargs, _ in SAMPLE_SHAPES:
         fresh, kept = read_cloud(tmp_path / name, **kwargs), read_cloud(SAMPLES / name, **kwargs)

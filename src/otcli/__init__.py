@@ -1,8 +1,42 @@
-"""otcli: optimal-transport distances between point clouds stored in files.
+"""otcli: optimal-transport (Sinkhorn / Wasserstein) distances between point clouds in files.
 
-Public API: :func:`read_cloud`, :func:`solve`, :func:`divergence`, :class:`Cloud`,
-:class:`SinkhornResult`, :class:`DivergenceResult`, :class:`OtcliError`.
-Heavy modules (torch, pyarrow) load on first use, so ``import otcli`` stays cheap.
+The library behind the ``otdist`` command. Each name below loads its module on first use, so
+``import otcli`` stays cheap: no torch, numpy or pyarrow until a function needs them.
+
+Clouds
+    read_cloud(path, *, columns=None, weights=None) -> Cloud
+        a file: .csv .tsv .txt (optionally .gz), .parquet, .npy, .npz
+    make_cloud(points, weights=None) -> Cloud
+        an (n, d) array and optional relative masses
+    Cloud
+        points (n, d) and weights (n,) summing to 1, checked once
+
+Solving
+    solve(x, y, a=None, b=None, *, eps=0.1, cost="sqeuclidean", ...) -> SinkhornResult
+        entropic OT between two clouds or arrays (lists of them: a list of results)
+    divergence(x, y, a=None, b=None, **same) -> DivergenceResult
+        the debiased Sinkhorn divergence OT(a,b) - OT(a,a)/2 - OT(b,b)/2
+    make_config(*, eps=None, cost="sqeuclidean", max_iter=1000, ...) -> SolveConfig
+        the solver options checked once; ``solve(..., config=...)`` takes it
+    solve_exact(x, y, config) -> ExactResult
+        the unregularised optimum (needs the extra ``otcli[exact]``)
+    SinkhornResult, DivergenceResult, ExactResult
+        figures (cost, objective, iterations, converged...), potentials; plan() on demand
+
+Files in, report out: what ``otdist A B`` runs
+    run_pair(a, b, config, *, read=ReadOptions(), outputs=PairOutputs(), ...) -> PairReport
+
+Errors
+    OtcliError (a ValueError): bad input or options; the message names the file or the
+    keyword (``eps``, ``max_iter``...) and the fix. Subclasses: InputError, OptionError,
+    DeviceError. SolverError (a RuntimeError): the numbers failed.
+
+Example::
+
+    >>> import numpy as np, otcli
+    >>> x, y = np.random.rand(100, 2), np.random.rand(80, 2) + 0.5
+    >>> result = otcli.solve(x, y, eps=0.05)
+    >>> result.cost, result.converged, result.plan().shape
 """
 
 from __future__ import annotations
@@ -11,7 +45,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from otcli.errors import OtcliError
+from otcli.errors import DeviceError, InputError, OptionError, OtcliError, SolverError
 
 __version__ = "0.1.0"
 
@@ -22,38 +56,70 @@ __version__ = "0.1.0"
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = [
-    "Cloud",
-    "DivergenceResult",
-    "OtcliError",
-    "SinkhornResult",
-    "__version__",
-    "divergence",
-    "make_cloud",
-    "read_cloud",
-    "solve",
-]
-
+#: Where each public name lives; loaded by ``__getattr__`` on first use.
 _LAZY = {
     "Cloud": "otcli.cloud",
     "make_cloud": "otcli.cloud",
     "read_cloud": "otcli.io",
     "solve": "otcli.api",
     "divergence": "otcli.api",
+    "make_config": "otcli.api",  # errors name its keywords (otcli.config's name CLI flags)
+    "solve_exact": "otcli.exact",
+    "SolveConfig": "otcli.config",
+    "ReadOptions": "otcli.config",
+    "run_pair": "otcli.pair",
+    "PairOutputs": "otcli.pair",
+    "PairReport": "otcli.pair",
     "SinkhornResult": "otcli.result",
     "DivergenceResult": "otcli.result",
+    "ExactResult": "otcli.exact",
 }
 
+__all__ = [
+    "Cloud",
+    "DeviceError",
+    "DivergenceResult",
+    "ExactResult",
+    "InputError",
+    "OptionError",
+    "OtcliError",
+    "PairOutputs",
+    "PairReport",
+    "ReadOptions",
+    "SinkhornResult",
+    "SolveConfig",
+    "SolverError",
+    "__version__",
+    "divergence",
+    "make_cloud",
+    "make_config",
+    "read_cloud",
+    "run_pair",
+    "solve",
+    "solve_exact",
+]
+
 if TYPE_CHECKING:
-    from otcli.api import divergence, solve
+    from otcli.api import divergence, make_config, solve
     from otcli.cloud import Cloud, make_cloud
+    from otcli.config import ReadOptions, SolveConfig
+    from otcli.exact import ExactResult, solve_exact
     from otcli.io import read_cloud
+    from otcli.pair import PairOutputs, PairReport, run_pair
     from otcli.result import DivergenceResult, SinkhornResult
 
 
 def __getattr__(name: str) -> Any:
+    """Load a public name's module on its first use (``import otcli`` loads none of them)."""
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'otcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API too, though not loaded yet: ``dir(otcli)`` and ``help(otcli)`` list it."""
+    return sorted(set(globals()) | set(__all__))

@@ -7,24 +7,20 @@ buckets of similar sizes, each bucket one batched loop, each problem with its ow
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from otcli import config as _config
 from otcli.buckets import plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
-from otcli.config import (
-    DEFAULT_MAX_ITER,
-    GEOMETRIES,
-    SolveConfig,
-    dense_bytes,
-    eps_values,
-    make_config,
-)
+from otcli.config import DEFAULT_MAX_ITER, GEOMETRIES, SolveConfig, dense_bytes, eps_values
 from otcli.costs import CostFn, check_points_for_cost, working_cost
 from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
@@ -43,12 +39,62 @@ __all__ = [
     "SolverError",
     "check_pair",
     "divergence",
+    "make_config",
     "make_geometry",
     "solve",
     "solve_clouds",
 ]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
+#: The keyword of :func:`solve` / :func:`make_config` behind each CLI option that the checks
+#: name: a Python caller passed ``max_iter=``, not ``--max-iter``.
+KEYWORDS = {
+    "--eps": "eps", "--eps-rel": "eps_rel", "--cost": "cost", "--p": "p",
+    "--max-iter": "max_iter", "--tol": "tol", "--scaling": "scaling", "--device": "device",
+    "--dtype": "dtype", "--geometry": "geometry", "--memory": "memory",
+    "--max-batch": "max_batch",
+}  # fmt: skip
+#: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
+_VALUED = ("--cost", "--device", "--dtype", "--geometry")
+_FLAG = re.compile(r"(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")
+
+
+def keyword_error(exc: OptionError) -> OptionError:
+    """``exc`` with the CLI options it names (where and in its text) as Python keywords."""
+
+    def keyword(match: re.Match[str]) -> str:
+        flag, value = match.group(1), match.group(2)
+        if flag not in KEYWORDS:
+            return match.group(0)
+        if value is not None and flag in _VALUED:
+            return f"{KEYWORDS[flag]}={value!r}"
+        return KEYWORDS[flag] + ("" if value is None else f" {value}")
+
+    return type(exc)(KEYWORDS.get(exc.where, exc.where), _FLAG.sub(keyword, exc.what))
+
+
+def _keyword_errors(fn: F) -> F:
+    """Errors of a Python call name the keywords it was given. A call with ``config=`` (the
+    CLI's single-pair run, :mod:`otcli.pair`) keeps the options' CLI names."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("config") is not None:
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except OptionError as exc:
+            raise keyword_error(exc).with_traceback(exc.__traceback__) from None
+
+    return call  # type: ignore[return-value]
+
+
+#: :func:`otcli.config.make_config` for Python callers: its errors name the keywords.
+make_config = _keyword_errors(_config.make_config)
+
+
+@_keyword_errors
 def solve(
     x: object,
     y: object,
@@ -121,6 +167,7 @@ def _buckets(xs: Sequence[Cloud], ys: Sequence[Cloud], config: SolveConfig) -> l
     )
 
 
+@_keyword_errors
 def divergence(
     x: object, y: object, a: object | None = None, b: object | None = None, **kwargs: Any
 ) -> DivergenceResult | list[DivergenceResult]:

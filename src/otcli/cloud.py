@@ -27,6 +27,10 @@ class Cloud:
     weights: np.ndarray
     source: str = field(default="<array>")
 
+    def __repr__(self) -> str:
+        """Sizes and source, never the arrays (``points`` and ``weights`` hold them)."""
+        return f"Cloud(n={self.n}, dim={self.dim}, source={self.source!r})"
+
     @property
     def n(self) -> int:
         return int(self.points.shape[0])

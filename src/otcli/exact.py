@@ -48,6 +48,14 @@ class ExactResult(PlanMatrices):
     method: str
     seconds: float
 
+    def __repr__(self) -> str:
+        """One line of figures, never the arrays."""
+        return (
+            f"ExactResult(n={self.n}, m={self.m}, dim={self.dim}, cost={self.cost:.6g}, "
+            f"method={self.method!r}, support={self.values.size}, "
+            f"marginal_error={self.marginal_error:.2g})"
+        )
+
     def cost_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
         """The float64 cost matrix as ``(i0, 0, rows)`` blocks."""
         y = self.y.points[None]

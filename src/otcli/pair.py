@@ -62,6 +62,18 @@ class PairReport:
     p: float | None = None
     w_p: float | None = None
 
+    def __repr__(self) -> str:
+        """One line: the files, sizes and figures (``fields()`` has everything)."""
+        extra = "".join(
+            f", {k}={v:.6g}" for k, v in (("divergence", self.divergence), ("w_p", self.w_p))
+            if v is not None
+        )  # fmt: skip
+        return (
+            f"PairReport(a={self.a!r}, b={self.b!r}, n={self.n}, m={self.m}, dim={self.dim}, "
+            f"cost={self.cost:.6g}{extra}, eps={self.eps:.3g}, iterations={self.iterations}, "
+            f"converged={self.converged}, engine={self.engine!r})"
+        )
+
     def fields(self) -> dict[str, Any]:
         """The report as the JSON object's fields (``divergence``, ``p`` and ``w_p`` only
         when they exist)."""

@@ -88,6 +88,15 @@ class SinkhornResult(PlanMatrices):
     engine: str = ""
     cost_scale: float = float("nan")
 
+    def __repr__(self) -> str:
+        """One line of figures, never the arrays: ``repr`` of a 100,000-point result is short."""
+        return (
+            f"SinkhornResult(n={self.n}, m={self.m}, dim={self.dim}, cost={self.cost:.6g}, "
+            f"eps={self.eps:.3g}, iterations={self.iterations}, converged={self.converged}, "
+            f"marginal_error={self.marginal_error:.2g}, engine={self.engine or self.geometry!r}, "
+            f"device={self.device!r}, dtype={self.dtype!r})"
+        )
+
     @property
     def eps_rel(self) -> float:
         """ε as a fraction of the pair's mean cost."""
@@ -141,6 +150,16 @@ class DivergenceResult:
     xy: SinkhornResult
     xx: SinkhornResult
     yy: SinkhornResult
+
+    def __repr__(self) -> str:
+        xy = self.xy
+        iterations = (xy.iterations, self.xx.iterations, self.yy.iterations)
+        return (
+            f"DivergenceResult(n={xy.n}, m={xy.m}, dim={xy.dim}, "
+            f"divergence={self.divergence:.6g}, cost={xy.cost:.6g}, eps={xy.eps:.3g}, "
+            f"iterations={iterations}, converged={self.converged}, "
+            f"engine={xy.engine or xy.geometry!r})"
+        )
 
     @property
     def divergence(self) -> float:

@@ -6,37 +6,100 @@ Commands register themselves on :data:`app` (:mod:`otcli.cli.pair`, :mod:`otcli.
 
 from __future__ import annotations
 
+import inspect
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from otcli import __version__
 
 PAIR_COMMAND = "pair"
+#: ``otdist -V`` / ``--version``, understood after a subcommand too (``otdist pair -V``).
+VERSION_FLAGS = ("-V", "--version")
+#: Typer's completion options: the group's own, never routed to ``pair``.
+COMPLETION_FLAGS = ("--install-completion", "--show-completion")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _hide_flag_types(params: Sequence[Any]) -> None:
+    """No ``<bool>`` type column for flags in --help: a flag takes no value to describe."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    """A command whose --help shows no ``<bool>`` on flags."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
 
 
 class _DefaultToPair(TyperGroup):
-    """Route ``otdist A B ...`` to the ``pair`` command unless a subcommand is named."""
+    """Route ``otdist A B ...`` to the ``pair`` command unless a subcommand is named;
+    answer ``-V``/``--version`` wherever it stands, as ``--help`` is."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        options = args[: args.index("--")] if "--" in args else args
+        if any(a in VERSION_FLAGS for a in options):
+            args = ["--version"]
+        if any(a.split("=", 1)[0] in COMPLETION_FLAGS for a in options):
+            return super().parse_args(ctx, args)
         first = next((a for a in args if a == "-" or not a.startswith("-")), None)
-        wants_group = any(a in ("--help", "-h", "--version") for a in args) and first is None
+        wants_group = any(a in ("--help", "-h", *VERSION_FLAGS) for a in args) and first is None
         if first is not None and first not in self.commands and not wants_group:
             args = [PAIR_COMMAND, *args]
         return super().parse_args(ctx, args)
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+def examples(*lines: str) -> str:
+    """The end of a command's --help, as ``gh`` and ``rg`` have it: ``# what`` comment lines
+    and ``$ otdist ...`` commands that run as written from the repository root."""
+    body = "\n".join(f"  {line}" for line in lines)
+    # Typer dedents all but the first line by their common indent: the heading on the second
+    # line, flush left, keeps the examples' indent.
+    return f"\n[b]Examples[/b]\n{body}"
+
+
+def command(name: str, *, epilog: str) -> Callable[[F], F]:
+    """Register a command on :data:`app`: help from its docstring (paragraphs joined into
+    lines, which rich then wraps to the terminal) and ``epilog`` (:func:`examples`) last."""
+
+    def register(fn: F) -> F:
+        paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+        text = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+        return app.command(name, cls=_Command, help=text, epilog=epilog)(fn)  # type: ignore[return-value]
+
+    return register
+
+
+ROOT_EXAMPLES = examples(
+    "# The cost between two clouds in files (otdist pair --help for more)",
+    "$ otdist sample_data/moons_a.csv sample_data/moons_b.csv",
+    "# Every pair of a manifest into one table (otdist batch --help)",
+    "$ otdist batch sample_data/pairs.tsv -o scores.csv",
+    "# Every two of several clouds into a matrix (otdist pairwise --help)",
+    "$ otdist pairwise sample_data/*.csv -o costs.csv",
+)
 
 app = typer.Typer(
     cls=_DefaultToPair,
-    add_completion=False,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     help=(
         "Optimal-transport (Sinkhorn / Wasserstein) distances between point clouds in files.\n\n"
         "otdist A B [OPTIONS]    cost between two clouds (see: otdist pair --help)"
     ),
+    epilog=ROOT_EXAMPLES,
 )
 
 
@@ -51,7 +114,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            *VERSION_FLAGS, callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Optimal-transport (Sinkhorn / Wasserstein) distances between point clouds in files."""
@@ -89,7 +154,16 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return 130
+    except SystemExit as exc:  # shell completion and its install/show options end this way
+        return exc.code if isinstance(exc.code, int) else 0
     return code if isinstance(code, int) else 0
+
+
+#: What a required option's absence is told, by (command, option): the option and the fix.
+MISSING_HINTS = {
+    ("batch", "output"): ("-o", "give the results file: -o scores.parquet, .csv or .jsonl"),
+    ("pairwise", "output"): ("-o", "give the output file: -o matrix.npy, .csv or .parquet"),
+}
 
 
 def _usage_message(exc: Any) -> str:
@@ -98,6 +172,13 @@ def _usage_message(exc: Any) -> str:
     param = getattr(exc, "param", None)
     opts = getattr(param, "opts", None) or []
     where = next((o for o in opts if o.startswith("--")), opts[0] if opts else None)
+    missing_option = getattr(param, "param_type_name", None) == "option" and opts
+    if type(exc).__name__ == "MissingParameter" and missing_option and exc.ctx is not None:
+        command = exc.ctx.info_name
+        hint = MISSING_HINTS.get((command, param.name))
+        if hint is not None:
+            return f"{hint[0]}: {hint[1]}"
+        return f"{where}: required (see otdist {command} --help)"
     if where and message.startswith("Invalid value for"):
         message = message.split(": ", 1)[-1]
         return f"{where}: {message}"

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import app
+from otcli.cli.app import command, examples
 from otcli.cli.options import (
     BATCH,
     INPUT,
@@ -37,7 +37,20 @@ from otcli.cli.options import (
     _guarded,
     _read_options,
 )
-from otcli.errors import OptionError
+
+BATCH_EXAMPLES = examples(
+    "# Score every pair of a manifest (columns id, a, b) into one table",
+    "$ otdist batch sample_data/pairs.tsv -o scores.csv",
+    "# With the divergence, into Parquet; rerun with --resume after a kill",
+    "$ otdist batch sample_data/pairs.tsv -o scores.parquet --divergence",
+    "$ otdist batch sample_data/pairs.tsv -o scores.parquet --divergence --resume",
+)
+PAIRWISE_EXAMPLES = examples(
+    "# The cost between every two of four 2-D clouds: a CSV matrix with labels",
+    "$ otdist pairwise sample_data/*.csv -o costs.csv",
+    "# Debiased divergences (0 on the diagonal) as an N×N NumPy matrix",
+    "$ otdist pairwise sample_data/*.csv --divergence -o divergences.npy",
+)
 
 
 class CouplingFormat(str, Enum):
@@ -70,7 +83,7 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
         )
 
 
-@app.command("batch")
+@command("batch", epilog=BATCH_EXAMPLES)
 def batch(
     manifest: Annotated[
         str,
@@ -185,14 +198,14 @@ def batch(
     _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
 
 
-@app.command("pairwise")
+@command("pairwise", epilog=PAIRWISE_EXAMPLES)
 def pairwise(
     files: Annotated[
         list[str] | None,
         typer.Argument(help="Clouds (.csv .tsv .txt .parquet .npy .npz), at least two in all."),
     ] = None,
     output: Annotated[
-        Path | None,
+        Path,
         typer.Option(
             "--output",
             "-o",
@@ -200,7 +213,7 @@ def pairwise(
             help="Result: .npy N×N matrix, .csv matrix with file labels, .parquet long table (i ≤ j).",
             rich_help_panel=OUTPUT,
         ),
-    ] = None,
+    ] = ...,  # required; a missing -o is told as MISSING_HINTS in otcli.cli.app says
     files_from: Annotated[
         Path | None,
         typer.Option(
@@ -245,8 +258,6 @@ def pairwise(
     def call(start: Any) -> Any:
         from otcli.batch.pairwise import read_file_list, run_pairwise
 
-        if output is None:
-            raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,

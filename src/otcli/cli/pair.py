@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import PAIR_COMMAND, app
+from otcli.cli.app import PAIR_COMMAND, command, examples
 from otcli.cli.options import (
     OUTPUT,
     SOLVER,
@@ -34,8 +34,18 @@ from otcli.cli.options import (
 )
 from otcli.errors import OptionError
 
+PAIR_EXAMPLES = examples(
+    "# The cost ⟨P, C⟩ between two clouds at the default ε = 0.1",
+    "$ otdist sample_data/moons_a.csv sample_data/moons_b.csv",
+    "# The debiased Sinkhorn divergence too, as one JSON object",
+    "$ otdist sample_data/sphere.npy sample_data/torus.npz --divergence --json",
+    "# Coordinates from named columns; the coupling P as long i,j,value CSV",
+    "$ otdist sample_data/cells_a.tsv sample_data/cells_b.tsv \\",
+    "      --columns pc1,pc2,pc3,pc4,pc5 --coupling plan.csv",
+)
 
-@app.command(PAIR_COMMAND)
+
+@command(PAIR_COMMAND, epilog=PAIR_EXAMPLES)
 def pair(
     a: Annotated[
         str,
@@ -99,7 +109,7 @@ def pair(
         typer.Option(
             "--exact",
             help="Solve the unregularised problem exactly (network simplex; optional extra "
-            "otcli[exact]), up to 25 million cost entries.",
+            "otcli\\[exact]), up to 25 million cost entries.",
             rich_help_panel=SOLVER,
         ),
     ] = False,
@@ -139,6 +149,8 @@ def pair(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
         )  # fmt: skip
+        if json_out and quiet:
+            raise OptionError("--quiet", "prints the bare number, --json one object; give one")
         outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
         if exact and (eps is not None or eps_rel is not None or divergence):
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
