@@ -2,7 +2,9 @@
 
 A :class:`Cloud` is what every reader returns and what the solver consumes: ``points`` is an
 ``(n, d)`` float64 array, ``weights`` an ``(n,)`` float64 array summing to 1. Validation happens
-here, in one place, so the solver can trust its input.
+here, in one place, so the solver can trust its input. A cloud also remembers what it was read
+from (the column labels of its coordinates, the points' own ids, and the reader's notes), so the
+output can say which columns were used and couplings can name points by id.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ class Cloud:
     """``n`` points in ``d`` dimensions with relative masses normalised to sum 1.
 
     ``source`` names where the cloud came from (a path, ``<stdin>``, ``<array>``) so that
-    errors found later can still point at the file.
+    errors found later can still point at the file. ``columns`` labels the ``d`` coordinates
+    (header names, or 0-based indices as text: ``"0"``, ``"1"``...). ``ids`` holds each point's
+    id as text (an ``--id`` column), or is empty when the points have none. ``notes`` are what
+    the reader decided on its own and the user should hear (e.g. a pandas index column dropped).
     """
 
     points: np.ndarray
     weights: np.ndarray
     source: str = field(default="<array>")
+    columns: tuple[str, ...] = ()
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
+    notes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         """Sizes and source, never the arrays (``points`` and ``weights`` hold them)."""
@@ -40,14 +48,26 @@ class Cloud:
         return int(self.points.shape[1])
 
 
-def make_cloud(points: object, weights: object | None = None, source: str = "<array>") -> Cloud:
+def make_cloud(
+    points: object,
+    weights: object | None = None,
+    source: str = "<array>",
+    *,
+    columns: Sequence[str] | None = None,
+    ids: Sequence[str] | np.ndarray | None = None,
+    notes: Sequence[str] = (),
+) -> Cloud:
     """Validate points (``(n, d)``, or ``(n,)`` for 1-D data) and weights into a :class:`Cloud`.
 
     Weights are relative masses: non-negative, finite, not all zero; they are normalised
-    to sum 1. ``None`` means uniform.
+    to sum 1. ``None`` means uniform. ``columns`` labels the coordinates (default ``"0"``,
+    ``"1"``, ...); ``ids`` gives each point an id (text); ``notes`` are the reader's remarks.
     """
     if isinstance(points, Cloud):
-        return points if weights is None else make_cloud(points.points, weights, points.source)
+        if weights is None:
+            return points
+        c = points
+        return make_cloud(c.points, weights, c.source, columns=c.columns, ids=c.ids, notes=c.notes)
     try:
         x = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -75,7 +95,16 @@ def make_cloud(points: object, weights: object | None = None, source: str = "<ar
     x = np.array(x, order="C")  # our own copy: freezing it must not freeze the caller's array
     x.setflags(write=False)
     w.setflags(write=False)
-    return Cloud(points=x, weights=w, source=source)
+    labels = tuple(str(k) for k in range(d)) if columns is None else tuple(map(str, columns))
+    if len(labels) != d:
+        raise InputError(source, f"{len(labels)} column labels for {d} coordinates")
+    id_array = np.empty(0, dtype=str) if ids is None else np.array(ids, dtype=str)
+    if id_array.size and id_array.shape != (n,):
+        raise InputError(source, f"expected {n} point ids (one per point), got {id_array.shape}")
+    id_array.setflags(write=False)
+    return Cloud(
+        points=x, weights=w, source=source, columns=labels, ids=id_array, notes=tuple(notes)
+    )
 
 
 def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarray:

@@ -142,17 +142,24 @@ class SolveConfig:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """Which columns of a file are coordinates (``None``: every numeric one) and which holds
-    per-point masses (``None``: uniform)."""
+    """Which columns of a file are coordinates (``None``: every numeric one), which to leave
+    out (``exclude``), which holds per-point masses (``None``: uniform) and which holds the
+    points' ids (``id_column``: read as text, never a coordinate). Columns are names, 0-based
+    indices or inclusive index ranges (``"2-5"``, ``"3-"``)."""
 
     columns: tuple[str, ...] | None = None
     weights: str | None = None
+    exclude: tuple[str, ...] | None = None
+    id_column: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "columns": list(self.columns) if self.columns is not None else None,
             "weights": self.weights,
         }
+        if self.exclude is not None:  # only when set: journals written before it still resume
+            out["exclude"] = list(self.exclude)
+        return out
 
 
 def make_config(
@@ -220,10 +227,18 @@ def make_config(
 
 
 def make_read_options(
-    columns: Sequence[str] | None = None, weights: str | None = None
+    columns: Sequence[str] | None = None,
+    weights: str | None = None,
+    exclude: Sequence[str] | None = None,
+    id_column: str | None = None,
 ) -> ReadOptions:
-    """Reader options from a list of column names/indices and a weight column name."""
-    return ReadOptions(None if columns is None else tuple(columns), weights)
+    """Reader options from lists of column names/indices/ranges and the weight and id columns."""
+    return ReadOptions(
+        None if columns is None else tuple(columns),
+        weights,
+        None if exclude is None else tuple(exclude),
+        id_column,
+    )
 
 
 def eps_values(

@@ -31,15 +31,21 @@ def write_matrices(
     cost_matrix: str | os.PathLike[str] | None = None,
     coupling_threshold: float | None = None,
     coupling_topk: int | None = None,
+    ids: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Path]:
     """Write the coupling and/or cost matrix by extension; return the paths written.
 
     Long formats keep coupling entries above ``coupling_threshold`` (default: 1e-9 of the
     largest entry), and of those only the ``coupling_topk`` largest of each row if given;
-    they keep every cost entry. Files are renamed into place together at the end:
-    if any write fails, none of them exists afterwards.
+    they keep every cost entry. Where the clouds carry point ids (``ids``, default the
+    result's clouds' :attr:`~otcli.cloud.Cloud.ids`), long formats add ``i_id``/``j_id``
+    columns with them. Files are renamed into place together at the end: if any write
+    fails, none of them exists afterwards.
     """
     shape = (result.n, result.m)
+    if ids is None:
+        ids = (result.x.ids, result.y.ids)
+    point_ids = tuple(v if len(v) else None for v in ids)
     jobs = []
     if coupling is not None:
         if coupling_threshold is None:
@@ -55,7 +61,10 @@ def write_matrices(
         for path, blocks, threshold in jobs:
             tmp = stack.enter_context(atomic_write(path))
             try:
-                write_matrix(tmp, blocks(BLOCK_ROWS), shape, threshold=threshold)
+                write_matrix(
+                    tmp, blocks(BLOCK_ROWS), shape, threshold=threshold,
+                    ids=None if tmp.suffix == ".npy" else point_ids,  # type: ignore[arg-type]
+                )  # fmt: skip
             except OtcliError as exc:  # name the user's path, not the temporary one
                 raise type(exc)(str(path), exc.what) from exc
     return [path for path, _, _ in jobs]
@@ -84,11 +93,13 @@ def check_writable(
     cost_matrix: str | os.PathLike[str] | None,
     topk: int | None,
     memory: int | None,
+    ids: bool = False,
 ) -> None:
     """Refuse, before any solving, outputs that cannot be written for an n×m problem.
 
     A dense ``.npy`` matrix of n×m float64 must fit the memory budget (``memory`` bytes,
-    default half the free RAM): past that, the long formats are the way to go.
+    default half the free RAM): past that, the long formats are the way to go. Point ids
+    (``ids``: ``--id`` was given) need a long-format coupling.
     """
     from otcli.device import format_bytes, memory_budget
 
@@ -101,6 +112,12 @@ def check_writable(
         for option, path in (("--coupling", coupling), ("--cost-matrix", cost_matrix))
         if path is not None and Path(path).suffix.lower() == ".npy"
     ]
+    if ids and coupling is not None and Path(coupling).suffix.lower() == ".npy":
+        raise OptionError(
+            "--id",
+            f"{coupling}: a dense .npy coupling has no room for point ids; write .parquet, "
+            ".csv or .tsv (long format i, j, value, i_id, j_id)",
+        )
     if not dense:
         return
     if memory is None:

@@ -36,6 +36,8 @@ class PairReport:
     ``geometry`` is the user-facing choice (``dense``/``online``); ``engine`` is which engine
     ran (``dense``, ``kernel``, ``online``, ``block-sparse``). ``divergence`` is ``None``
     unless asked for; then ``converged`` covers its three problems and ``seconds`` their sum.
+    ``columns`` names the coordinate columns read (header names, or 0-based indices as
+    text); ``columns_b`` is set only where B's differ from A's.
     """
 
     a: str
@@ -61,6 +63,8 @@ class PairReport:
     divergence: float | None = None
     p: float | None = None
     w_p: float | None = None
+    columns: tuple[str, ...] = ()
+    columns_b: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         """One line: the files, sizes and figures (``fields()`` has everything)."""
@@ -75,12 +79,15 @@ class PairReport:
         )
 
     def fields(self) -> dict[str, Any]:
-        """The report as the JSON object's fields (``divergence``, ``p`` and ``w_p`` only
-        when they exist)."""
+        """The report as the JSON object's fields (``divergence``, ``p``, ``w_p`` and
+        ``columns_b`` only when they exist)."""
         out = asdict(self)
-        for key in ("divergence", "p", "w_p"):
+        for key in ("divergence", "p", "w_p", "columns_b"):
             if out[key] is None:
                 del out[key]
+        for key in ("columns", "columns_b"):
+            if key in out:
+                out[key] = list(out[key])
         return out
 
 
@@ -101,15 +108,17 @@ def run_pair(
     exact: bool = False,
     progress: ProgressFn | None = None,
     warn: Callable[[str], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> PairReport:
-    """Solve the clouds in files ``a`` and ``b`` (``-``: CSV on stdin) and write ``outputs``.
+    """Solve the clouds in files ``a`` and ``b`` (``-``: standard input) and write ``outputs``.
 
     ε is resolved on the pair first (absolute, or ``eps_rel`` times the mean cost); where it
     is below :data:`~otcli.config.EPS_REL_FLOOR` of the mean cost, ``warn`` hears so before
     the solve, with the ways out. Raises :class:`~otcli.errors.OtcliError` for bad input,
     options or outputs (before any solving where it can be known),
     :class:`~otcli.errors.SolverError` when the numbers fail. ``exact`` solves the
-    unregularised problem instead (:mod:`otcli.exact`; no ε, no divergence).
+    unregularised problem instead (:mod:`otcli.exact`; no ε, no divergence). ``note`` hears
+    what the readers decided on their own (``<file>: dropped column 0 (a pandas index...``).
     """
     from otcli import api, export
     from otcli.io import check_output_path, read_cloud
@@ -121,13 +130,20 @@ def run_pair(
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
             check_output_path(path, option)
+    options = {
+        "columns": read.columns, "weights": read.weights, "exclude": read.exclude,
+        "id_column": read.id_column,
+    }  # fmt: skip
     report_stage(progress, f"reading {a}")
-    x = read_cloud(a, columns=read.columns, weights=read.weights)
+    x = read_cloud(a, **options)
     report_stage(progress, f"reading {b}")
-    y = read_cloud(b, columns=read.columns, weights=read.weights)
+    y = read_cloud(b, **options)
+    for cloud in (x, y):
+        for message in cloud.notes if note is not None else ():
+            note(f"{cloud.source}: {message}")
     export.check_writable(
         x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
-        topk=outputs.coupling_topk, memory=config.memory,
+        topk=outputs.coupling_topk, memory=config.memory, ids=read.id_column is not None,
     )  # fmt: skip
     api.check_pair(x, y, config.cost)
     if exact:
@@ -160,8 +176,13 @@ def run_pair(
         dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
         seconds=seconds,
         divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
-        **_w_p(res.cost, config),  # type: ignore[union-attr]
+        **_w_p(res.cost, config), **_columns(x, y),  # type: ignore[union-attr]
     )  # fmt: skip
+
+
+def _columns(x: Any, y: Any) -> dict[str, Any]:
+    """The report's column fields: A's columns, and B's where they differ."""
+    return {"columns": x.columns, "columns_b": None if y.columns == x.columns else y.columns}
 
 
 def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
@@ -182,13 +203,14 @@ def _exact_report(
     export.write_matrices(
         res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
         coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+        ids=(x.ids, y.ids),
     )  # fmt: skip
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,
         cost_scale=float("nan"), iterations=0, converged=res.marginal_error <= 1e-9,
         marginal_error=res.marginal_error, tol=1e-9, n=res.n, m=res.m, dim=res.dim,
         cost_fn=config.cost.describe(), device="cpu", dtype="float64", geometry="dense",
-        engine=res.method, seconds=res.seconds, **_w_p(res.cost, config),
+        engine=res.method, seconds=res.seconds, **_w_p(res.cost, config), **_columns(x, y),
     )  # fmt: skip
 
 

@@ -28,6 +28,11 @@ def warning(message: str) -> None:
     stderr.print(f"Warning: {message}", style="yellow", markup=False)
 
 
+def note(message: str) -> None:
+    """``Note: <file>: <what>`` on stderr: something otdist decided the user should know."""
+    stderr.print(f"Note: {message}", markup=False)
+
+
 #: Engines that solve the unregularised problem (no ε, no iterations).
 EXACT_ENGINES = ("assignment", "network-simplex")
 
@@ -69,10 +74,28 @@ def summary(fields: dict[str, Any]) -> str:
         ))  # fmt: skip
     lines += [
         ("points", f"{fields['n']} × {fields['m']} in {fields['dim']}-D"),
+        *_columns_lines(fields),
         ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
     ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def _columns_lines(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``columns`` line: the coordinate columns read (A's and B's when they differ)."""
+    if not fields.get("columns"):
+        return []
+    if "columns_b" not in fields:
+        return [("columns", _column_list(fields["columns"]))]
+    a, b = _column_list(fields["columns"]), _column_list(fields["columns_b"])
+    return [("columns", f"A: {a}; B: {b}")]
+
+
+def _column_list(names: list[str], shown: int = 8) -> str:
+    """Column names, comma-separated; past ``shown`` the first few, the last and the count."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[: shown - 2])}, …, {names[-1]} ({len(names)} columns)"
 
 
 def to_json(fields: dict[str, Any]) -> str:

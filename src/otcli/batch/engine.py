@@ -108,7 +108,9 @@ class CloudLoader:
         from otcli.io import read_cloud
 
         o = self._options
-        return read_cloud(path, columns=o.columns, weights=o.weights)
+        return read_cloud(
+            path, columns=o.columns, weights=o.weights, exclude=o.exclude, id_column=o.id_column
+        )
 
     def prefetch(self, paths: Iterable[str]) -> None:
         for path in paths:

@@ -14,6 +14,7 @@ from otcli.cli.options import (
     INPUT,
     OUTPUT,
     SOLVER,
+    ColumnsOpt,
     CostName,
     CostOpt,
     DeviceOpt,
@@ -21,8 +22,10 @@ from otcli.cli.options import (
     DTypeOpt,
     EpsOpt,
     EpsRelOpt,
+    ExcludeOpt,
     Geometry,
     GeometryOpt,
+    IdOpt,
     ManyProgressOpt,
     MaxBatchOpt,
     MaxIterOpt,
@@ -37,6 +40,7 @@ from otcli.cli.options import (
     _guarded,
     _read_options,
 )
+from otcli.errors import OptionError
 
 BATCH_EXAMPLES = examples(
     "# Score every pair of a manifest (columns id, a, b) into one table",
@@ -127,14 +131,10 @@ def batch(
             rich_help_panel=SOLVER,
         ),
     ] = False,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            help="Coordinate columns for every file (names or 0-based indices).",
-            rich_help_panel=INPUT,
-        ),
-    ] = None,
+    columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
+    id_column: IdOpt = None,
     memory: MemoryOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
@@ -188,8 +188,12 @@ def batch(
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             max_batch=max_batch,
         )  # fmt: skip
+        if id_column is not None and coupling_dir is not None and coupling_format.value == "npy":
+            raise OptionError(
+                "--id", "point ids go in long-format couplings: add --coupling-format parquet"
+            )
         return run_batch(
-            manifest, output, config, read=_read_options(columns, weights),
+            manifest, output, config, read=_read_options(columns, weights, exclude, id_column),
             divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
             fail_fast=fail_fast, coupling_dir=coupling_dir,
             coupling_format=coupling_format.value, progress=start,
@@ -240,10 +244,10 @@ def pairwise(
             rich_help_panel=SOLVER,
         ),
     ] = False,
-    columns: Annotated[
-        str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
-    ] = None,
+    columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
+    id_column: IdOpt = None,
     memory: MemoryOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
@@ -267,7 +271,8 @@ def pairwise(
         if files_from is not None:
             paths += read_file_list(files_from)
         return run_pairwise(
-            paths, output, config, read=_read_options(columns, weights), divergence=divergence,
+            paths, output, config, read=_read_options(columns, weights, exclude, id_column),
+            divergence=divergence,
             workers=workers, progress=start,
         )  # fmt: skip
 

@@ -122,8 +122,29 @@ MemoryOpt = Annotated[
 ColumnsOpt = Annotated[
     str | None,
     typer.Option(
-        help="Coordinate columns, comma-separated names or 0-based indices (every file).",
+        help="Coordinate columns, every file: comma-separated names, 0-based indices or "
+        "inclusive ranges, e.g. x,y or 0-3 or 2- or x,y,3-5 \\[default: every numeric column].",
         rich_help_panel=INPUT,
+        show_default=False,
+    ),
+]
+ExcludeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Columns to leave out, every file (same forms as --columns), e.g. target.",
+        rich_help_panel=INPUT,
+        show_default=False,
+    ),
+]
+IdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        metavar="COL",
+        help="Column of point ids, every file: read as text, never a coordinate; long-format "
+        "couplings get i_id and j_id columns with them.",
+        rich_help_panel=INPUT,
+        show_default=False,
     ),
 ]
 WorkersOpt = Annotated[
@@ -181,10 +202,17 @@ def _config(
     )  # fmt: skip
 
 
-def _read_options(columns: str | None, weights: str | None) -> Any:
+def _read_options(
+    columns: str | None,
+    weights: str | None,
+    exclude: str | None = None,
+    id_column: str | None = None,
+) -> Any:
     from otcli.config import make_read_options
 
-    return make_read_options(_split_list(columns, "--columns"), weights)
+    return make_read_options(
+        _split_list(columns, "--columns"), weights, _split_list(exclude, "--exclude"), id_column
+    )
 
 
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}

@@ -19,8 +19,10 @@ from otcli.cli.options import (
     DTypeOpt,
     EpsOpt,
     EpsRelOpt,
+    ExcludeOpt,
     Geometry,
     GeometryOpt,
+    IdOpt,
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
@@ -51,7 +53,8 @@ def pair(
         str,
         typer.Argument(
             metavar="A",
-            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for CSV on stdin.",
+            help="First cloud: .csv .tsv .txt .parquet .npy .npz, or - for stdin (CSV or TSV "
+            "text, gzipped or not, Parquet, NPY or NPZ, told apart by content).",
         ),
     ],
     b: Annotated[str, typer.Argument(metavar="B", help="Second cloud, same formats.")],
@@ -76,7 +79,9 @@ def pair(
     geometry: GeometryOpt = Geometry.auto,
     memory: MemoryOpt = None,
     columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
+    id_column: IdOpt = None,
     coupling: Annotated[
         Path | None,
         typer.Option(
@@ -156,8 +161,9 @@ def pair(
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
             raise OptionError("--exact", f"solves without ε; drop {given}")
         return run_pair(
-            a, b, config, read=_read_options(columns, weights), outputs=outputs,
-            divergence=divergence, exact=exact, progress=bar, warn=render.warning,
+            a, b, config, read=_read_options(columns, weights, exclude, id_column),
+            outputs=outputs, divergence=divergence, exact=exact, progress=bar,
+            warn=render.warning, note=render.note,
         )  # fmt: skip
 
     report = _guarded(call, bar.close, "interrupted; no output was written")

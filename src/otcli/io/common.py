@@ -1,22 +1,28 @@
 """What every cloud reader shares: opening a file, and choosing its columns.
 
 Opening turns the OS's refusals (missing file, directory, permissions) into one-line
-:class:`~otcli.errors.InputError` messages; column selection resolves ``--columns`` and
-``--weights`` (names or 0-based indices) the same way for text, Parquet and NumPy files, so
-every format reports a wrong column in the same words.
+:class:`~otcli.errors.InputError` messages; column selection resolves ``--columns``,
+``--exclude``, ``--weights`` and ``--id`` (names, 0-based indices, index ranges) the same way
+for text, Parquet and NumPy files, so every format reports a wrong column in the same words.
+After the values are read, :func:`pick_columns` stacks the coordinates and decides what the
+user should hear about them: a pandas index column dropped, a class-label column kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from otcli.errors import InputError
 
-#: A column as the user names it: a header name, or a 0-based index.
+#: A column as the user names it: a header name, a 0-based index, or (as text) an inclusive
+#: index range such as ``"0-3"`` or ``"2-"`` (to the last column).
 ColumnKey = str | int
 
 
@@ -26,8 +32,13 @@ def os_reason(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def open_input(where: str) -> Iterator[BinaryIO]:
-    """Open a file for reading, turning the OS's refusals into one-line InputErrors."""
+def open_input(where: str, data: bytes | None = None) -> Iterator[BinaryIO]:
+    """Open a file for reading, turning the OS's refusals into one-line InputErrors.
+
+    With ``data`` (standard input, already read) it yields those bytes as a file instead."""
+    if data is not None:
+        yield io.BytesIO(data)
+        return
     try:
         f = open(where, "rb")  # noqa: SIM115 (closed below; the with must not catch the body)
     except FileNotFoundError:
@@ -42,26 +53,183 @@ def open_input(where: str) -> Iterator[BinaryIO]:
         yield f
 
 
+#: Header names pandas gives its index column: ``to_csv()`` writes an empty one,
+#: ``read_csv()`` then calls it ``Unnamed: 0``, ``to_parquet()`` of a non-range index stores
+#: it as ``__index_level_0__``.
+PANDAS_INDEX_NAMES = ("", "Unnamed: 0", "__index_level_0__")
+#: Column names (lower case) that say "class label", not "coordinate".
+LABEL_NAMES = frozenset({"target", "label", "labels", "class", "classes", "y_true"})
+_RANGE = re.compile(r"(\d+)\s*-\s*(\d*)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A file's columns resolved from the options, before any value is read.
+
+    ``coords``, ``weights`` and ``ids`` are 0-based indices into ``names``; ``by_default``
+    says the coordinates were not named with ``--columns`` (so the reader may still drop a
+    pandas index column and should point out a label column).
+    """
+
+    names: list[str]
+    coords: list[int]
+    weights: int | None
+    ids: int | None
+    by_default: bool
+    has_header: bool
+
+    @property
+    def numeric(self) -> list[int]:
+        """The columns to read as numbers: coordinates, then the weights column."""
+        return list(
+            dict.fromkeys([*self.coords, *([] if self.weights is None else [self.weights])])
+        )
+
+
+@dataclass(frozen=True)
+class Picked:
+    """What a reader hands :func:`~otcli.cloud.make_cloud`: values, labels, ids and notes."""
+
+    points: np.ndarray
+    weights: np.ndarray | None
+    columns: list[str]
+    ids: list[str] | None
+    notes: list[str]
+
+
 def select_columns(
     names: Sequence[str],
-    columns: Sequence[ColumnKey] | None,
+    columns: Sequence[ColumnKey] | ColumnKey | None,
     weights: ColumnKey | None,
     where: str,
-) -> tuple[list[int], int | None]:
-    """Resolve ``columns``/``weights`` to 0-based indices into ``names``."""
+    *,
+    exclude: Sequence[ColumnKey] | ColumnKey | None = None,
+    id_column: ColumnKey | None = None,
+    has_header: bool = True,
+) -> Selection:
+    """Resolve ``columns``/``exclude``/``weights``/``id_column`` to 0-based indices into ``names``.
+
+    Columns are header names, 0-based indices, or inclusive index ranges (``"0-3"``, ``"2-"``:
+    to the last column). By default every column but the weights and id columns is a
+    coordinate; ranges skip those two as well; ``exclude`` then removes columns (same syntax).
+    """
+    names = list(names)
     w_idx = None if weights is None else _resolve(weights, names, where, "weights column")
+    id_idx = None if id_column is None else _resolve(id_column, names, where, "--id column")
+    if id_idx is not None and id_idx == w_idx:
+        raise InputError(where, f"column {names[id_idx]!r} cannot be both --id and --weights")
+    roles = {k for k in (w_idx, id_idx) if k is not None}
     if columns is None:
-        coords = [k for k in range(len(names)) if k != w_idx]
-        if not coords:
+        coords = [k for k in range(len(names)) if k not in roles]
+    else:
+        items = [columns] if isinstance(columns, (str, int)) else list(columns)
+        if len(items) == 0:
+            raise InputError(where, "no columns selected; give at least one column to --columns")
+        coords = _expand(items, names, where, "column", roles)
+        if id_idx is not None and id_idx in coords:
             raise InputError(
-                where, "the only column is the weights column; no coordinates are left"
+                where,
+                f"column {names[id_idx]!r} is the --id column; it cannot also be a coordinate",
             )
-        return coords, w_idx
-    if isinstance(columns, (str, int)):
-        columns = [columns]
-    if len(columns) == 0:
-        raise InputError(where, "no columns selected; give at least one column to --columns")
-    return [_resolve(c, names, where, "column") for c in columns], w_idx
+    if exclude is not None:
+        items = [exclude] if isinstance(exclude, (str, int)) else list(exclude)
+        dropped = set(_expand(items, names, where, "column to --exclude", set()))
+        coords = [k for k in coords if k not in dropped]
+    if not coords:
+        if exclude is not None:
+            raise InputError(where, "--exclude leaves no coordinate columns; exclude fewer")
+        kept = " and ".join(
+            what
+            for what, k in (("the weights column", w_idx), ("the --id column", id_idx))
+            if k is not None
+        )
+        raise InputError(where, f"no coordinates are left beside {kept}")
+    return Selection(names, coords, w_idx, id_idx, columns is None, has_header)
+
+
+def _expand(
+    items: Sequence[ColumnKey], names: list[str], where: str, role: str, skip: set[int]
+) -> list[int]:
+    """Names, indices and ranges → indices in the order given, each once (ranges skip ``skip``)."""
+    out: list[int] = []
+    for item in items:
+        if isinstance(item, str) and item.strip() not in names:
+            match = _RANGE.fullmatch(item.strip())
+            if match is not None:
+                out += [k for k in _span(match, names, where) if k not in skip]
+                continue
+        out.append(_resolve(item, names, where, role))
+    return list(dict.fromkeys(out))
+
+
+def _span(match: re.Match[str], names: list[str], where: str) -> range:
+    first = int(match[1])
+    last = int(match[2]) if match[2] else len(names) - 1
+    text = match[0]
+    if first > last and match[2]:
+        raise InputError(where, f"column range {text!r} runs backwards; write it as {last}-{first}")
+    if first >= len(names) or last >= len(names):
+        raise InputError(
+            where, f"column range {text!r} goes past the last column; {_describe_columns(names)}"
+        )
+    return range(first, last + 1)
+
+
+def pick_columns(
+    sel: Selection, values: Mapping[int, np.ndarray], ids: Sequence[str] | None, where: str
+) -> Picked:
+    """Stack the coordinates read (``values`` by column index) into points.
+
+    With the default selection a pandas index column (see :data:`PANDAS_INDEX_NAMES`, holding
+    distinct non-negative integers) is dropped, and a coordinate named like a class label is
+    pointed out; both as notes for the user.
+    """
+    coords, notes = list(sel.coords), []
+    if sel.by_default and sel.has_header:
+        k = _pandas_index(sel, coords, values)
+        if k is not None:
+            coords.remove(k)
+            notes.append(
+                f"dropped column {k} (a pandas index: {_index_header(sel.names[k])}, "
+                f"{_index_values(values[k])}); use --columns to keep it"
+            )
+        labels = [sel.names[k] for k in coords if sel.names[k].strip().lower() in LABEL_NAMES]
+        if labels:
+            used = ", ".join(sel.names[k] for k in coords)
+            notes.append(
+                f"using {len(coords)} columns as coordinates ({used}); {labels[0]!r} looks like "
+                f"a class label, not a coordinate: use --exclude {labels[0]} if it is one"
+            )
+    points = np.column_stack([values[k] for k in coords])
+    w = None if sel.weights is None else values[sel.weights]
+    return Picked(
+        points, w, [sel.names[k] for k in coords], None if ids is None else list(ids), notes
+    )
+
+
+def _pandas_index(
+    sel: Selection, coords: list[int], values: Mapping[int, np.ndarray]
+) -> int | None:
+    """The first coordinate column that pandas wrote as its index, if any (never the only one)."""
+    if len(coords) < 2:
+        return None
+    for k in coords:
+        if sel.names[k] in PANDAS_INDEX_NAMES:
+            v = values[k]
+            whole = bool(np.all(v >= 0) and np.all(v == np.floor(v)))
+            return k if whole and np.unique(v).size == v.size else None
+    return None
+
+
+def _index_header(name: str) -> str:
+    return "empty header" if name == "" else f"header {name!r}"
+
+
+def _index_values(v: np.ndarray) -> str:
+    lo, hi = int(v.min()), int(v.max())
+    if np.array_equal(v, np.arange(lo, lo + v.size)):
+        return f"values {lo}..{hi}"
+    return f"{v.size} distinct integers in {lo}..{hi}"
 
 
 def _resolve(item: ColumnKey, names: Sequence[str], where: str, role: str) -> int:
@@ -86,10 +254,11 @@ def _resolve(item: ColumnKey, names: Sequence[str], where: str, role: str) -> in
 
 
 def _describe_columns(names: Sequence[str]) -> str:
-    span = f"0-based indices 0–{len(names) - 1}" if len(names) > 1 else "0-based index 0"
+    span = f"0-based indices 0-{len(names) - 1}" if len(names) > 1 else "0-based index 0"
     if list(names) == [str(k) for k in range(len(names))]:
         return span
-    shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
+    labels = [name if name else "''" for name in names[:20]]  # an empty header, visibly
+    shown = ", ".join(labels) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
     return f"{shown} (or {span})"
 
 

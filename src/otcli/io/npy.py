@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, open_input, select_columns
+from otcli.io.common import ColumnKey, Picked, open_input, pick_columns, select_columns
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -22,10 +23,17 @@ _PICKLE_REFUSED = "otcli never unpickles files; save a plain numeric array with 
 
 
 def read_npy(
-    where: str, columns: Sequence[ColumnKey] | None, weights: ColumnKey | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A ``.npy`` file's (points, weights): a 2-D (or 1-D) numeric array, never a pickle."""
-    with open_input(where) as f:
+    where: str,
+    columns: Sequence[ColumnKey] | None,
+    weights: ColumnKey | None,
+    *,
+    exclude: Sequence[ColumnKey] | None = None,
+    id_column: ColumnKey | None = None,
+    data: bytes | None = None,
+) -> Picked:
+    """A ``.npy`` file's points and weights: a 2-D (or 1-D) numeric array, never a pickle.
+    ``data``: the file's bytes (stdin)."""
+    with open_input(where, data) as f:
         head = f.read(len(_NPY_MAGIC))
         if not head:
             raise InputError(where, "the file is empty")
@@ -37,14 +45,21 @@ def read_npy(
             raise InputError(where, "is not a NumPy .npy file (wrong magic bytes)")
         f.seek(0)
         array = _load_member(lambda: np.load(f, allow_pickle=False), where, "the array")
-    return _array_columns(array, None, columns, weights, where)
+    return _array_columns(array, None, columns, weights, where, exclude, id_column)
 
 
 def read_npz(
-    where: str, columns: Sequence[ColumnKey] | None, weights: ColumnKey | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """An ``.npz`` archive's ``points`` (or its one array) and ``weights``, never a pickle."""
-    with open_input(where) as f:
+    where: str,
+    columns: Sequence[ColumnKey] | None,
+    weights: ColumnKey | None,
+    *,
+    exclude: Sequence[ColumnKey] | None = None,
+    id_column: ColumnKey | None = None,
+    data: bytes | None = None,
+) -> Picked:
+    """An ``.npz`` archive's ``points`` (or its one array) and ``weights``, never a pickle.
+    ``data``: the file's bytes (stdin)."""
+    with open_input(where, data) as f:
         head = f.read(len(_ZIP_MAGIC))
         if not head:
             raise InputError(where, "the file is empty")
@@ -80,7 +95,7 @@ def read_npz(
                 if w.ndim == 2 and 1 in w.shape:
                     w = w.reshape(-1)
                 _check_array(w, where, "array 'weights'", max_ndim=1)
-    return _array_columns(points, w, columns, weights, where)
+    return _array_columns(points, w, columns, weights, where, exclude, id_column)
 
 
 def _load_member(load: Any, where: str, what: str) -> np.ndarray:
@@ -121,15 +136,27 @@ def _array_columns(
     columns: Sequence[ColumnKey] | None,
     weights: ColumnKey | None,
     where: str,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pick coordinate and weight columns of an (n, d) or (n,) array by 0-based index."""
+    exclude: Sequence[ColumnKey] | None = None,
+    id_column: ColumnKey | None = None,
+) -> Picked:
+    """Pick coordinate, weight and id columns of an (n, d) or (n,) array by 0-based index
+    (ids: the numbers as text, integers without a decimal point)."""
     _check_array(array, where, "the points array")
     if array.ndim == 1:
         array = array[:, None]
     if array.shape[0] == 0:
         raise InputError(where, "the points array is empty (0 rows)")
-    coords, w_idx = select_columns([str(k) for k in range(array.shape[1])], columns, weights, where)
-    points = array[:, coords].astype(np.float64)
-    if w_idx is not None:
-        w = array[:, w_idx].astype(np.float64)
-    return points, w
+    names = [str(k) for k in range(array.shape[1])]
+    sel = select_columns(
+        names, columns, weights, where, exclude=exclude, id_column=id_column, has_header=False
+    )
+    values = {k: array[:, k].astype(np.float64) for k in sel.numeric}
+    ids = None
+    if sel.ids is not None:
+        column = array[:, sel.ids]
+        whole = column.dtype.kind in "iu" or bool(np.all(np.mod(column, 1) == 0))
+        ids = [str(int(v)) if whole else repr(float(v)) for v in column]
+    picked = pick_columns(sel, values, ids, where)
+    if sel.weights is None and w is not None:  # the archive's own weights array
+        picked = replace(picked, weights=w.astype(np.float64))
+    return picked

@@ -13,13 +13,27 @@ from typing import Any
 import numpy as np
 
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, arrow_numbers, open_input, select_columns
+from otcli.io.common import (
+    ColumnKey,
+    Picked,
+    arrow_numbers,
+    open_input,
+    pick_columns,
+    select_columns,
+)
 
 
 def read_parquet(
-    where: str, columns: Sequence[ColumnKey] | None, weights: ColumnKey | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A Parquet file's (points, weights): numeric columns only, no nulls, all finite."""
+    where: str,
+    columns: Sequence[ColumnKey] | None,
+    weights: ColumnKey | None,
+    *,
+    exclude: Sequence[ColumnKey] | None = None,
+    id_column: ColumnKey | None = None,
+    data: bytes | None = None,
+) -> Picked:
+    """A Parquet file's points and weights (numeric columns only, no nulls, all finite), with
+    the column names used and the ``id_column`` as text. ``data``: the file's bytes (stdin)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -27,21 +41,23 @@ def read_parquet(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return InputError(where, f"is not a valid Parquet file ({reason})")
 
-    with open_input(where) as f:
-        if os.fstat(f.fileno()).st_size == 0:
+    with open_input(where, data) as f:
+        if f.seek(0, os.SEEK_END) == 0:
             raise InputError(where, "the file is empty")
+        f.seek(0)
         try:
             pfile = pq.ParquetFile(f)
             schema = pfile.schema_arrow
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise invalid(exc) from None
         names = list(schema.names)
-        coords, w_idx = select_columns(names, columns, weights, where)
-        needed = list(dict.fromkeys([*coords, *([] if w_idx is None else [w_idx])]))
+        sel = select_columns(names, columns, weights, where, exclude=exclude, id_column=id_column)
+        needed = sel.numeric
         for k in needed:
             _check_parquet_type(schema.field(k).type, names[k], where)
+        wanted = needed + ([] if sel.ids is None else [sel.ids])
         try:
-            table = pfile.read(columns=[names[k] for k in needed])
+            table = pfile.read(columns=[names[k] for k in wanted])
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise invalid(exc) from None
     if table.num_rows == 0:
@@ -65,8 +81,11 @@ def read_parquet(
                 "not a finite number; clean the data or drop those rows",
             )
         arrays[k] = values
-    points = np.column_stack([arrays[k] for k in coords])
-    return points, None if w_idx is None else arrays[w_idx]
+    ids = None
+    if sel.ids is not None:
+        column = table.column(names[sel.ids]).to_pylist()
+        ids = ["" if v is None else str(v) for v in column]
+    return pick_columns(sel, arrays, ids, where)
 
 
 def _check_parquet_type(typ: Any, name: str, where: str) -> None:
@@ -77,5 +96,5 @@ def _check_parquet_type(typ: Any, name: str, where: str) -> None:
     raise InputError(
         where,
         f"column {name!r} has type {typ}, not a number; use --columns to pick only the "
-        "numeric columns",
+        "numeric columns, or --exclude to leave it out (--id if it holds point ids)",
     )

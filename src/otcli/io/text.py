@@ -24,10 +24,12 @@ import numpy as np
 from otcli.errors import InputError
 from otcli.io.common import (
     ColumnKey,
+    Picked,
     arrow_numbers,
     column_label,
     open_input,
     os_reason,
+    pick_columns,
     select_columns,
 )
 
@@ -174,8 +176,12 @@ def read_text(
     where: str,
     columns: Sequence[ColumnKey] | None,
     weights: ColumnKey | None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """CSV/TSV/TXT bytes → (points, weights): pyarrow parses, Python explains failures."""
+    *,
+    exclude: Sequence[ColumnKey] | None = None,
+    id_column: ColumnKey | None = None,
+) -> Picked:
+    """CSV/TSV/TXT bytes → points, weights, column labels and point ids (the ``id_column``,
+    read as text): pyarrow parses, Python explains failures."""
     if _NON_SPACE.search(data) is None:
         raise InputError(where, "the file is empty")
     if b"\x00" in data:
@@ -204,22 +210,24 @@ def read_text(
     else:
         names = [str(k) for k in range(len(first_fields))]
         body = first[0]
-    coords, w_idx = select_columns(names, columns, weights, where)
-    needed = list(dict.fromkeys([*coords, *([] if w_idx is None else [w_idx])]))
+    sel = select_columns(
+        names, columns, weights, where, exclude=exclude, id_column=id_column,
+        has_header=has_header,
+    )  # fmt: skip
+    needed = sel.numeric
 
     def explain(reason: str) -> NoReturn:
         _explain_text(data, fmt, body, names, needed, has_header, first_no, where, reason)
 
-    table = _arrow_parse(data, body, fmt, len(names), needed, explain)
+    table = _arrow_parse(data, body, fmt, len(names), needed, explain, text=sel.ids)
     cols = {k: table.column(f"c{k}") for k in needed}
     if any(col.null_count for col in cols.values()):
         explain("a value is missing")
     arrays = {k: arrow_numbers(col) for k, col in cols.items()}
-    points = np.column_stack([arrays[k] for k in coords])
-    w = None if w_idx is None else arrays[w_idx]
-    if not np.isfinite(points).all() or (w is not None and not np.isfinite(w).all()):
+    if not all(np.isfinite(v).all() for v in arrays.values()):
         explain("a value is not a finite number")
-    return points, w
+    ids = None if sel.ids is None else table.column(f"c{sel.ids}").to_pylist()
+    return pick_columns(sel, arrays, ids, where)
 
 
 def _arrow_parse(
@@ -229,12 +237,17 @@ def _arrow_parse(
     n_cols: int,
     needed: list[int],
     explain: Callable[[str], NoReturn],
+    text: int | None = None,
 ) -> Any:
-    """Parse the data lines with pyarrow, reading only the ``needed`` columns as float64."""
+    """Parse the data lines with pyarrow, reading only the ``needed`` columns as float64
+    (and column ``text``, the points' ids, as strings)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     internal = [f"c{k}" for k in range(n_cols)]  # header names may repeat or be empty
+    types = {internal[k]: pa.float64() for k in needed}
+    if text is not None:
+        types[internal[text]] = pa.string()
     try:
         return pacsv.read_csv(
             pa.BufferReader(pa.py_buffer(data)[body:]),
@@ -245,8 +258,8 @@ def _arrow_parse(
                 ignore_empty_lines=True,
             ),
             convert_options=pacsv.ConvertOptions(
-                include_columns=[internal[k] for k in needed],
-                column_types={internal[k]: pa.float64() for k in needed},
+                include_columns=list(types),
+                column_types=types,
                 null_values=[""],
             ),
         )
@@ -297,7 +310,10 @@ def _cell_problem(cell: str, fmt: TextFormat, one_column: bool) -> str | None:
     if not cell:
         return "the value is empty; fill it in or drop the row"
     if not _is_number(cell):
-        hint = "use --columns to pick only the numeric columns (leave out label columns)"
+        hint = (
+            "use --columns to pick only the numeric columns, or --exclude to leave out label "
+            "columns (--id for a column of point ids)"
+        )
         if one_column and re.search(r"[,;\t |]", cell):
             hint += f"; is the file really {fmt.name}-separated?"
         return f"{cell!r} is not a number; {hint}"

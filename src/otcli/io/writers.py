@@ -90,6 +90,7 @@ def write_matrix(
     *,
     threshold: float,
     dense_limit_bytes: int | None = None,
+    ids: tuple[np.ndarray | None, np.ndarray | None] | None = None,
 ) -> None:
     """Write an ``(n, m)`` matrix given as ``(i0, j0, block)`` pieces, by the path's extension.
 
@@ -98,7 +99,9 @@ def write_matrix(
     memory map, block by block; refused with an OptionError beyond ``dense_limit_bytes``).
     ``.csv``/``.tsv``/``.parquet`` get long format ``i, j, value`` holding the entries with
     ``value > threshold`` (every entry when ``threshold < 0``), ordered by ``i`` then ``j``
-    within each block. The file appears only once it is complete.
+    within each block. ``ids`` (the rows' and the columns' point ids as text, either may be
+    ``None``) add columns ``i_id`` and ``j_id`` after ``value`` in the long formats, so the
+    file joins back to the clouds' own data. The file appears only once it is complete.
     """
     where = str(path)
     suffix = Path(path).suffix.lower()
@@ -108,11 +111,19 @@ def write_matrix(
             where,
             f"unsupported output type {suffix or '(none)'!r}; use {', '.join(OUTPUT_SUFFIXES)}",
         )
+    i_ids, j_ids = (None, None) if ids is None else ids
+    for what, got, size in (("row", i_ids, n), ("column", j_ids, m)):
+        if got is not None and len(got) != size:
+            raise ValueError(f"{len(got)} {what} ids for a {n}×{m} matrix")
+    if suffix == ".npy" and (i_ids is not None or j_ids is not None):
+        raise OptionError(
+            where, "point ids go in long formats (.parquet, .csv, .tsv), not a dense .npy matrix"
+        )
     try:
         if suffix == ".npy":
             _write_npy(path, blocks, n, m, dense_limit_bytes)
         else:
-            _write_long(path, blocks, n, m, threshold, suffix)
+            _write_long(path, blocks, n, m, threshold, suffix, (i_ids, j_ids))
     except OSError as exc:
         raise OtcliError(where, f"cannot write the file ({os_reason(exc)})") from exc
 
@@ -153,9 +164,21 @@ def _write_npy(
             del out
 
 
-def _long_batches(blocks: Iterable[Block], n: int, m: int, threshold: float) -> Iterator[Any]:
-    """Record batches ``(i, j, value)`` of the kept entries, a bounded number of rows at once."""
+def _long_batches(
+    blocks: Iterable[Block],
+    n: int,
+    m: int,
+    threshold: float,
+    ids: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+) -> Iterator[Any]:
+    """Record batches ``(i, j, value[, i_id][, j_id])`` of the kept entries, a bounded number
+    of rows at once."""
     import pyarrow as pa
+
+    id_arrays = [
+        (name, None if v is None else pa.array(np.asarray(v, dtype=str)))
+        for name, v in zip(("i_id", "j_id"), ids, strict=True)
+    ]
 
     for i0, j0, block in blocks:
         b = _checked_block(i0, j0, block, n, m)
@@ -170,14 +193,15 @@ def _long_batches(blocks: Iterable[Block], n: int, m: int, threshold: float) -> 
                 ii, jj = np.nonzero(part > threshold)  # row-major: by i, then j
                 values = part[ii, jj]
             if values.size:
-                yield pa.record_batch(
-                    [
-                        pa.array(ii.astype(np.int64) + (i0 + r0)),
-                        pa.array(jj.astype(np.int64) + j0),
-                        pa.array(values),
-                    ],
-                    names=["i", "j", "value"],
-                )
+                i = ii.astype(np.int64) + (i0 + r0)
+                j = jj.astype(np.int64) + j0
+                columns = [pa.array(i), pa.array(j), pa.array(values)]
+                names = ["i", "j", "value"]
+                for (name, labels), index in zip(id_arrays, (i, j), strict=True):
+                    if labels is not None:
+                        columns.append(labels.take(pa.array(index)))
+                        names.append(name)
+                yield pa.record_batch(columns, names=names)
 
 
 def _write_long(
@@ -187,16 +211,21 @@ def _write_long(
     m: int,
     threshold: float,
     suffix: str,
+    ids: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("i", pa.int64()), ("j", pa.int64()), ("value", pa.float64())])
+    fields = [("i", pa.int64()), ("j", pa.int64()), ("value", pa.float64())]
+    fields += [
+        (name, pa.string()) for name, v in zip(("i_id", "j_id"), ids, strict=True) if v is not None
+    ]
+    schema = pa.schema(fields)
     with atomic_write(path) as tmp:
         if suffix == ".parquet":
             with pq.ParquetWriter(str(tmp), schema) as writer:
-                for batch in _long_batches(blocks, n, m, threshold):
+                for batch in _long_batches(blocks, n, m, threshold, ids):
                     writer.write_batch(batch)
             return
         delimiter = "\t" if suffix == ".tsv" else ","
@@ -204,5 +233,5 @@ def _write_long(
             sink.write(delimiter.join(schema.names).encode() + b"\n")  # unquoted header
             options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
             with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
-                for batch in _long_batches(blocks, n, m, threshold):
+                for batch in _long_batches(blocks, n, m, threshold, ids):
                     writer.write_batch(batch)
