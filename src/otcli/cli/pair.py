@@ -24,6 +24,7 @@ from otcli.cli.options import (
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
+    OverwriteOpt,
     POpt,
     ScalingOpt,
     TolOpt,
@@ -94,6 +95,7 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    overwrite: OverwriteOpt = False,
     exact: Annotated[
         bool,
         typer.Option(
@@ -139,7 +141,9 @@ def pair(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
         )  # fmt: skip
-        outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        outputs = PairOutputs(
+            coupling, cost_matrix, coupling_threshold, coupling_topk, overwrite=overwrite
+        )
         if exact and (eps is not None or eps_rel is not None or divergence):
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
             raise OptionError("--exact", f"solves without ε; drop {given}")
@@ -154,8 +158,9 @@ def pair(
 
         render.warning(not_converged_message(report, max_iter))
     if quiet:
-        typer.echo(repr(report.divergence if divergence else report.cost))
+        text = repr(report.divergence if divergence else report.cost)
     elif json_out:
-        typer.echo(render.to_json(report.fields()))
+        text = render.to_json(report.fields())
     else:
-        typer.echo(render.summary(report.fields()))
+        text = render.summary(report.fields())
+    _guarded(lambda: render.result(text), lambda: None, "interrupted")
