@@ -230,6 +230,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 
 
+@pytest.mark.slow  # a subprocess and 9 million entries: 4 s idle, 12 s on a busy machine
 def test_topk_export_peak_memory_stays_within_the_budget(tmp_path):
     """A 3,000 × 3,000 plan written as its top 3 per row: 9,000 rows out of 9 million
     entries. With fixed 4,096-row blocks it was one block and the export's peak grew by
