@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,21 @@ def test_matrix_outputs_warn_without_naming_columns_they_lack(capfd, tmp_path, c
         "Warning: 3 of 3 pairs did not converge to --tol; a .parquet output has a row per pair "
         "with its converged and marginal_error\n"
     )  # was: "see the converged and marginal_error columns", which a matrix does not have
+
+
+def test_non_utf8_input_names_are_written_as_valid_utf8(capfdbinary, tmp_path, clouds):
+    odd = tmp_path / "c\udcff.npy"  # the file name's byte 0xFF, as Python hands it over
+    np.save(odd, np.load(clouds[0]))
+    from otcli.cli import run
+
+    for name in ("d.csv", "d.parquet", "d\udcff.npy"):  # was: UnicodeEncodeError
+        assert run(["pairwise", str(odd), str(clouds[1]), "-o", str(tmp_path / name)]) == 0
+    labels = (tmp_path / "d.csv").read_bytes().decode("utf-8").splitlines()[0].split(",")
+    assert labels == ["file", f"{tmp_path}/c\\xff.npy", str(clouds[1])]
+    rows = pq.read_table(tmp_path / "d.parquet").to_pylist()
+    assert rows[0]["a"] == f"{tmp_path}/c\\xff.npy"
+    assert b"d\xff.npy" in os.listdir(os.fsencode(tmp_path))
+    capfdbinary.readouterr()
+    assert run(["pairwise", str(odd), str(tmp_path / "gone\udcff.npy"), "-o", "e.npy"]) == 2
+    err = capfdbinary.readouterr().err.decode("utf-8")  # strict
+    assert err == f"Error: {tmp_path}/gone\\xff.npy: no such file; check the path\n"
