@@ -51,7 +51,8 @@ def read_out(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in path.read_text().splitlines()]
     if path.suffix == ".parquet":
         return pq.read_table(path).to_pylist()
-    return pacsv.read_csv(path).to_pylist()
+    ids_as_text = pacsv.ConvertOptions(column_types={"id": pa.string()})  # "01" is not 1
+    return pacsv.read_csv(path, convert_options=ids_as_text).to_pylist()
 
 
 def random_pairs(tmp_path: Path, sizes: list[tuple[int, int]], seed: int = 0) -> list[dict]:
@@ -129,7 +130,7 @@ def test_seed_shifts_give_k_squared(capfd, tmp_path, suffix):
     code, _, err = otdist(capfd, "batch", manifest, "-o", out, "--eps", 0.1)
     assert code == 0, err
     got = read_out(out)
-    assert [r["id"] for r in got] == [0, 1, 2, 3]  # default ids: 0-based row numbers
+    assert [r["id"] for r in got] == ["0", "1", "2", "3"]  # default: 0-based row numbers, as text
     assert [round(r["cost"], 3) for r in got] == [1, 4, 9, 16]
 
 
@@ -249,10 +250,9 @@ def test_fail_fast_stops_and_keeps_good_rows_for_resume(capfd, tmp_path):
     [
         ("a,c\nx.npy,y.npy\n", "no column 'b'; a manifest needs columns a and b (paths) and may "
          "have id and eps (found: a, c)"),
-        ("id,a,b\n1,x.npy,y.npy\n1,y.npy,x.npy\n", "duplicate id 1 in rows 0 and 1 (0-based, "
+        ("id,a,b\n1,x.npy,y.npy\n1,y.npy,x.npy\n", "duplicate id '1' in rows 0 and 1 (0-based, "
          "header excluded); ids must be unique"),
         ("a,b\nx.npy,\n", "row 0 (0-based, header excluded) has no path in column 'b'"),
-        ("a,b,eps\nx.npy,y.npy,big\n", "column 'eps' holds string values; it must be numeric"),
     ],
 )  # fmt: skip
 def test_bad_manifest_is_a_usage_error(capfd, tmp_path, manifest_text, message):
@@ -399,8 +399,8 @@ def test_resume_refuses_other_options(capfd, tmp_path):
     journal_path(out).write_text(json.dumps(header) + "\n")
     code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
     assert code == 2
-    assert err == (f"Error: --resume: '{journal_path(out)}' was written with eps=0.5, not 0.1; "
-                   "use the same options, or --overwrite\n")  # fmt: skip
+    assert err == (f"Error: --resume: '{journal_path(out)}' was written with --eps 0.5, not "
+                   "--eps 0.1; resume with the same options, or start again with --overwrite\n")  # fmt: skip
 
 
 def test_resume_a_finished_run_with_new_rows_scores_only_those(capfd, tmp_path):
@@ -441,3 +441,238 @@ def test_help_for_each_command(capfd):
     for command in ("batch", "pairwise"):
         code, out, _ = otdist(capfd, command, "--help")
         assert code == 0 and "--output" in out
+
+
+# --- hostile runs (issue 16): any failure is a row, ids are text, resume is checked ----------
+
+
+def line_and_shifts(tmp_path: Path, shifts: tuple[int, ...] = (1, 2)) -> None:
+    """line.csv and s<k>.csv, the line shifted by k: cost k² (the seed's table)."""
+    write_csv(tmp_path / "line.csv", LINE_A)
+    for k in shifts:
+        write_csv(tmp_path / f"s{k}.csv", LINE_A + np.array([0.0, k]))
+
+
+def test_any_exception_of_one_pair_is_its_error_row_and_resume_goes_on(
+    capfd, tmp_path, monkeypatch
+):
+    import otcli.api
+    from otcli.batch import engine
+
+    real_solve, real_check = otcli.api.solve_clouds, engine.Engine.check_pair
+
+    def overflow(xs, ys, *args, **kw):  # what 1e20 coordinates or ε = 5e-324 raised
+        if any(x.source.endswith("x1.npy") for x in xs):
+            raise OverflowError("cannot convert float infinity to integer")
+        return real_solve(xs, ys, *args, **kw)
+
+    def zero_division(self, x, y):
+        if x.source.endswith("x2.npy"):
+            raise ZeroDivisionError("float division by zero")
+        return real_check(self, x, y)
+
+    monkeypatch.setattr(otcli.api, "solve_clouds", overflow)
+    monkeypatch.setattr(engine.Engine, "check_pair", zero_division)
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(10, 10)] * 4))
+    out = tmp_path / "r.jsonl"
+    for extra in ([], ["--resume"]):  # the resumed run retries both, and fails them the same
+        code, stdout, err = otdist(capfd, "batch", m, "-o", out, *extra)
+        assert (code, stdout) == (1, ""), err
+        assert "Traceback" not in err
+        got = read_out(out)
+        assert [r["status"] for r in got] == ["ok", "error", "error", "ok"]
+        assert got[1]["error"] == (
+            f"{tmp_path / 'x1.npy'} vs {tmp_path / 'y1.npy'}: the pair could not be solved "
+            "(OverflowError: cannot convert float infinity to integer)"
+        )
+        assert got[2]["error"] == (
+            f"{tmp_path / 'x2.npy'} vs {tmp_path / 'y2.npy'}: the pair could not be solved "
+            "(ZeroDivisionError: float division by zero)"
+        )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_ids_are_text_so_1_and_01_stay_two_pairs_through_resume(capfd, tmp_path, suffix):
+    line_and_shifts(tmp_path)
+    m = tmp_path / "m.csv"
+    m.write_text("id,a,b\n1,line.csv,s1.csv\n01,line.csv,s2.csv\n")
+    out = tmp_path / f"r{suffix}"
+    code, _, err = otdist(capfd, "batch", m, "-o", out)
+    for _ in range(2):  # the finished run, then a resume from it (journal gone)
+        assert code == 0, err
+        got = {r["id"]: round(r["cost"], 3) for r in read_out(out)}
+        assert got == {"1": 1.0, "01": 4.0}  # was, from .csv: {"1": 4.0, "01": 4.0}
+        code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_resume_from_a_finished_output_refuses_changed_options(capfd, tmp_path, suffix):
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(6, 7), (8, 9)]))
+    out = tmp_path / f"r{suffix}"
+    assert otdist(capfd, "batch", m, "-o", out, "--eps", 10)[0] == 0
+    before = out.read_bytes()
+    code, stdout, err = otdist(capfd, "batch", m, "-o", out, "--eps", 1, "--resume")
+    assert (code, stdout) == (2, "")
+    assert err == (f"Error: --resume: '{out}' was written with --eps 10.0, not --eps 1.0; "
+                   "resume with the same options, or start again with --overwrite\n")  # fmt: skip
+    code, _, err = otdist(capfd, "batch", m, "-o", out, "--eps", 10, "--dtype", "float64",
+                          "--resume")  # fmt: skip
+    assert code == 2 and "written with --dtype float32, not --dtype float64;" in err
+    assert out.read_bytes() == before and not journal_path(out).exists()
+    assert otdist(capfd, "batch", m, "-o", out, "--eps", 10, "--resume")[0] == 0
+    assert out.read_bytes() == before  # nothing left to do: the same rows
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_from_an_output_changed_since_is_refused(capfd, tmp_path, suffix):
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(6, 7)]))
+    out = tmp_path / f"r{suffix}"
+    assert otdist(capfd, "batch", m, "-o", out)[0] == 0
+    with out.open("a") as fh:
+        fh.write(out.read_text().splitlines()[-1] + "\n")  # someone edited it
+    code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
+    assert code == 2
+    assert err == (f"Error: --resume: cannot tell which options wrote '{out}': it was changed "
+                   f"after otdist wrote it (see '{out}.settings.json'); start again with "
+                   "--overwrite\n")  # fmt: skip
+
+
+def test_resume_solves_again_a_row_whose_pair_changed(capfd, tmp_path):
+    line_and_shifts(tmp_path)
+    m = tmp_path / "m.csv"
+    m.write_text("id,a,b,eps\nfirst,line.csv,s1.csv,\nsecond,line.csv,s1.csv,0.1\n")
+    out = tmp_path / "r.parquet"
+    assert otdist(capfd, "batch", m, "-o", out)[0] == 0
+    m.write_text("id,a,b,eps\nfirst,line.csv,s2.csv,\nsecond,line.csv,s1.csv,1.0\n")
+    code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
+    assert code == 0, err
+    got = {r["id"]: (r["b"], r["eps"], round(r["cost"], 4)) for r in read_out(out)}
+    # was: the old rows kept under the new pairs ("first" cost 1.0001 for s2.csv)
+    assert got == {"first": ("s2.csv", 0.1, 4.0001), "second": ("s1.csv", 1.0, 1.4079)}
+
+
+def test_bad_eps_cells_fail_their_rows_instead_of_falling_back(capfd, tmp_path):
+    line_and_shifts(tmp_path, (1,))
+    m = tmp_path / "m.csv"
+    rows = ["", "nan", "NA", "big", "-1", "inf", "0.5"]
+    m.write_text(
+        "id,a,b,eps\n" + "".join(f"r{k},line.csv,s1.csv,{v}\n" for k, v in enumerate(rows))
+    )
+    code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.jsonl")
+    assert code == 1, err
+    got = read_out(tmp_path / "r.jsonl")
+    assert [r["status"] for r in got] == ["ok", *["error"] * 5, "ok"]
+    assert [r["eps"] for r in got] == [0.1, None, None, None, None, None, 0.5]
+    for k in range(1, 6):
+        assert got[k]["error"] == (
+            f"{m}: row {k} (0-based, header excluded): eps {rows[k]!r} is not a positive finite "
+            "number; give one, or leave the cell empty to use --eps"
+        )
+
+
+def test_the_output_never_replaces_the_manifest_or_an_input(capfd, tmp_path):
+    rows = random_pairs(tmp_path, [(6, 7)])
+    m = write_manifest(tmp_path / "m.csv", rows)
+    before = m.read_bytes()
+    code, _, err = otdist(capfd, "batch", m, "-o", m, "--overwrite")
+    assert code == 2
+    assert err == (f"Error: -o: '{m}' is the input file '{m}'; an input is never overwritten: "
+                   "write the output under another name\n")  # fmt: skip
+    assert m.read_bytes() == before
+    # DIR/<id>.npy of --coupling-dir: here "x0" would replace the input x0.npy
+    write_manifest(m, [{"id": "x0", "a": "x0.npy", "b": "y0.npy"}])
+    x0 = (tmp_path / "x0.npy").read_bytes()
+    code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.csv", "--coupling-dir", tmp_path,
+                          "--overwrite")  # fmt: skip
+    assert code == 2 and err.startswith(
+        f"Error: --coupling-dir: '{tmp_path / 'x0.npy'}' is the input file '{tmp_path / 'x0.npy'}'"
+    )
+    assert (tmp_path / "x0.npy").read_bytes() == x0
+
+
+def test_existing_coupling_files_need_overwrite(capfd, tmp_path):
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(6, 7)]))
+    (tmp_path / "P").mkdir()
+    (tmp_path / "P" / "p0.npy").write_bytes(b"keep me")
+    code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.csv", "--coupling-dir",
+                          tmp_path / "P")  # fmt: skip
+    assert code == 2
+    assert err == (f"Error: --coupling-dir: '{tmp_path / 'P' / 'p0.npy'}' exists; use "
+                   "--overwrite to replace it\n")  # fmt: skip
+    assert (tmp_path / "P" / "p0.npy").read_bytes() == b"keep me"
+    code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.csv", "--coupling-dir",
+                          tmp_path / "P", "--overwrite")  # fmt: skip
+    assert code == 0, err
+    assert np.load(tmp_path / "P" / "p0.npy").shape == (6, 7)
+
+
+def test_a_journal_line_that_is_not_an_object_is_one_error_line(capfd, tmp_path):
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(6, 7)]))
+    out = tmp_path / "r.jsonl"
+    header = {"otcli_journal": 1, "settings": run_fingerprint(make_config(), ReadOptions(), False)}
+    journal_path(out).write_text(json.dumps(header) + "\n[1, 2]\n")
+    code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
+    assert code == 2  # was: AttributeError: 'list' object has no attribute 'get'
+    assert err == (f"Error: {journal_path(out)}: line 2 is not a JSON object; the file is "
+                   "damaged: rerun with --overwrite\n")  # fmt: skip
+
+
+def test_an_out_name_too_long_for_its_journal_is_refused_before_any_work(capfd, tmp_path):
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(6, 7)]))
+    out = tmp_path / ("r" * 240 + ".csv")  # 244 bytes: fine alone, not with .journal.jsonl
+    code, _, err = otdist(capfd, "batch", m, "-o", out)
+    assert code == 2  # was: OSError [Errno 36] File name too long, a traceback
+    assert err == (
+        f"Error: -o: '{out}' is too long a name: the name of its companion file "
+        f"'{out.name}.journal.jsonl' has 258 bytes, over the file system's limit of 255; use a "
+        "shorter name\n"
+    )
+
+
+def test_a_full_disk_is_one_error_line_and_the_journal_stays_resumable(capfd, tmp_path):
+    import resource
+
+    m = write_manifest(tmp_path / "m.csv", random_pairs(tmp_path, [(5, 6)] * 24))
+    out = tmp_path / "r.jsonl"
+
+    def small_files() -> None:  # `ulimit -f 4`: the journal outgrows it after a few buckets
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "otcli", "batch", str(m), "-o", str(out), "--max-batch", "2",
+         "--device", "cpu"],
+        preexec_fn=small_files, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr  # was: OSError: File too large, a traceback
+    assert proc.stderr == (
+        f"Error: {journal_path(out)}: cannot write the journal (File too large); the pairs it "
+        "holds are kept: make room and rerun with --resume\n"
+    )
+    assert not out.exists()
+    kept = journal_path(out).read_text().splitlines()  # whole lines only, cut back after the fault
+    assert 1 < len(kept) < 25 and all(isinstance(json.loads(line), dict) for line in kept)
+    code, _, err = otdist(capfd, "batch", m, "-o", out, "--resume")
+    assert code == 0, err
+    got = read_out(out)
+    assert [r["id"] for r in got] == [f"p{k}" for k in range(24)]
+    for r in got:
+        assert_ok_row(r)
+
+
+def test_max_batch_1_makes_each_pair_independent_of_the_others(capfd, tmp_path):
+    """Reproducibility (item 12): in a shared bucket a pair's numbers may move within --tol
+    with its bucket mates (annealing stages advance together); with --max-batch 1 each pair
+    is its own solve, so any subset of the manifest (a resume) gives the same bits."""
+    rows = random_pairs(tmp_path, [(12, 15), (14, 13), (13, 12), (15, 14), (12, 12), (13, 15)])
+    full = write_manifest(tmp_path / "full.csv", rows)
+    part = write_manifest(tmp_path / "part.csv", rows[1::2])
+    costs = {}
+    for m in (full, part):
+        out = tmp_path / f"{m.stem}.jsonl"
+        code, _, err = otdist(capfd, "batch", m, "-o", out, "--max-batch", 1, "--eps", 0.01)
+        assert code == 0, err
+        costs[m.stem] = {
+            r["id"]: (r["cost"], r["objective"], r["iterations"]) for r in read_out(out)
+        }
+    assert costs["part"] == {k: costs["full"][k] for k in costs["part"]}

@@ -217,7 +217,10 @@ def _run_examples(capfd, monkeypatch, tmp_path, command: tuple[str, ...]) -> lis
 
 def test_root_examples_run(capfd, monkeypatch, tmp_path):
     _run_examples(capfd, monkeypatch, tmp_path, ())
-    assert {p.name for p in tmp_path.iterdir()} == {"sample_data", "scores.csv", "costs.csv"}
+    # scores.csv.settings.json: the options a later --resume must match (see README)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "sample_data", "scores.csv", "scores.csv.settings.json", "costs.csv",
+    }  # fmt: skip
 
 
 def test_pair_examples_run_and_give_the_documented_numbers(capfd, monkeypatch, tmp_path):

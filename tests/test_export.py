@@ -14,9 +14,14 @@ import pytest
 
 import otcli
 from conftest import numpy_cost
-from otcli import export
 from otcli.errors import OptionError, OtcliError
-from otcli.export import DEFAULT_RELATIVE_THRESHOLD, check_writable, write_matrices
+from otcli.export import (
+    BYTES_PER_ENTRY,
+    DEFAULT_RELATIVE_THRESHOLD,
+    block_rows,
+    check_writable,
+    write_matrices,
+)
 
 N, M, EPS = 23, 17, 0.02
 
@@ -49,13 +54,14 @@ def test_plan_is_pots(result):
     np.testing.assert_allclose(result.plan(), plan, rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("block_rows", [4096, 5])
-def test_npy_coupling_and_cost_equal_plan_and_cost_matrix(
-    result, tmp_path, monkeypatch, block_rows
-):
-    """Written block by block (5 rows: several blocks, a ragged last one), the same matrices."""
-    monkeypatch.setattr(export, "BLOCK_ROWS", block_rows)
-    paths = write_matrices(result, coupling=tmp_path / "P.npy", cost_matrix=tmp_path / "C.npy")
+@pytest.mark.parametrize("memory", [None, 5 * M * BYTES_PER_ENTRY])
+def test_npy_coupling_and_cost_equal_plan_and_cost_matrix(result, tmp_path, memory):
+    """Written block by block (a budget of 5 rows: several blocks, a ragged last one), the
+    same matrices."""
+    assert block_rows(M, memory) == (5 if memory else (1 << 19) // M)
+    paths = write_matrices(
+        result, coupling=tmp_path / "P.npy", cost_matrix=tmp_path / "C.npy", memory=memory
+    )
     assert paths == [tmp_path / "P.npy", tmp_path / "C.npy"]
     plan, cmat = np.load(tmp_path / "P.npy"), np.load(tmp_path / "C.npy")
     assert plan.dtype == cmat.dtype == np.float64 and plan.shape == cmat.shape == (N, M)
@@ -186,3 +192,59 @@ def test_check_writable_topk_errors(coupling, topk, message):
     with pytest.raises(OptionError) as info:
         check_writable(5, 5, coupling=coupling, cost_matrix=None, topk=topk, memory=None)
     assert str(info.value) == message
+
+
+# --- export blocks sized by entries within the memory budget (issue 16, item 19) --------------
+
+
+def test_block_rows_are_sized_by_entries_within_the_budget():
+    assert block_rows(20_000) == (1 << 19) // 20_000  # 26 rows, not a fixed 4,096
+    assert block_rows(3) == (1 << 19) // 3
+    assert block_rows(20_000, memory=16 << 20) == (16 << 20) // BYTES_PER_ENTRY // 20_000
+    assert block_rows(10**9, memory=1) == 1  # at least one row, whatever the budget
+
+
+_RSS_SCRIPT = """
+import resource, sys
+import numpy as np
+from otcli.cloud import make_cloud
+from otcli.costs import get_cost
+from otcli.export import write_matrices
+from otcli.result import SinkhornResult
+
+def export(n, name):
+    rng = np.random.default_rng(0)
+    x, y = make_cloud(rng.random((n, 2))), make_cloud(rng.random((n, 2)))
+    res = SinkhornResult(
+        x=x, y=y, cost_fn=get_cost("sqeuclidean"), eps=0.01, f=np.zeros(n), g=np.zeros(n),
+        cost=0.0, objective=0.0, iterations=1, marginal_error=0.0, converged=True, tol=1e-5,
+        device="cpu", dtype="float64", centre=np.zeros(2), geometry="online", seconds=0.0,
+    )
+    write_matrices(res, coupling=sys.argv[1] + name, coupling_topk=3, coupling_threshold=0.0,
+                   memory=int(sys.argv[2]))
+
+export(50, "warm-up.parquet")  # loads pyarrow's writer and torch's kernels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+export(3000, "P.parquet")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.slow  # a subprocess and 9 million entries: 4 s idle, 12 s on a busy machine
+def test_topk_export_peak_memory_stays_within_the_budget(tmp_path):
+    """A 3,000 × 3,000 plan written as its top 3 per row: 9,000 rows out of 9 million
+    entries. With fixed 4,096-row blocks it was one block and the export's peak grew by
+    about 300 MB; sized by entries within a 32 MiB --memory it grows by that and a few MiB."""
+    import subprocess
+    import sys
+
+    memory = 32 << 20
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, f"{tmp_path}/", str(memory)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    grown = int(proc.stdout.split()[-1])
+    assert grown <= memory + (16 << 20), f"export peak grew by {grown / 2**20:.0f} MiB"
+    i, _, v = read_long(tmp_path / "P.parquet")
+    assert len(v) == 3 * 3000 and np.bincount(i, minlength=3000).tolist() == [3] * 3000

@@ -63,9 +63,7 @@ def test_rows_round_trip(tmp_path: Path, suffix: str, ids: list[Any]) -> None:
     rows = make_rows(ids)
     out = tmp_path / f"r{suffix}"
     write_rows(out, rows, FIELDS)
-    expected = cleaned(rows)
-    if suffix == ".csv":  # CSV cannot tell a missing text cell from an empty one
-        expected = [{**r, "error": r["error"] or ""} for r in expected]
+    expected = [{**r, "id": str(r["id"])} for r in cleaned(rows)]  # ids are text, always
     assert read_rows(out) == expected
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
 
@@ -81,6 +79,23 @@ def test_text_ids_stay_as_written(tmp_path: Path, suffix: str, ids: list[str]) -
     assert [r["id"] for r in read_rows(out)] == ids
 
 
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ids=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=8),
+        min_size=1, max_size=5, unique=True,
+    )
+)  # fmt: skip
+def test_csv_ids_come_back_as_the_text_written(tmp_path: Path, ids: list[str]) -> None:
+    """Any text id, number-looking or null-looking ("1", "01", "1e3", "NA", "nan") included,
+    reads back from a CSV output as that text: a resume matches rows by it."""
+    out = tmp_path / "r.csv"
+    write_rows(out, make_rows(ids), FIELDS)
+    assert [r["id"] for r in read_rows(out)] == ids
+
+
 def test_csv_output_keeps_text_ids_as_written_in_the_file(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     write_rows(out, make_rows(["007", "12", "NA"]), FIELDS)
@@ -89,15 +104,11 @@ def test_csv_output_keeps_text_ids_as_written_in_the_file(tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: read_rows lets pyarrow infer CSV types, so text id '007' comes back as 7 "
-    "and a resume from a .csv output (journal gone) solves that pair again",
-)
-def test_csv_read_rows_keeps_numeric_looking_text_ids(tmp_path: Path) -> None:
-    out = tmp_path / "r.csv"
-    write_rows(out, make_rows(["007", "1"]), FIELDS)
-    assert [r["id"] for r in read_rows(out)] == ["007", "1"]
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_csv_read_rows_keeps_numeric_looking_text_ids(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"r{suffix}"
+    write_rows(out, make_rows(["007", "1", "01", "1.0", "NA", "-0"]), FIELDS)
+    assert [r["id"] for r in read_rows(out)] == ["007", "1", "01", "1.0", "NA", "-0"]
 
 
 def test_write_rows_failure_leaves_the_previous_file(tmp_path: Path) -> None:
@@ -127,7 +138,8 @@ def test_read_rows_of_a_broken_output_names_the_file(tmp_path: Path) -> None:
 
 def test_rows_table_types() -> None:
     table = rows_table(make_rows([3, 4]), FIELDS)
-    assert str(table.schema.field("id").type) == "int64"
+    assert str(table.schema.field("id").type) == "string"  # integer ids are written as text
+    assert table.column("id").to_pylist() == ["3", "4"]
     assert str(table.schema.field("converged").type) == "bool"
     assert table.column("cost").to_pylist() == [0.0, None]
     assert str(rows_table(make_rows([3, "4"]), FIELDS).schema.field("id").type) == "string"
@@ -161,10 +173,21 @@ def test_journal_reads_back_what_it_wrote_and_drops_a_torn_line(tmp_path: Path) 
 def test_journal_refuses_a_damaged_line(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_text('{"otcli_journal": 1}\n{"id": 0}\nnot json\n{"id": 1}\n')
-    message = f"{path}: line 3 is not valid JSON; the journal is damaged: rerun with --overwrite"
+    message = f"{path}: line 3 is not valid JSON; the file is damaged: rerun with --overwrite"
     with pytest.raises(InputError) as err:
         Journal.read(path)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '"text"', "3", "null"])
+def test_journal_refuses_a_line_that_is_json_but_no_object(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text(f'{{"otcli_journal": 1}}\n{{"id": "0"}}\n{line}\n')
+    with pytest.raises(InputError) as err:  # was: AttributeError from row.get
+        Journal.read(path)
+    assert str(err.value) == (
+        f"{path}: line 3 is not a JSON object; the file is damaged: rerun with --overwrite"
+    )
 
 
 # --- manifest tables and file lists ----------------------------------------------------------
@@ -177,7 +200,7 @@ def test_read_table_keeps_ids_and_paths_verbatim(tmp_path: Path) -> None:
     assert table.column("id").to_pylist() == ["nan", "007"]
     assert table.column("a").to_pylist() == ["NA", " x.csv"]
     assert table.column("b").to_pylist() == ["007", "null"]
-    assert table.column("eps").to_pylist() == [0.5, None]
+    assert table.column("eps").to_pylist() == ["0.5", ""]  # parsed per row by the manifest
 
 
 @pytest.mark.parametrize(
@@ -202,14 +225,35 @@ def test_read_table_errors_name_the_file(tmp_path: Path, name: str, make: Any, w
     assert str(err.value).startswith(f"{path}: {what}")
 
 
-def test_read_file_list_skips_comments_and_resolves_relative_paths(tmp_path: Path) -> None:
-    listing = tmp_path / "files.txt"
-    listing.write_text("# clouds\na.csv\n\n  sub/b.npy  \n/abs/c.parquet\n")
-    assert read_file_list(listing) == [
-        str(tmp_path / "a.csv"), str(tmp_path / "sub" / "b.npy"), "/abs/c.parquet",
-    ]  # fmt: skip
+def test_read_file_list_skips_comments_and_takes_paths_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/a.csv", "d/sub/b.npy", "c.parquet"):
+        (tmp_path / name).write_text("x\n1\n")
+    listing = tmp_path / "d" / "files.txt"  # written by `find d ... > d/files.txt`
+    listing.write_text(f"# clouds\nd/a.csv\n\n  d/sub/b.npy  \n{tmp_path / 'c.parquet'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert read_file_list(listing) == ["d/a.csv", "d/sub/b.npy", str(tmp_path / "c.parquet")]
     with pytest.raises(InputError, match=rf"^{tmp_path / 'gone.txt'}: no such file; check"):
         read_file_list(tmp_path / "gone.txt")
+
+
+def test_read_file_list_names_the_line_of_a_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("x\n1\n")
+    listing = tmp_path / "d" / "list.txt"
+    listing.write_text("# relative to the list's folder: the old rule\na.csv\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as err:
+        read_file_list(listing)
+    assert str(err.value) == (
+        f"{listing}: line 2: 'a.csv': no such file (relative paths in a file list are taken "
+        f"from the current directory); it exists beside the list, as "
+        f"'{tmp_path / 'd'}/a.csv': write that path"
+    )
 
 
 # --- pairwise output -------------------------------------------------------------------------
@@ -280,5 +324,5 @@ def test_jsonl_lines_are_json(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     write_rows(out, make_rows([0, 1]), ("id", "cost"))
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
-        {"id": 0, "cost": 0.0}, {"id": 1, "cost": None},
+        {"id": "0", "cost": 0.0}, {"id": "1", "cost": None},
     ]  # fmt: skip

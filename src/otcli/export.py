@@ -2,11 +2,14 @@
 
 Matrices are streamed block by block from the potentials (see ``SinkhornResult.plan_blocks``),
 so writing never needs more than one block in memory beyond what the format itself needs.
+Blocks are sized by entries, not rows (:func:`block_rows`): a block of a 100,000-column
+matrix holds as few rows as it takes to stay within the memory budget.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +22,28 @@ from otcli.result import SinkhornResult
 
 # A coupling entry below this fraction of the largest one is left out of long-format files.
 DEFAULT_RELATIVE_THRESHOLD = 1e-9
-BLOCK_ROWS = 4096
+# Entries per block at most (4 MiB per float64 array), however much memory there is: larger
+# blocks buy no speed, the per-block Python work is amortised long before.
+BLOCK_ENTRIES = 1 << 19
+# Bytes one block entry costs at the peak of an export, measured (RSS of a 3,000 × 3,000 top-k
+# export under budgets of 8-64 MiB): the float64 cost and plan blocks, torch's temporaries while
+# P is rebuilt, np.argpartition's int64 indices, the masks and the masked copy for
+# --coupling-topk, and the allocator's slack.
+BYTES_PER_ENTRY = 128
+
+
+def block_rows(m: int, memory: int | None = None) -> int:
+    """Rows per block of an ``m``-column export: :data:`BLOCK_ENTRIES` entries, fewer if the
+    ``memory`` budget (bytes; ``None``: no budget beyond that cap) holds fewer."""
+    entries = BLOCK_ENTRIES if memory is None else min(BLOCK_ENTRIES, memory // BYTES_PER_ENTRY)
+    return max(1, entries // max(1, m))
+
+
+def check_threshold(threshold: float | None) -> None:
+    """``--coupling-threshold`` must be a number: NaN or ±inf would keep nothing (or all)."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise OptionError("--coupling-threshold", f"must be a finite number, got {threshold}")
+
 
 BlockSource = Callable[[int], Iterator[Block]]
 
@@ -32,6 +56,7 @@ def write_matrices(
     coupling_threshold: float | None = None,
     coupling_topk: int | None = None,
     ids: tuple[np.ndarray, np.ndarray] | None = None,
+    memory: int | None = None,
 ) -> list[Path]:
     """Write the coupling and/or cost matrix by extension; return the paths written.
 
@@ -39,17 +64,20 @@ def write_matrices(
     largest entry), and of those only the ``coupling_topk`` largest of each row if given;
     they keep every cost entry. Where the clouds carry point ids (``ids``, default the
     result's clouds' :attr:`~otcli.cloud.Cloud.ids`), long formats add ``i_id``/``j_id``
-    columns with them. Files are renamed into place together at the end: if any write
+    columns with them. Blocks are sized within ``memory`` bytes (:func:`block_rows`). Files
+    are renamed into place together at the end: if any write
     fails, none of them exists afterwards.
     """
+    check_threshold(coupling_threshold)
     shape = (result.n, result.m)
     if ids is None:
         ids = (result.x.ids, result.y.ids)
     point_ids = tuple(v if len(v) else None for v in ids)
+    rows = block_rows(result.m, memory)
     jobs = []
     if coupling is not None:
         if coupling_threshold is None:
-            peak = max(float(blk.max()) for _, _, blk in result.plan_blocks(BLOCK_ROWS))
+            peak = max(float(blk.max()) for _, _, blk in result.plan_blocks(rows))
             coupling_threshold = DEFAULT_RELATIVE_THRESHOLD * peak
         blocks = result.plan_blocks
         if coupling_topk is not None:
@@ -62,7 +90,7 @@ def write_matrices(
             tmp = stack.enter_context(atomic_write(path))
             try:
                 write_matrix(
-                    tmp, blocks(BLOCK_ROWS), shape, threshold=threshold,
+                    tmp, blocks(rows), shape, threshold=threshold,
                     ids=None if tmp.suffix == ".npy" else point_ids,  # type: ignore[arg-type]
                 )  # fmt: skip
             except OtcliError as exc:  # name the user's path, not the temporary one
@@ -94,6 +122,7 @@ def check_writable(
     topk: int | None,
     memory: int | None,
     ids: bool = False,
+    threshold: float | None = None,
 ) -> None:
     """Refuse, before any solving, outputs that cannot be written for an n×m problem.
 
@@ -103,6 +132,7 @@ def check_writable(
     """
     from otcli.device import format_bytes, memory_budget
 
+    check_threshold(threshold)
     if topk is not None and topk < 1:
         raise OptionError("--coupling-topk", f"must be ≥ 1, got {topk}")
     if topk is not None and coupling is not None and Path(coupling).suffix.lower() == ".npy":

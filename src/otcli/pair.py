@@ -21,12 +21,14 @@ from otcli.solver import ProgressFn, report_stage
 class PairOutputs:
     """Matrices to write: paths by extension (``None``: not written) and what long formats
     keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
-    ``coupling_topk`` largest of each row if given)."""
+    ``coupling_topk`` largest of each row if given). An existing file is replaced only with
+    ``overwrite``, an input file never."""
 
     coupling: str | os.PathLike[str] | None = None
     cost_matrix: str | os.PathLike[str] | None = None
     coupling_threshold: float | None = None
     coupling_topk: int | None = None
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,14 +124,20 @@ def run_pair(
     """
     from otcli import api, export
     from otcli.io import check_output_path, read_cloud
+    from otcli.io.writers import check_new_output
 
     read = ReadOptions() if read is None else read
     outputs = PairOutputs() if outputs is None else outputs
     if a == "-" and b == "-":
         raise OptionError("B", "only one of A and B can be - (standard input)")
+    export.check_threshold(outputs.coupling_threshold)
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
             check_output_path(path, option)
+            check_new_output(path, option, overwrite=outputs.overwrite, inputs=(a, b))
+    both = outputs.coupling is not None and outputs.cost_matrix is not None
+    if both and os.path.abspath(outputs.coupling) == os.path.abspath(outputs.cost_matrix):  # type: ignore[arg-type]
+        raise OptionError("--cost-matrix", "is the same file as --coupling; give two names")
     options = {
         "columns": read.columns, "weights": read.weights, "exclude": read.exclude,
         "id_column": read.id_column,
@@ -162,6 +170,7 @@ def run_pair(
     export.write_matrices(
         res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
         coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+        memory=config.memory,
     )  # fmt: skip
     seconds = res.seconds  # type: ignore[union-attr]
     if div is not None:
@@ -204,6 +213,7 @@ def _exact_report(
         res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
         coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
         ids=(x.ids, y.ids),
+        memory=config.memory,
     )  # fmt: skip
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,

@@ -6,8 +6,7 @@ and errors go to stderr, so ``otdist a.csv b.csv --quiet | ...`` pipes a bare nu
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import sys
 import threading
 import time
@@ -16,16 +15,38 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from otcli.errors import OtcliError
+from otcli.safetext import json_dumps, printable
+
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    """``Error: <where>: <what>`` as one line on stderr (no markup, no wrapping)."""
-    stderr.print(f"Error: {message}", style="bold red", markup=False)
+    """``Error: <where>: <what>`` as one line on stderr (no markup, no wrapping); bytes of a
+    file name that are not UTF-8 show as ``\\xNN``."""
+    stderr.print(f"Error: {printable(message)}", style="bold red", markup=False)
 
 
 def warning(message: str) -> None:
-    stderr.print(f"Warning: {message}", style="yellow", markup=False)
+    stderr.print(f"Warning: {printable(message)}", style="yellow", markup=False)
+
+
+def result(text: str) -> None:
+    """``text`` and a newline on stdout, flushed now, so that a full disk or a closed pipe
+    is an :class:`~otcli.errors.OtcliError` here, not a traceback at exit. After a failure
+    stdout is pointed at /dev/null: Python's own flush at exit then has nothing to fail on."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        reason = exc.strerror or type(exc).__name__
+        raise OtcliError("stdout", f"cannot write the result ({reason})") from None
 
 
 def note(message: str) -> None:
@@ -99,11 +120,9 @@ def _column_list(names: list[str], shown: int = 8) -> str:
 
 
 def to_json(fields: dict[str, Any]) -> str:
-    """One JSON object on one line; non-finite floats become null (JSON has no NaN)."""
-    clean = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()
-    }
-    return json.dumps(clean, ensure_ascii=False)
+    """One JSON object on one line; non-finite floats become null (JSON has no NaN), and
+    file names that are not UTF-8 keep their bytes as ``\\udcNN`` escapes (valid UTF-8)."""
+    return json_dumps(fields)
 
 
 def _progress_console(force: bool | None) -> Console:

@@ -4,6 +4,8 @@ Shared by ``otdist batch``, ``otdist pairwise`` and any backend that runs bucket
 problems are sorted into buckets of similar size so padding wastes little, each bucket is one
 call to :func:`otcli.api.solve_clouds` under one :class:`~otcli.config.SolveConfig`, and a
 bucket whose solve fails is retried pair by pair, so one bad pair never poisons the others.
+Any exception of one pair (not only :class:`~otcli.errors.OtcliError`: an ``OverflowError``
+deep in the numerics too) becomes that pair's one-line message (:func:`failure_message`).
 Clouds are read ahead of the solver on a thread pool (:class:`CloudLoader`).
 """
 
@@ -22,6 +24,19 @@ from otcli.errors import OptionError, OtcliError, SolverError
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
     from otcli.result import SinkhornResult
+
+
+def failure_message(exc: BaseException, where: str) -> str:
+    """One line saying why a pair failed: the message of an OtcliError or SolverError as it
+    is (the one a single-pair run prints), any other exception named with ``where`` (e.g.
+    ``a.csv vs b.csv``) and its type, so that it reads as a row's error, not a traceback."""
+    if isinstance(exc, (OtcliError, SolverError)):
+        text = str(exc)
+    else:
+        detail = " ".join(str(exc).split())
+        kind = type(exc).__name__
+        text = f"{where}: the pair could not be solved ({kind}{': ' + detail if detail else ''})"
+    return " ".join(text.splitlines())
 
 
 def check_workers(workers: int) -> None:
@@ -76,9 +91,10 @@ class Engine:
         try:
             xs, ys = [p.x for p in problems], [p.y for p in problems]
             return list(api.solve_clouds(xs, ys, [p.eps for p in problems], self.config))
-        except (SolverError, OtcliError) as exc:
+        except Exception as exc:  # whatever one pair raises fails that pair only
             if len(problems) == 1:
-                return [str(exc)]
+                p = problems[0]
+                return [failure_message(exc, f"{p.x.source} vs {p.y.source}")]
         return [self.solve([p])[0] for p in problems]
 
     def solve_in_buckets(
@@ -121,10 +137,11 @@ class CloudLoader:
         self.prefetch([path])
         try:
             return self._futures[path].result()
-        except OtcliError as exc:
-            return str(exc)
         except Exception as exc:  # a reader bug must not stop the run: report it on the row
-            return f"{path}: cannot read the file ({type(exc).__name__}: {exc})"
+            if isinstance(exc, OtcliError):
+                return " ".join(str(exc).splitlines())
+            detail = " ".join(str(exc).split())
+            return f"{path}: cannot read the file ({type(exc).__name__}: {detail})"
 
     def release(self, paths: Iterable[str]) -> None:
         for path in paths:
@@ -150,6 +167,7 @@ class RunSummary:
     seconds: float = 0.0
     out: str = ""
     first_error: str | None = None
+    row_columns: bool = True  # OUT has status, error, converged columns (not a bare matrix)
 
     @property
     def pairs_per_second(self) -> float:

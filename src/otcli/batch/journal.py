@@ -3,7 +3,10 @@
 Rows go to ``OUT.journal.jsonl`` (one JSON object per line, flushed and fsynced after every
 bucket). The journal is the source of truth while running: ``--resume`` reads it (a torn last
 line from a ``kill -9`` is dropped), skips the ids already scored and goes on, and refuses a
-journal written with other options that change the numbers (:func:`run_fingerprint`).
+journal written with other options that change the numbers (:func:`run_fingerprint`). A
+finished OUT records the same fingerprint (:func:`~otcli.io.tables.read_output_settings`), so
+``--resume`` from it (journal gone) is refused just the same when the options changed, or
+when it cannot tell which options wrote it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OptionError
-from otcli.io.tables import Journal, read_rows
+from otcli.io.tables import Journal, read_output_settings, read_rows
 
 if TYPE_CHECKING:
     from otcli.batch.manifest import PairSpec
@@ -33,6 +36,47 @@ def check_workers(workers: int) -> None:
     """The loader's thread count, refused unless positive."""
     if workers < 1:
         raise OptionError("--workers", f"must be ≥ 1, got {workers}")
+
+
+#: Fingerprint keys as the options that set them, in the order a difference is reported
+#: (``dtype`` before ``tol``: the default tolerance follows the dtype).
+_OPTIONS = {
+    "eps": "--eps", "eps_rel": "--eps-rel", "cost": "--cost", "p": "--p", "dtype": "--dtype",
+    "tol": "--tol", "max_iter": "--max-iter", "scaling": "--scaling",
+    "divergence": "--divergence", "columns": "--columns", "weights": "--weights",
+}  # fmt: skip
+
+
+def _setting(key: str, value: Any) -> str:
+    """One fingerprint entry as the command line would give it."""
+    option = _OPTIONS.get(key, key)
+    if key == "divergence":
+        return option if value else f"no {option}"
+    if key == "scaling" and value is None:
+        return "--no-scaling"
+    if value is None:
+        return f"no {option}"
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"{option} {value}"
+
+
+def check_same_settings(old: Any, new: dict[str, Any], where: str) -> None:
+    """Refuse to resume ``where`` (a journal or finished output) written with ``old``
+    settings when they differ from ``new``: exit 2, naming the first option that differs."""
+    if old == new:
+        return
+    old = old if isinstance(old, dict) else {}
+    keys = [k for k in _OPTIONS if k in new] + [k for k in new if k not in _OPTIONS]
+    key = next((k for k in keys if old.get(k) != new[k]), None)
+    if key is None:
+        return
+    was = _setting(key, old.get(key)) if key in old else f"no record of {_OPTIONS.get(key, key)}"
+    raise OptionError(
+        "--resume",
+        f"{where!r} was written with {was}, not {_setting(key, new[key])}; resume with the "
+        "same options, or start again with --overwrite",
+    )
 
 
 #: Output columns, in order (``divergence`` only with ``--divergence``).
@@ -96,20 +140,29 @@ def prepare_output(
         return journal, []
     if jpath.exists():
         old_header, rows, keep = Journal.read(jpath)
-        old = old_header.get("settings")
-        if old is not None and old != header["settings"]:
-            diff = next(k for k in header["settings"] if old.get(k) != header["settings"][k])
+        if keep and not old_header:
             raise OptionError(
                 "--resume",
-                f"{str(jpath)!r} was written with {diff}={old.get(diff)!r}, not "
-                f"{header['settings'][diff]!r}; use the same options, or --overwrite",
+                f"{str(jpath)!r} does not start with an otdist journal header; it is damaged "
+                "or not a journal: start again with --overwrite",
             )
+        check_same_settings(old_header.get("settings"), fingerprint, str(jpath))
         if keep == 0:
             journal.open(header)
         else:
             journal.open(None, keep)
         return journal, rows
-    rows = read_rows(out) if out.exists() else []
+    rows = []
+    if out.exists():
+        settings, why = read_output_settings(out)
+        if settings is None:
+            raise OptionError(
+                "--resume",
+                f"cannot tell which options wrote {str(out)!r}: {why}; start again with "
+                "--overwrite",
+            )
+        check_same_settings(settings, fingerprint, str(out))
+        rows = read_rows(out)
     journal.open(header)
     journal.append(rows)  # the journal is the one source of truth from here on
     return journal, rows

@@ -1,12 +1,15 @@
 """The manifest of ``otdist batch``: one pair per row, columns a, b, optional id and eps.
 
-Relative paths resolve against the manifest's folder; ids are unique; an empty ``eps`` cell
-means ``--eps``. Everything wrong with the manifest is an :class:`~otcli.errors.InputError`
-naming it, raised before any work.
+Relative paths resolve against the manifest's folder; ids are text (``1`` and ``01`` are two
+ids; an integer column's ids become their decimal text) and unique; an empty ``eps`` cell
+means ``--eps``, and any other cell that is not a positive finite number (``nan``, ``NA``,
+``-1``) fails its row. Everything else wrong with the manifest is an
+:class:`~otcli.errors.InputError` naming it, raised before any work.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -17,25 +20,26 @@ from typing import Any
 from otcli.errors import InputError, OptionError
 from otcli.io.tables import read_table, resolve_path
 
-_INT_ID = re.compile(r"-?(?:0|[1-9]\d{0,17})")  # canonical only: "007" stays text
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 @dataclass(frozen=True)
 class PairSpec:
     """One manifest row: ``a``/``b`` as written, ``path_a``/``path_b`` resolved against the
-    manifest's folder, and ``eps`` (``None``: the ``--eps`` option). ``id`` is an int or str."""
+    manifest's folder, ``eps`` (``None``: the ``--eps`` option) and the text ``id``.
+    ``eps_error`` says why the row's ``eps`` cell cannot be used (the row then fails)."""
 
-    id: int | str
+    id: str
     a: str
     b: str
     path_a: str
     path_b: str
     eps: float | None
+    eps_error: str | None = None
 
     @property
     def key(self) -> str:
-        """The id as text: how rows are matched against a journal or a previous output."""
+        """The id: how rows are matched against a journal or a previous output."""
         return str(self.id)
 
 
@@ -43,12 +47,11 @@ def read_manifest(path: str | os.PathLike[str]) -> list[PairSpec]:
     """The pairs of a manifest: columns ``a``, ``b`` (paths), optional ``id`` and ``eps``.
 
     Relative paths resolve against the manifest's folder. ``id`` defaults to the 0-based row
-    number; ids must be unique. Empty ``eps`` cells mean ``--eps``. Raises
-    :class:`~otcli.errors.InputError` naming the manifest for a missing column, an empty path,
-    a non-numeric ``eps`` column or a duplicate id.
+    number (as text); ids must be unique. Empty ``eps`` cells mean ``--eps``; a cell that is
+    not a positive finite number gives its pair an ``eps_error``. Raises
+    :class:`~otcli.errors.InputError` naming the manifest for a missing column, an empty path
+    or a duplicate id.
     """
-    import pyarrow as pa
-
     where = os.fspath(path)
     table = read_table(where, "manifest")
     names = table.column_names
@@ -63,21 +66,33 @@ def read_manifest(path: str | os.PathLike[str]) -> list[PairSpec]:
     a = [_path_cell(v, where, "a", k) for k, v in enumerate(table["a"].to_pylist())]
     b = [_path_cell(v, where, "b", k) for k, v in enumerate(table["b"].to_pylist())]
     ids = _ids(table, where)
-    eps: list[float | None] = [None] * len(a)
+    eps: list[tuple[float | None, str | None]] = [(None, None)] * len(a)
     if "eps" in names:
-        col = table["eps"]
-        if not (
-            pa.types.is_floating(col.type)
-            or pa.types.is_integer(col.type)
-            or pa.types.is_null(col.type)
-        ):
-            raise InputError(where, f"column 'eps' holds {col.type} values; it must be numeric")
-        eps = [None if v is None else float(v) for v in col.to_pylist()]
+        eps = [_eps_cell(v, where, k) for k, v in enumerate(table["eps"].to_pylist())]
     base = os.path.dirname(where)
     return [
-        PairSpec(i, pa_, pb, resolve_path(base, pa_), resolve_path(base, pb), e)
+        PairSpec(i, pa_, pb, resolve_path(base, pa_), resolve_path(base, pb), *e)
         for i, pa_, pb, e in zip(ids, a, b, eps, strict=True)
     ]
+
+
+def _eps_cell(value: object, where: str, row: int) -> tuple[float | None, str | None]:
+    """(ε, None) for a usable cell, (None, None) for an empty one (``--eps``), and
+    (None, why) for anything else: that row fails, never silently falls back to ``--eps``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        eps = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        eps = math.nan
+    if math.isfinite(eps) and eps > 0:
+        return eps, None
+    return None, (
+        f"{where}: row {row} (0-based, header excluded): eps {value!r} is not a positive "
+        "finite number; give one, or leave the cell empty to use --eps"
+    )
 
 
 def _path_cell(value: object, where: str, column: str, row: int) -> str:
@@ -89,36 +104,44 @@ def _path_cell(value: object, where: str, column: str, row: int) -> str:
     return text
 
 
-def _ids(table: Any, where: str) -> list[int | str]:
-    import pyarrow as pa
-
+def _ids(table: Any, where: str) -> list[str]:
+    """The ids as text: as written in a CSV/TSV cell (stripped), an integer column's values
+    in decimal, the 0-based row number when there is no ``id`` column."""
     if "id" not in table.column_names:
-        return list(range(table.num_rows))
-    col = table["id"]
-    raw = col.to_pylist()
-    ids: list[int | str] = []
-    for k, v in enumerate(raw):
+        return [str(k) for k in range(table.num_rows)]
+    ids: list[str] = []
+    for k, v in enumerate(table["id"].to_pylist()):
         if v is None or (isinstance(v, str) and not v.strip()):
             raise InputError(where, f"row {k} (0-based, header excluded) has no id")
-        ids.append(int(v) if pa.types.is_integer(col.type) else str(v).strip())
-    if all(isinstance(v, str) and _INT_ID.fullmatch(v) for v in ids):
-        ids = [int(v) for v in ids]  # a text column of whole numbers (CSV): integer ids
+        ids.append(str(v).strip())
     seen: dict[str, int] = {}
     for k, v in enumerate(ids):
-        if str(v) in seen:
+        if v in seen:
             raise InputError(
                 where,
-                f"duplicate id {v!r} in rows {seen[str(v)]} and {k} (0-based, header "
+                f"duplicate id {v!r} in rows {seen[v]} and {k} (0-based, header "
                 "excluded); ids must be unique",
             )
-        seen[str(v)] = k
+        seen[v] = k
     return ids
 
 
 def check_coupling_dir(
-    directory: str | os.PathLike[str], pairs: Sequence[PairSpec], fmt: str
+    directory: str | os.PathLike[str],
+    pairs: Sequence[PairSpec],
+    fmt: str,
+    *,
+    replace: bool = False,
+    inputs: dict[tuple[int, int], str] | None = None,
 ) -> Path:
-    """The coupling folder (created if its parent exists) and ids that are safe file names."""
+    """The coupling folder (created if its parent exists) and ids that are safe file names.
+
+    The overwrite policy of every output holds for ``DIR/<id>.<fmt>``: an existing file is
+    refused unless ``replace`` (``--overwrite``, or ``--resume``, whose unfinished pairs may
+    have left one), and a file that is one of the ``inputs`` (:func:`file_identities`) always.
+    """
+    from otcli.io.writers import check_new_output
+
     if fmt not in ("npy", "parquet"):
         raise OptionError("--coupling-format", f"unknown format {fmt!r}; use npy or parquet")
     path = Path(directory)
@@ -135,5 +158,11 @@ def check_coupling_dir(
                 f"id {pair.id!r} is not a safe file name (letters, digits, . _ + - only, not "
                 "starting with a dot); rename it in the manifest",
             )
+    if path.is_dir():
+        for pair in pairs:
+            check_new_output(
+                path / f"{pair.id}.{fmt}", "--coupling-dir", overwrite=replace,
+                inputs=inputs or {},
+            )  # fmt: skip
     path.mkdir(exist_ok=True)
     return path

@@ -5,7 +5,9 @@ of the divergence) go through the batch engine together
 (:meth:`otcli.batch.engine.Engine.solve_in_buckets`).
 Output by extension: ``.npy`` an N×N float64 matrix, ``.csv`` the same with the files as row
 and column labels, ``.parquet`` a long table with one row per pair i ≤ j (status and error
-included). Failed entries are NaN (empty in CSV) and make the run exit 1.
+included). Failed entries are NaN (empty in CSV) and make the run exit 1. Every file must
+exist before any work starts, and OUT follows the overwrite policy of every output
+(:func:`~otcli.io.writers.check_new_output`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from otcli.batch.engine import (
     RunSummary,
     check_workers,
     divergence_value,
+    failure_message,
 )
 from otcli.config import ReadOptions, SolveConfig
-from otcli.errors import OptionError, OtcliError
+from otcli.errors import InputError, OptionError
 from otcli.io import check_output_path
 from otcli.io.tables import LONG_FIELDS
 from otcli.io.tables import read_file_list as read_file_list  # re-exported for the CLI
 from otcli.io.tables import write_pairwise as _write
+from otcli.io.writers import check_new_output
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
@@ -47,13 +51,15 @@ def run_pairwise(
     read: ReadOptions | None = None,
     divergence: bool = False,
     workers: int = 4,
+    overwrite: bool = False,
     progress: Callable[[int, int], ProgressHook] | None = None,
 ) -> RunSummary:
     """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
 
     The diagonal holds each cloud against itself: the entropic self-cost ⟨P, C⟩ (not zero),
     or exactly 0 with ``divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
-    options; unreadable files and failed solves become NaN entries and error rows.
+    options, a file that does not exist, or an existing ``out`` (unless ``overwrite``; an
+    input file never); unreadable files and failed solves become NaN entries and error rows.
     """
     start = time.perf_counter()
     read = ReadOptions() if read is None else read
@@ -61,6 +67,11 @@ def run_pairwise(
     out_path = check_output_path(out, "-o", PAIRWISE_SUFFIXES)
     if len(files) < 2:
         raise OptionError("FILE", f"got {len(files)} file(s); pairwise needs at least two")
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise InputError(missing[0], f"no such file; check the path{more}")
+    check_new_output(out_path, "-o", overwrite=overwrite, inputs=files)
     if divergence and config.eps_rel is not None:
         raise OptionError(
             "--eps-rel",
@@ -81,7 +92,10 @@ def run_pairwise(
         for j in range(i, n_files)
     ]
     _write(out_path, rows, files, divergence)
-    summary = RunSummary(total=total, seconds=time.perf_counter() - start, out=str(out_path))
+    summary = RunSummary(
+        total=total, seconds=time.perf_counter() - start, out=str(out_path),
+        row_columns=out_path.suffix.lower() == ".parquet",
+    )  # fmt: skip
     for r in rows:
         if r["status"] == "ok":
             summary.ok += 1
@@ -109,8 +123,8 @@ def _solve_all(
             if reason is None:
                 try:
                     engine.check_pair(ci, cj)  # type: ignore[arg-type]
-                except OtcliError as exc:
-                    reason = str(exc)
+                except Exception as exc:  # whatever this pair raises fails this pair only
+                    reason = failure_message(exc, f"{ci.source} vs {cj.source}")  # type: ignore[union-attr]
             if reason is not None:
                 outcomes[(i, j)] = reason
                 failed_now += 1

@@ -9,6 +9,7 @@ previous file, or complete and valid.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,19 +27,22 @@ from otcli.batch.engine import (
     RunSummary,
     check_workers,
     divergence_value,
+    failure_message,
 )
 from otcli.batch.journal import (
+    JOURNAL_SUFFIX,
     ROW_FIELDS,
     error_row,
+    journal_path,
     ok_row,
     prepare_output,
     run_fingerprint,
 )
 from otcli.batch.manifest import PairSpec, check_coupling_dir, read_manifest
 from otcli.config import ReadOptions, SolveConfig
-from otcli.errors import OtcliError
 from otcli.io import check_output_path
-from otcli.io.tables import write_rows
+from otcli.io.tables import SETTINGS_SUFFIX, settings_path, write_rows
+from otcli.io.writers import check_name_length, check_new_output, file_identities
 
 if TYPE_CHECKING:
     from otcli.io.tables import Journal
@@ -135,12 +139,9 @@ class BatchRun:
 
     def _problem(self, pair: PairSpec, loader: CloudLoader) -> Problem | dict[str, Any]:
         """The pair's problem, or its error row (unreadable file, bad ε, dimension, cost)."""
+        if pair.eps_error is not None:
+            return error_row(pair, pair.eps_error, None)
         eps = self.eps_of(pair)
-        if eps is not None:
-            try:
-                self.engine.config.check_eps(eps, "eps")
-            except OtcliError as exc:
-                return error_row(pair, str(exc), eps)
         x, y = loader.get(pair.path_a), loader.get(pair.path_b)
         for c in (x, y):
             if isinstance(c, str):
@@ -149,8 +150,9 @@ class BatchRun:
             self.engine.check_pair(x, y)  # type: ignore[arg-type]
             if eps is None:  # relative ε: resolved on the pair, so its self terms share it
                 eps = self.engine.pair_eps(x, y)  # type: ignore[arg-type]
-        except OtcliError as exc:
-            return error_row(pair, str(exc), eps, x.n, y.n)  # type: ignore[union-attr]
+        except Exception as exc:  # whatever this pair raises fails this pair only
+            message = failure_message(exc, f"{pair.path_a} vs {pair.path_b}")
+            return error_row(pair, message, eps, x.n, y.n)  # type: ignore[union-attr]
         return Problem(x, y, eps)
 
     def _solve_self_terms(self, problems: Sequence[Problem]) -> None:
@@ -192,16 +194,20 @@ class BatchRun:
             return
         from otcli.export import write_matrices
 
+        memory = self.engine.config.memory
         jobs = [
-            (r, pool.submit(write_matrices, res, coupling=self.coupling_file(r["id"])))
+            (r, pool.submit(write_matrices, res, coupling=self.coupling_file(r["id"]),
+                            memory=memory))
             for r, res in zip(rows, outcomes, strict=True)
             if r["status"] == "ok"
-        ]
+        ]  # fmt: skip
         for r, job in jobs:
             try:
                 job.result()
-            except OtcliError as exc:
-                r.update(status="error", error=str(exc))
+            except Exception as exc:  # a coupling that cannot be written fails its row
+                r.update(
+                    status="error", error=failure_message(exc, str(self.coupling_file(r["id"])))
+                )
 
     def coupling_file(self, pair_id: int | str) -> Path:
         return self.coupling_dir / f"{pair_id}.{self.coupling_format}"  # type: ignore[operator]
@@ -234,21 +240,28 @@ def run_batch(
     read = ReadOptions() if read is None else read
     check_workers(workers)
     out_path = check_output_path(out, "-o", BATCH_SUFFIXES)
+    check_name_length(out_path, "-o", (JOURNAL_SUFFIX, SETTINGS_SUFFIX))
     pairs = read_manifest(manifest)
+    inputs = file_identities([manifest, *{p for q in pairs for p in (q.path_a, q.path_b)}])
+    for path in (out_path, journal_path(out_path), settings_path(out_path)):
+        check_new_output(path, "-o", overwrite=True, inputs=inputs)  # never over an input
     engine = Engine.create(config)
     cdir = None
     if coupling_dir is not None:
-        cdir = check_coupling_dir(coupling_dir, pairs, coupling_format)
+        cdir = check_coupling_dir(
+            coupling_dir, pairs, coupling_format, replace=overwrite or resume, inputs=inputs
+        )
     fingerprint = run_fingerprint(config, read, divergence)
     journal, previous = prepare_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
     run = BatchRun(
         pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
         journal=journal,
     )  # fmt: skip
-    wanted = {p.key for p in pairs}
+    by_key = {p.key: p for p in pairs}
     for r in previous:
-        if str(r.get("id")) in wanted:
-            run.rows[str(r["id"])] = r
+        pair = by_key.get(str(r.get("id")))
+        if pair is not None and _still_valid(r, pair, config):
+            run.rows[pair.key] = r
     todo = [p for p in pairs if run.rows.get(p.key, {}).get("status") != "ok"]
     done = len(pairs) - len(todo)
     if progress is not None:
@@ -259,9 +272,22 @@ def run_batch(
         journal.close()
     fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]
     final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
-    write_rows(out_path, final, fields)
+    write_rows(out_path, final, fields, settings=fingerprint)
     journal.path.unlink(missing_ok=True)
     return _summary(final, len(pairs), done, time.perf_counter() - start, str(out_path))
+
+
+def _still_valid(row: dict[str, Any], pair: PairSpec, config: SolveConfig) -> bool:
+    """Whether a previous row (journal or output) still answers the manifest's pair of that
+    id: same ``a`` and ``b``, and for a solved pair the same absolute ε. A row that does not
+    is solved again, never kept under an id it no longer belongs to."""
+    if pair.eps_error is not None or (row.get("a"), row.get("b")) != (pair.a, pair.b):
+        return False
+    want = config.eps if pair.eps is None else pair.eps
+    if row.get("status") != "ok" or want is None:  # relative ε: in the fingerprint
+        return True
+    got = row.get("eps")
+    return isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-12)
 
 
 def _with_manifest_id(row: dict[str, Any], pair: PairSpec) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from otcli.cli.options import (
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
+    OverwriteOpt,
     POpt,
     ScalingOpt,
     TolOpt,
@@ -75,15 +76,25 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
     if bar.enabled:
         render.run_summary(summary)
     if summary.failed:
+        where = (
+            f"see the status and error columns of {summary.out}"
+            if summary.row_columns
+            else f"their entries in {summary.out} are NaN; a .parquet output has a row per pair "
+            "with its error"
+        )
         render.warning(
             f"{summary.failed} of {summary.total} pairs failed (first: {summary.first_error}); "
-            f"see the status and error columns of {summary.out}"
+            + where
         )
         raise typer.Exit(1)
     if summary.not_converged:
+        where = (
+            f"see the converged and marginal_error columns of {summary.out}"
+            if summary.row_columns
+            else "a .parquet output has a row per pair with its converged and marginal_error"
+        )
         render.warning(
-            f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; "
-            "see the converged and marginal_error columns"
+            f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; " + where
         )
 
 
@@ -146,12 +157,7 @@ def batch(
             rich_help_panel=BATCH,
         ),
     ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite", help="Replace an existing OUT (and its journal).", rich_help_panel=BATCH
-        ),
-    ] = False,
+    overwrite: OverwriteOpt = False,
     fail_fast: Annotated[
         bool,
         typer.Option(
@@ -221,7 +227,8 @@ def pairwise(
     files_from: Annotated[
         Path | None,
         typer.Option(
-            help="Read more file paths from LIST, one per line (relative to LIST's folder).",
+            help="Read more file paths from LIST, one per line (relative paths from the current "
+            "directory, as ls or find wrote them).",
             rich_help_panel=INPUT,
         ),
     ] = None,
@@ -251,6 +258,7 @@ def pairwise(
     memory: MemoryOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
+    overwrite: OverwriteOpt = False,
     progress: ManyProgressOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
@@ -272,8 +280,7 @@ def pairwise(
             paths += read_file_list(files_from)
         return run_pairwise(
             paths, output, config, read=_read_options(columns, weights, exclude, id_column),
-            divergence=divergence,
-            workers=workers, progress=start,
+            divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
         )  # fmt: skip
 
     _run_many(call, progress, "interrupted; no output was written")

@@ -150,6 +150,14 @@ IdOpt = Annotated[
 WorkersOpt = Annotated[
     int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
 ]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace output files that already exist (an input file is never replaced).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 
 
 def _guarded(call: Any, close: Any, interrupted: str) -> Any:

@@ -26,6 +26,7 @@ from otcli.cli.options import (
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
+    OverwriteOpt,
     POpt,
     ScalingOpt,
     TolOpt,
@@ -109,6 +110,7 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    overwrite: OverwriteOpt = False,
     exact: Annotated[
         bool,
         typer.Option(
@@ -156,7 +158,9 @@ def pair(
         )  # fmt: skip
         if json_out and quiet:
             raise OptionError("--quiet", "prints the bare number, --json one object; give one")
-        outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        outputs = PairOutputs(
+            coupling, cost_matrix, coupling_threshold, coupling_topk, overwrite=overwrite
+        )
         if exact and (eps is not None or eps_rel is not None or divergence):
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
             raise OptionError("--exact", f"solves without ε; drop {given}")
@@ -172,8 +176,9 @@ def pair(
 
         render.warning(not_converged_message(report, max_iter))
     if quiet:
-        typer.echo(repr(report.divergence if divergence else report.cost))
+        text = repr(report.divergence if divergence else report.cost)
     elif json_out:
-        typer.echo(render.to_json(report.fields()))
+        text = render.to_json(report.fields())
     else:
-        typer.echo(render.summary(report.fields()))
+        text = render.summary(report.fields())
+    _guarded(lambda: render.result(text), lambda: None, "interrupted")

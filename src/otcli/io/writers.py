@@ -56,7 +56,77 @@ def check_output_path(
         raise OptionError(option, f"{str(parent)!r} in {str(path)!r} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OptionError(option, f"cannot write to directory {str(parent)!r} (permission denied)")
+    check_name_length(out, option)
     return out
+
+
+def name_max(directory: str | os.PathLike[str]) -> int:
+    """The longest file name, in bytes, that ``directory``'s file system takes (255 if the
+    system cannot say)."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_name_length(path: Path, option: str, companions: Sequence[str] = ()) -> None:
+    """Refuse ``path`` when its name, or its name plus one of the ``companions`` suffixes
+    (a journal's ``.journal.jsonl``), is longer than the file system allows: found now, not
+    as ``File name too long`` after the work is done."""
+    limit = name_max(path.parent)
+    for extra in ("", *companions):
+        name = path.name + extra
+        if len(os.fsencode(name)) > limit:
+            what = "its name" if not extra else f"the name of its companion file {name!r}"
+            raise OptionError(
+                option,
+                f"{str(path)!r} is too long a name: {what} has {len(os.fsencode(name))} bytes, "
+                f"over the file system's limit of {limit}; use a shorter name",
+            )
+
+
+def file_identities(paths: Iterable[str | os.PathLike[str]]) -> dict[tuple[int, int], str]:
+    """(device, inode) → path for each of ``paths`` that exists (``-``, stdin, is skipped):
+    what :func:`check_new_output` compares an output with, computed once for many outputs."""
+    found = {}
+    for name in paths:
+        if os.fspath(name) == "-":
+            continue
+        try:
+            st = os.stat(name)
+        except (OSError, ValueError):
+            continue
+        found.setdefault((st.st_dev, st.st_ino), os.fspath(name))
+    return found
+
+
+def check_new_output(
+    path: str | os.PathLike[str],
+    option: str,
+    *,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike[str]] | dict[tuple[int, int], str] = (),
+) -> None:
+    """The one overwrite policy for every output file: an existing ``path`` is refused unless
+    ``overwrite``, and one that is an input file is refused always, compared by device and
+    inode (so hard links, symbolic links and other spellings of the path count). ``inputs``
+    are paths, or :func:`file_identities` of them. Raises an OptionError naming ``option``."""
+    if not os.path.lexists(path):
+        return
+    known = inputs if isinstance(inputs, dict) else file_identities(inputs)
+    try:
+        st = os.stat(path)
+        name = known.get((st.st_dev, st.st_ino))
+    except OSError:  # a dangling link: it replaces no input
+        name = None
+    if name is not None:
+        raise OptionError(
+            option,
+            f"{os.fspath(path)!r} is the input file {name!r}; an input is never overwritten: "
+            "write the output under another name",
+        )
+    if not overwrite:
+        raise OptionError(option, f"{os.fspath(path)!r} exists; use --overwrite to replace it")
 
 
 @contextlib.contextmanager
@@ -69,7 +139,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``KeyboardInterrupt``, the temporary file is removed and ``path`` is left as it was.
     """
     final = Path(path)
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp{final.suffix}")
+    # The name is cut so that the temporary one stays within the file system's limit too.
+    tmp = final.with_name(f".{final.name[:80]}.{secrets.token_hex(6)}.tmp{final.suffix}")
     try:
         yield tmp
         os.replace(tmp, final)
@@ -222,16 +293,16 @@ def _write_long(
         (name, pa.string()) for name, v in zip(("i_id", "j_id"), ids, strict=True) if v is not None
     ]
     schema = pa.schema(fields)
-    with atomic_write(path) as tmp:
+    # Python file objects, not path strings: pyarrow cannot open a name that is not UTF-8.
+    with atomic_write(path) as tmp, open(tmp, "wb") as sink:
         if suffix == ".parquet":
-            with pq.ParquetWriter(str(tmp), schema) as writer:
+            with pq.ParquetWriter(sink, schema) as writer:
                 for batch in _long_batches(blocks, n, m, threshold, ids):
                     writer.write_batch(batch)
             return
         delimiter = "\t" if suffix == ".tsv" else ","
-        with pa.OSFile(str(tmp), "wb") as sink:
-            sink.write(delimiter.join(schema.names).encode() + b"\n")  # unquoted header
-            options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
-            with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
-                for batch in _long_batches(blocks, n, m, threshold, ids):
-                    writer.write_batch(batch)
+        sink.write(delimiter.join(schema.names).encode() + b"\n")  # unquoted header
+        options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
+        with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
+            for batch in _long_batches(blocks, n, m, threshold, ids):
+                writer.write_batch(batch)

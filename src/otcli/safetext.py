@@ -1,0 +1,39 @@
+"""File names that are not valid UTF-8, written out as valid UTF-8 text.
+
+On Linux a file name is bytes; Python hands a name such as ``b"P\\xff.csv"`` over as the
+string ``"P\\udcff.csv"`` (a lone surrogate, PEP 383), which no UTF-8 writer accepts. Every
+output that carries a path therefore goes through one of two conversions:
+
+- :func:`printable` for text read by people or stored in typed tables (stderr messages, CSV
+  and Parquet cells): each undecodable byte becomes the four characters ``\\xNN``;
+- :func:`json_dumps` for JSON (``--json``, ``.jsonl`` rows, the batch journal): each one
+  becomes the JSON escape ``\\udcNN``, still valid UTF-8 JSON, and lossless: Python's
+  ``os.fsencode(json.loads(text)[...])`` gives the original bytes back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes (lone surrogates) written as ``\\xNN``."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def json_dumps(obj: dict[str, Any]) -> str:
+    """One JSON object on one line: non-finite floats as null (JSON has no NaN), non-ASCII
+    text as is, lone surrogates as ``\\udcNN`` escapes, so the line is always valid UTF-8."""
+    text = json.dumps({k: _finite(v) for k, v in obj.items()}, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
