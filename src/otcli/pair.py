@@ -36,6 +36,10 @@ class PairReport:
     ``geometry`` is the user-facing choice (``dense``/``online``); ``engine`` is which engine
     ran (``dense``, ``kernel``, ``online``, ``block-sparse``). ``divergence`` is ``None``
     unless asked for; then ``converged`` covers its three problems and ``seconds`` their sum.
+    Unbalanced runs add ``mass`` (Σ P) and the penalties ``rho_a``/``rho_b`` of the relaxed
+    sides; their ``objective`` carries the KL terms and ``marginal_error`` is measured against
+    the relaxed marginals (see :class:`~otcli.result.SinkhornResult`). ``dim`` is 0 for a
+    problem given as a cost matrix (no coordinates).
     """
 
     a: str
@@ -61,12 +65,15 @@ class PairReport:
     divergence: float | None = None
     p: float | None = None
     w_p: float | None = None
+    mass: float | None = None
+    rho_a: float | None = None
+    rho_b: float | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The report as the JSON object's fields (``divergence``, ``p`` and ``w_p`` only
-        when they exist)."""
+        """The report as the JSON object's fields (``divergence``, ``p``, ``w_p``, ``mass``,
+        ``rho_a`` and ``rho_b`` only when they exist)."""
         out = asdict(self)
-        for key in ("divergence", "p", "w_p"):
+        for key in ("divergence", "p", "w_p", "mass", "rho_a", "rho_b"):
             if out[key] is None:
                 del out[key]
         return out
@@ -106,6 +113,8 @@ def run_pair(
     outputs = PairOutputs() if outputs is None else outputs
     if a == "-" and b == "-":
         raise OptionError("B", "only one of A and B can be - (standard input)")
+    if exact and config.unbalanced:
+        raise OptionError("--exact", "solves balanced OT; drop --reach / --rho")
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
             check_output_path(path, option)
@@ -118,6 +127,31 @@ def run_pair(
     api.check_pair(x, y, config.cost)
     if exact:
         return _exact_report(a, b, x, y, config, outputs)
+    return solve_pair(
+        a, b, x, y, config, outputs=outputs, divergence=divergence, progress=progress, warn=warn
+    )
+
+
+def solve_pair(
+    a: str,
+    b: str,
+    x: Any,
+    y: Any,
+    config: SolveConfig,
+    *,
+    outputs: PairOutputs,
+    divergence: bool = False,
+    progress: ProgressFn | None = None,
+    warn: Callable[[str], None] | None = None,
+    dim: int | None = None,
+) -> PairReport:
+    """Solve two checked clouds, write ``outputs`` and report under the names ``a``, ``b``.
+
+    The part of a single-pair run after reading, shared with ``otdist matrix``
+    (:mod:`otcli.matrix`), which passes ``dim`` 0 for its index clouds.
+    """
+    from otcli import api, export
+
     eps, scale = api.pair_eps(x, y, config)
     if warn is not None and eps < EPS_REL_FLOOR * scale:
         warn(small_eps_message(eps, scale, config.max_iter))
@@ -140,17 +174,25 @@ def run_pair(
         iterations=res.iterations,  # type: ignore[union-attr]
         converged=div.converged if div is not None else res.converged,  # type: ignore[union-attr]
         marginal_error=res.marginal_error, tol=res.tol, n=res.n, m=res.m,  # type: ignore[union-attr]
-        dim=res.dim, cost_fn=res.cost_fn.describe(), device=res.device,  # type: ignore[union-attr]
-        dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
+        dim=res.dim if dim is None else dim, cost_fn=res.cost_fn.describe(),  # type: ignore[union-attr]
+        device=res.device, dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
         seconds=seconds,
         divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
         **_w_p(res.cost, config),  # type: ignore[union-attr]
+        **_relaxed(res),
     )  # fmt: skip
+
+
+def _relaxed(res: Any) -> dict[str, Any]:
+    """The unbalanced figures of a report (none for balanced OT)."""
+    if not res.unbalanced:
+        return {}
+    return {"mass": res.mass, "rho_a": res.rho_a, "rho_b": res.rho_b}
 
 
 def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
     power = cost_power(config.cost)
-    if power is None:
+    if power is None or config.unbalanced:  # P is no coupling of a and b: no W_p
         return {}
     return {"p": power, "w_p": max(cost, 0.0) ** (1.0 / power)}
 
@@ -210,4 +252,5 @@ __all__ = [
     "not_converged_message",
     "run_pair",
     "small_eps_message",
+    "solve_pair",
 ]

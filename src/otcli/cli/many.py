@@ -29,6 +29,12 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     POpt,
+    ReachAOpt,
+    ReachBOpt,
+    ReachOpt,
+    RhoAOpt,
+    RhoBOpt,
+    RhoOpt,
     ScalingOpt,
     TolOpt,
     WeightsOpt,
@@ -114,6 +120,12 @@ def batch(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    reach: ReachOpt = None,
+    reach_a: ReachAOpt = None,
+    reach_b: ReachBOpt = None,
+    rho: RhoOpt = None,
+    rho_a: RhoAOpt = None,
+    rho_b: RhoBOpt = None,
     columns: Annotated[
         str | None,
         typer.Option(
@@ -173,7 +185,8 @@ def batch(
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
+            rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
         return run_batch(
             manifest, output, config, read=_read_options(columns, weights),
@@ -227,6 +240,12 @@ def pairwise(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    reach: ReachOpt = None,
+    reach_a: ReachAOpt = None,
+    reach_b: ReachBOpt = None,
+    rho: RhoOpt = None,
+    rho_a: RhoAOpt = None,
+    rho_b: RhoBOpt = None,
     columns: Annotated[
         str | None, typer.Option(help="Coordinate columns for every file.", rich_help_panel=INPUT)
     ] = None,
@@ -250,7 +269,8 @@ def pairwise(
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
+            rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
         paths = list(files or [])
         if files_from is not None:
