@@ -1,7 +1,7 @@
 """otcli: optimal-transport distances between point clouds stored in files.
 
-Public API: :func:`read_cloud`, :func:`solve`, :func:`divergence`, :class:`Cloud`,
-:class:`SinkhornResult`, :class:`DivergenceResult`, :class:`OtcliError`.
+Public API: :func:`read_cloud`, :func:`solve`, :func:`divergence`, :func:`solve_matrix`,
+:class:`Cloud`, :class:`SinkhornResult`, :class:`DivergenceResult`, :class:`OtcliError`.
 Heavy modules (torch, pyarrow) load on first use, so ``import otcli`` stays cheap.
 """
 
@@ -23,6 +23,7 @@ __all__ = [
     "make_cloud",
     "read_cloud",
     "solve",
+    "solve_matrix",
 ]
 
 _LAZY = {
@@ -31,6 +32,7 @@ _LAZY = {
     "read_cloud": "otcli.io",
     "solve": "otcli.api",
     "divergence": "otcli.api",
+    "solve_matrix": "otcli.matrix",
     "SinkhornResult": "otcli.result",
     "DivergenceResult": "otcli.result",
 }
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from otcli.api import divergence, solve
     from otcli.cloud import Cloud, make_cloud
     from otcli.io import read_cloud
+    from otcli.matrix import solve_matrix
     from otcli.result import DivergenceResult, SinkhornResult
 
 
