@@ -18,6 +18,8 @@ Solving
         the debiased Sinkhorn divergence OT(a,b) - OT(a,a)/2 - OT(b,b)/2
     make_config(*, eps=None, cost="sqeuclidean", max_iter=1000, ...) -> SolveConfig
         the solver options checked once; ``solve(..., config=...)`` takes it
+    solve_matrix(C, a=None, b=None, *, eps=0.1, ...) -> SinkhornResult
+        OT for a precomputed n×m cost matrix
     solve_exact(x, y, config) -> ExactResult
         the unregularised optimum (needs the extra ``otcli[exact]``)
     SinkhornResult, DivergenceResult, ExactResult
@@ -70,6 +72,7 @@ _LAZY = {
     "run_pair": "otcli.pair",
     "PairOutputs": "otcli.pair",
     "PairReport": "otcli.pair",
+    "solve_matrix": "otcli.matrix",
     "SinkhornResult": "otcli.result",
     "DivergenceResult": "otcli.result",
     "ExactResult": "otcli.exact",
@@ -97,6 +100,7 @@ __all__ = [
     "run_pair",
     "solve",
     "solve_exact",
+    "solve_matrix",
 ]
 
 if TYPE_CHECKING:
@@ -105,6 +109,7 @@ if TYPE_CHECKING:
     from otcli.config import ReadOptions, SolveConfig
     from otcli.exact import ExactResult, solve_exact
     from otcli.io import read_cloud
+    from otcli.matrix import solve_matrix
     from otcli.pair import PairOutputs, PairReport, run_pair
     from otcli.result import DivergenceResult, SinkhornResult
 

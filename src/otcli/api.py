@@ -103,7 +103,7 @@ def solve(
     *,
     eps: float | Sequence[float] | None = None,
     eps_rel: float | None = None,
-    cost: str | CostFn = "sqeuclidean",
+    cost: str | CostFn | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "sqeuclidean",
     p: float | None = None,
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float | None = None,
@@ -116,6 +116,12 @@ def solve(
     threads: str | int | None = None,
     progress: ProgressFn | None = None,
     config: SolveConfig | None = None,
+    reach: float | None = None,
+    reach_a: float | None = None,
+    reach_b: float | None = None,
+    rho: float | None = None,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
 ) -> SinkhornResult | list[SinkhornResult]:
     """Entropic OT between two clouds, or between paired lists of clouds (then a list).
 
@@ -129,6 +135,19 @@ def solve(
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
     the device). ``threads`` sets torch's CPU threads (a count or ``"auto"``; default:
     ``OTCLI_THREADS`` if set, else torch's own setting).
+    the device).
+
+    ``cost`` is a registered name, or a function of batched points ``cost(x, y)``,
+    (B, n, d) × (B, m, d) → (B, n, m) torch tensor, used as is by the dense and online
+    geometries (see :class:`~otcli.costs.CallableCost`: not assumed symmetric, translation
+    invariant or bounded over boxes, so the block-sparse pruning is skipped for it).
+
+    Unbalanced OT: ``rho`` (both sides), ``rho_a``/``rho_b`` (one side each) relax the
+    marginals into penalties ρ KL(P1‖a), ρ KL(Pᵀ1‖b) in cost units; ``reach``/``reach_a``/
+    ``reach_b`` give them as distances in the points' units, ρ = reach^p for a p-th power
+    cost (GeomLoss's convention). The result's ``mass`` is Σ P, its ``objective`` the
+    primal value with its KL terms.
+
     ``config`` (a :class:`~otcli.config.SolveConfig`) replaces all the solver keywords but
     ``eps``, which may still give one value per pair.
     """
@@ -141,7 +160,8 @@ def solve(
             eps=eps if eps is not None and np.isscalar(eps) else None,  # type: ignore[arg-type]
             eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             device=device, dtype=dtype, geometry=geometry, memory=memory,
-            check_every=check_every, threads=threads,
+            check_every=check_every, threads=threads, reach=reach, reach_a=reach_a,
+            reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
     eps_list = eps_values(config, eps, len(xs))
     results: list[SinkhornResult] = [None] * len(xs)  # type: ignore[list-item]
@@ -245,7 +265,12 @@ def solve_clouds(
         eps_list.append(config.check_eps(e))
     eps_t = torch.as_tensor(eps_list, dtype=hi, device=dev)
     opts = SolverOptions(
-        max_iter=config.max_iter, tol=tol, scaling=config.scaling, check_every=config.check_every
+        max_iter=config.max_iter,
+        tol=tol,
+        scaling=config.scaling,
+        check_every=config.check_every,
+        rho_a=config.rho_a,
+        rho_b=config.rho_b,
     )
     report_stage(progress, "building the cost matrix")
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, config, eps_t)
@@ -258,18 +283,23 @@ def solve_clouds(
     report_stage(progress, "measuring the plan")
     dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
     del geom
-    cost, marg = plan_statistics(
+    stats = plan_statistics(
         x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, dt,
         block_rows=_block_rows(x_hi.shape[0] * y_hi.shape[1], dev), cost=dense_cost,
+        rho_a=config.rho_a, rho_b=config.rho_b,
     )  # fmt: skip
     del dense_cost
     f64, g64 = out.f.to(hi), out.g.to(hi)
+    # Balanced: the dual ⟨a, f⟩ + ⟨b, g⟩. Unbalanced: the primal value of the returned plan,
+    # KL terms included (it bounds the optimum from above for any plan).
     objective = (log_a.to(hi).exp() * f64).sum(1) + (log_b.to(hi).exp() * g64).sum(1)
+    if config.unbalanced:
+        objective = stats.primal
     host = {
         k: v.cpu().numpy()
         for k, v in dict(
-            cost=cost, marg=marg, obj=objective, it=out.iterations,
-            f=f64, g=g64, scale=scale,
+            cost=stats.cost, marg=stats.marginal_error, obj=objective, it=out.iterations,
+            f=f64, g=g64, scale=scale, mass=stats.mass,
         ).items()
     }  # fmt: skip
     seconds = time.perf_counter() - start
@@ -290,6 +320,7 @@ def solve_clouds(
                 converged=bool(host["marg"][k] <= tol), tol=tol, device=str(dev),
                 dtype=config.dtype, centre=centres[k], geometry=geom_name, seconds=seconds,
                 engine=engine, cost_scale=float(host["scale"][k]),
+                mass=float(host["mass"][k]), rho_a=config.rho_a, rho_b=config.rho_b,
             )
         )  # fmt: skip
     return results
@@ -382,9 +413,12 @@ def make_geometry(
     if geometry == "online" or (geometry == "auto" and need > budget):
         return OnlineGeometry(x, y, cost_fn, mask_x, mask_y, dtype)
     block = _block_rows(B * m, x.device)
-    cost = torch.cat(
-        [working_cost(cost_fn, x[:, i : i + block], y, dtype) for i in range(0, n, block)], dim=1
-    )  # (B, n, m), built block by block: no n×m temporary in high precision
+    cost = cost_fn.whole(x, y, dtype)  # a precomputed matrix is used as it is
+    if cost is None:
+        cost = torch.cat(
+            [working_cost(cost_fn, x[:, i : i + block], y, dtype) for i in range(0, n, block)],
+            dim=1,
+        )  # (B, n, m), built block by block: no n×m temporary in high precision
     if x.device.type == "cpu" and KERNEL_ON_CPU:
         # Matrix-vector products instead of exps; it checks every half-step (one host sync
         # each), which costs nothing on a CPU but would stall a GPU, where exps are cheap.

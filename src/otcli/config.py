@@ -17,7 +17,7 @@ also solved densely.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,10 @@ class SolveConfig:
     - ``max_batch``: most problems per batched solve.
     - ``threads``: CPU threads torch may use (``None``: torch's own setting), see
       :func:`otcli.device.auto_threads` for why fewer threads than cores can be faster.
+    - ``rho_a``, ``rho_b``: the marginal penalties of unbalanced OT, in cost units: the
+      solve minimises ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b) (generalised
+      KL). ``None`` keeps that side's marginal exact (ρ = ∞): both None is balanced OT, one
+      None semi-relaxed.
     """
 
     cost: CostFn
@@ -89,6 +93,13 @@ class SolveConfig:
     check_every: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
     threads: int | None = None
+    rho_a: float | None = None
+    rho_b: float | None = None
+
+    @property
+    def unbalanced(self) -> bool:
+        """Whether either marginal is relaxed (a finite ρ on some side)."""
+        return self.rho_a is not None or self.rho_b is not None
 
     @property
     def torch_device(self) -> torch.device:
@@ -131,12 +142,15 @@ class SolveConfig:
         return replace(self, **changes)
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings that change the numbers: a resumed batch must use the same ones."""
+        """The settings that change the numbers: a resumed batch must use the same ones.
+
+        ``rho_a``/``rho_b`` appear only when set, so balanced runs keep their fingerprint."""
         return {
             "eps": self.eps, "eps_rel": self.eps_rel, "cost": self.cost.name,
             "p": self.cost.p if self.cost.name == "pnorm" else None,
             "max_iter": self.max_iter, "tol": self.tol, "scaling": self.scaling,
             "dtype": self.dtype,
+            **{k: v for k, v in (("rho_a", self.rho_a), ("rho_b", self.rho_b)) if v is not None},
         }  # fmt: skip
 
 
@@ -166,7 +180,7 @@ def make_config(
     *,
     eps: float | None = None,
     eps_rel: float | None = None,
-    cost: str | CostFn = "sqeuclidean",
+    cost: str | CostFn | Callable[..., Any] = "sqeuclidean",
     p: float | None = None,
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float | None = None,
@@ -178,17 +192,29 @@ def make_config(
     check_every: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     threads: str | int | None = None,
+    reach: float | None = None,
+    reach_a: float | None = None,
+    reach_b: float | None = None,
+    rho: float | None = None,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
 ) -> SolveConfig:
     """Check every option once and resolve the defaults that depend on others.
+
+    ``cost`` is a registered name, a cost object or a function of batched points (see
+    :func:`otcli.costs.as_cost`). The unbalanced options (:func:`marginal_penalties`) give
+    both sides (``reach``, ``rho``) or one side each (``reach_a``, ``rho_b``...).
 
     Raises :class:`~otcli.errors.OptionError` (or its ``DeviceError``) naming the option:
     the first bad value, with what was received and what would do.
     """
-    from otcli.costs import CostFn as _CostFn
-    from otcli.costs import get_cost
+    from otcli.costs import as_cost
     from otcli.device import pick_device, pick_dtype, resolve_threads
 
-    cost_fn = cost if isinstance(cost, _CostFn) else get_cost(cost, p)
+    cost_fn = as_cost(cost, p)
+    rho_a, rho_b = marginal_penalties(
+        cost_fn, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b
+    )
     if eps is not None and eps_rel is not None:
         raise OptionError("--eps-rel", "give --eps (absolute) or --eps-rel (relative), not both")
     if eps_rel is not None:
@@ -222,8 +248,74 @@ def make_config(
         cost=cost_fn, eps=eps, eps_rel=None if eps_rel is None else float(eps_rel),
         max_iter=max_iter, tol=tol, scaling=scaling,
         device=str(dev), dtype=dtype, geometry=geometry, memory=memory,
-        check_every=check_every, max_batch=max_batch, threads=resolve_threads(threads),
+        check_every=check_every, max_batch=max_batch, rho_a=rho_a, rho_b=rho_b,
+        threads=resolve_threads(threads),
     )  # fmt: skip
+
+
+def marginal_penalties(
+    cost_fn: CostFn,
+    *,
+    reach: float | None = None,
+    reach_a: float | None = None,
+    reach_b: float | None = None,
+    rho: float | None = None,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
+) -> tuple[float | None, float | None]:
+    """(ρ_a, ρ_b) from the unbalanced options; None keeps a side balanced.
+
+    ``rho*`` are penalties in cost units; ``reach*`` are distances in the points' units,
+    ρ = reach^p for a cost that is a p-th power of a distance (GeomLoss's convention:
+    p = 2 for sqeuclidean, 1 for euclidean and cityblock, p for pnorm). Each side takes one
+    value: from a both-sides option (``reach`` or ``rho``) or from its own options, not both.
+    """
+    given = {
+        "--reach": reach, "--reach-a": reach_a, "--reach-b": reach_b,
+        "--rho": rho, "--rho-a": rho_a, "--rho-b": rho_b,
+    }  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    for option, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(option, f"must be a positive finite number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            what = "a distance" if option.startswith("--reach") else "a penalty"
+            raise OptionError(
+                option, f"must be a positive finite number ({what}; leave it out for "
+                f"balanced OT), got {value}"
+            )  # fmt: skip
+    both = [k for k in ("--reach", "--rho") if k in given]
+    sides = [k for k in ("--reach-a", "--rho-a", "--reach-b", "--rho-b") if k in given]
+    if len(both) > 1:
+        raise OptionError("--rho", "give --reach or --rho, not both")
+    if both and sides:
+        raise OptionError(sides[0], f"give {both[0]} (both sides) or per-side options, not both")
+    for side in "ab":
+        if f"--reach-{side}" in given and f"--rho-{side}" in given:
+            raise OptionError(f"--rho-{side}", f"give --reach-{side} or --rho-{side}, not both")
+    reaches = [k for k in given if k.startswith("--reach")]
+    if reaches and cost_fn.power is None:
+        raise OptionError(
+            reaches[0],
+            f"the {cost_fn.describe()} cost is not a power of a distance, so a reach has no "
+            f"penalty; give ρ itself with {reaches[0].replace('reach', 'rho')}",
+        )
+
+    def side(s: str) -> float | None:
+        option = "--reach" if "--reach" in given else f"--reach-{s}"
+        if option in given:
+            reach, power = float(given[option]), cost_fn.power
+            try:
+                value = reach**power  # type: ignore[operator]
+            except OverflowError:
+                value = math.inf
+            if not (math.isfinite(value) and value > 0):
+                raise OptionError(option, f"ρ = {reach:g}^{power:g} is out of range ({value:g})")
+            return value
+        value = given.get("--rho", given.get(f"--rho-{s}"))
+        return None if value is None else float(value)
+
+    return side("a"), side("b")
 
 
 def make_read_options(
@@ -280,4 +372,5 @@ __all__ = [
     "eps_values",
     "make_config",
     "make_read_options",
+    "marginal_penalties",
 ]

@@ -7,6 +7,8 @@ and ``y`` of shape ``(B, m, d)`` to ``(B, n, m)``), a lower bound between boundi
 block-sparse pruning needs; None where a cost has none), whether the fused squared-Euclidean
 product may stand in for it, and which inputs it refuses. ``@_register`` puts the class in
 the one registry that ``get_cost``, ``COST_NAMES`` and the CLI's choices are built from.
+A function of batched points (``otcli.solve(x, y, cost=fn)``) is wrapped in the unregistered
+:class:`CallableCost`, which claims none of those properties (see :func:`as_cost`).
 
 The same ``__call__`` serves the dense geometry (whole clouds) and the block-wise ones (slices
 of the clouds), so there is one definition of each cost. Accuracy over speed where they
@@ -56,6 +58,7 @@ class CostFn(metaclass=_ByName):
     name: ClassVar[str]
     takes_p: ClassVar[bool] = False  # only such costs accept ``--p``
     translation_invariant: ClassVar[bool] = True  # C(x + t, y + t) = C(x, y): may centre
+    symmetric: ClassVar[bool] = True  # C(x, y) = C(y, x): a block of Cᵀ is C(y, x)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, n, d) × (B, m, d) → (B, n, m)."""
@@ -63,6 +66,17 @@ class CostFn(metaclass=_ByName):
 
     def describe(self) -> str:
         return self.name
+
+    @property
+    def power(self) -> float | None:
+        """p where C is a p-th power of a distance, else None. A reach R (a distance, in the
+        points' units) then sets the marginal penalty ρ = R^p (GeomLoss's convention)."""
+        return None
+
+    def whole(self, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """The whole (B, n, m) cost of the points in ``dtype`` where the cost holds it already
+        (a precomputed matrix), else None: the dense geometries then build it. Read only."""
+        return None
 
     @property
     def fused_sqeuclidean(self) -> bool:
@@ -134,6 +148,10 @@ class SqEuclidean(CostFn):
         return _sqeuclidean(x, y)
 
     @property
+    def power(self) -> float | None:
+        return 2.0
+
+    @property
     def fused_sqeuclidean(self) -> bool:
         return True
 
@@ -153,6 +171,10 @@ class Euclidean(CostFn):
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _sqeuclidean(x, y).sqrt_()
 
+    @property
+    def power(self) -> float | None:
+        return 1.0
+
     def box_lower(
         self, lo_a: torch.Tensor, hi_a: torch.Tensor, lo_b: torch.Tensor, hi_b: torch.Tensor
     ) -> torch.Tensor | None:
@@ -168,6 +190,10 @@ class Cityblock(CostFn):
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _cityblock(x, y)
+
+    @property
+    def power(self) -> float | None:
+        return 1.0
 
     def box_lower(
         self, lo_a: torch.Tensor, hi_a: torch.Tensor, lo_b: torch.Tensor, hi_b: torch.Tensor
@@ -225,6 +251,10 @@ class PNorm(CostFn):
         return f"pnorm(p={self.p:g})"
 
     @property
+    def power(self) -> float | None:
+        return self.p
+
+    @property
     def fused_sqeuclidean(self) -> bool:
         return self.p == 2.0
 
@@ -235,6 +265,55 @@ class PNorm(CostFn):
 
 
 COST_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class CallableCost(CostFn):
+    """A cost of your own: ``fn(x, y)`` maps batched points (B, n, d) × (B, m, d) to the
+    costs (B, n, m), as a tensor of the points' dtype on their device.
+
+    The dense geometries call it once on whole clouds (in row blocks), the online geometry
+    on row blocks of the clouds at every half-step, so it must compute each C_ij from x_i
+    and y_j alone, and return a new tensor (the solver scales it in place). What a named
+    cost declares, a function cannot, so nothing is assumed: points reach it uncentred (not
+    translation invariant), a block of Cᵀ is a block of C transposed (not symmetric), there
+    is no box bound (no block-sparse pruning: the online geometry computes every entry), no
+    fused squared-Euclidean product, and no power of a distance (give ``rho``, not ``reach``).
+    """
+
+    name: ClassVar[str] = "callable"
+    translation_invariant: ClassVar[bool] = False
+    symmetric: ClassVar[bool] = False
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        out = self.fn(x, y)
+        shape = (x.shape[0], x.shape[1], y.shape[1])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out)
+            raise OptionError(
+                "cost",
+                f"{self.describe()} returned {got} for points {tuple(x.shape)} × "
+                f"{tuple(y.shape)}; it must return a tensor of shape {shape}",
+            )
+        return out.to(device=x.device, dtype=x.dtype).contiguous()
+
+    def describe(self) -> str:
+        return f"callable({getattr(self.fn, '__name__', type(self.fn).__name__)})"
+
+
+def as_cost(cost: str | CostFn | Callable[..., Any], p: float | None = None) -> CostFn:
+    """A cost object from a registered name (with its ``p``), a cost object (as is), or a
+    function of batched points (wrapped in :class:`CallableCost`)."""
+    if isinstance(cost, CostFn):
+        return cost
+    if callable(cost):
+        if p is not None:
+            raise OptionError("--p", "--p applies to --cost pnorm only, not to a cost function")
+        return CallableCost(cost)
+    return get_cost(cost, p)
 
 
 def get_cost(name: str, p: float | None = None) -> CostFn:

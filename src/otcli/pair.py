@@ -40,6 +40,10 @@ class PairReport:
     unless asked for; then ``converged`` covers its three problems and ``seconds`` their sum.
     ``columns`` names the coordinate columns read (header names, or 0-based indices as
     text); ``columns_b`` is set only where B's differ from A's.
+    Unbalanced runs add ``mass`` (Σ P) and the penalties ``rho_a``/``rho_b`` of the relaxed
+    sides; their ``objective`` carries the KL terms and ``marginal_error`` is measured against
+    the relaxed marginals (see :class:`~otcli.result.SinkhornResult`). ``dim`` is 0 for a
+    problem given as a cost matrix (no coordinates).
     """
 
     a: str
@@ -67,11 +71,15 @@ class PairReport:
     w_p: float | None = None
     columns: tuple[str, ...] = ()
     columns_b: tuple[str, ...] | None = None
+    mass: float | None = None
+    rho_a: float | None = None
+    rho_b: float | None = None
 
     def __repr__(self) -> str:
         """One line: the files, sizes and figures (``fields()`` has everything)."""
         extra = "".join(
-            f", {k}={v:.6g}" for k, v in (("divergence", self.divergence), ("w_p", self.w_p))
+            f", {k}={v:.6g}" for k, v in (("divergence", self.divergence), ("w_p", self.w_p),
+                                          ("mass", self.mass))
             if v is not None
         )  # fmt: skip
         return (
@@ -81,10 +89,10 @@ class PairReport:
         )
 
     def fields(self) -> dict[str, Any]:
-        """The report as the JSON object's fields (``divergence``, ``p``, ``w_p`` and
-        ``columns_b`` only when they exist)."""
+        """The report as the JSON object's fields (``divergence``, ``p``, ``w_p``,
+        ``columns_b``, ``mass``, ``rho_a`` and ``rho_b`` only when they exist)."""
         out = asdict(self)
-        for key in ("divergence", "p", "w_p", "columns_b"):
+        for key in ("divergence", "p", "w_p", "columns_b", "mass", "rho_a", "rho_b"):
             if out[key] is None:
                 del out[key]
         for key in ("columns", "columns_b"):
@@ -130,6 +138,8 @@ def run_pair(
     outputs = PairOutputs() if outputs is None else outputs
     if a == "-" and b == "-":
         raise OptionError("B", "only one of A and B can be - (standard input)")
+    if exact and config.unbalanced:
+        raise OptionError("--exact", "solves balanced OT; drop --reach / --rho")
     export.check_threshold(outputs.coupling_threshold)
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
@@ -156,6 +166,31 @@ def run_pair(
     api.check_pair(x, y, config.cost)
     if exact:
         return _exact_report(a, b, x, y, config, outputs)
+    return solve_pair(
+        a, b, x, y, config, outputs=outputs, divergence=divergence, progress=progress, warn=warn
+    )
+
+
+def solve_pair(
+    a: str,
+    b: str,
+    x: Any,
+    y: Any,
+    config: SolveConfig,
+    *,
+    outputs: PairOutputs,
+    divergence: bool = False,
+    progress: ProgressFn | None = None,
+    warn: Callable[[str], None] | None = None,
+    dim: int | None = None,
+) -> PairReport:
+    """Solve two checked clouds, write ``outputs`` and report under the names ``a``, ``b``.
+
+    The part of a single-pair run after reading, shared with ``otdist matrix``
+    (:mod:`otcli.matrix`), which passes ``dim`` 0 for its index clouds.
+    """
+    from otcli import api, export
+
     eps, scale = api.pair_eps(x, y, config)
     if warn is not None and eps < EPS_REL_FLOOR * scale:
         warn(small_eps_message(eps, scale, config.max_iter))
@@ -181,11 +216,12 @@ def run_pair(
         iterations=res.iterations,  # type: ignore[union-attr]
         converged=div.converged if div is not None else res.converged,  # type: ignore[union-attr]
         marginal_error=res.marginal_error, tol=res.tol, n=res.n, m=res.m,  # type: ignore[union-attr]
-        dim=res.dim, cost_fn=res.cost_fn.describe(), device=res.device,  # type: ignore[union-attr]
-        dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
+        dim=res.dim if dim is None else dim, cost_fn=res.cost_fn.describe(),  # type: ignore[union-attr]
+        device=res.device, dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
         seconds=seconds,
         divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
         **_w_p(res.cost, config), **_columns(x, y),  # type: ignore[union-attr]
+        **_relaxed(res),
     )  # fmt: skip
 
 
@@ -194,9 +230,16 @@ def _columns(x: Any, y: Any) -> dict[str, Any]:
     return {"columns": x.columns, "columns_b": None if y.columns == x.columns else y.columns}
 
 
+def _relaxed(res: Any) -> dict[str, Any]:
+    """The unbalanced figures of a report (none for balanced OT)."""
+    if not res.unbalanced:
+        return {}
+    return {"mass": res.mass, "rho_a": res.rho_a, "rho_b": res.rho_b}
+
+
 def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
     power = cost_power(config.cost)
-    if power is None:
+    if power is None or config.unbalanced:  # P is no coupling of a and b: no W_p
         return {}
     return {"p": power, "w_p": max(cost, 0.0) ** (1.0 / power)}
 
@@ -258,4 +301,5 @@ __all__ = [
     "not_converged_message",
     "run_pair",
     "small_eps_message",
+    "solve_pair",
 ]

@@ -72,10 +72,27 @@ def summary(fields: dict[str, Any]) -> str:
     else:
         rel = f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""
         what = f"⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}{rel}"
+        objective = "OT_ε = ⟨a, f⟩ + ⟨b, g⟩"
+        if "mass" in fields:
+            terms = " + ".join(
+                f"{rho} KL({m}‖{w})"
+                for key, rho, m, w in (("rho_a", "ρ_a", "P1", "a"), ("rho_b", "ρ_b", "Pᵀ1", "b"))
+                if fields.get(key) is not None
+            )
+            objective = f"⟨P, C⟩ + ε KL(P‖a⊗b) + {terms}, unbalanced"
         lines = [
             ("cost", f"{_num(fields['cost'])}   {what}"),
-            ("objective", f"{_num(fields['objective'])}   OT_ε = ⟨a, f⟩ + ⟨b, g⟩"),
+            ("objective", f"{_num(fields['objective'])}   {objective}"),
         ]
+        if "mass" in fields:
+            rhos = ", ".join(
+                f"{name} = {fields[key]:g}"
+                for key, name in (("rho_a", "ρ_a"), ("rho_b", "ρ_b"))
+                if fields.get(key) is not None
+            )
+            lines.append(
+                ("mass", f"{_num(fields['mass'])}   transported, Σ P of 1 per cloud ({rhos})")
+            )
     if "w_p" in fields:
         p = fields["p"]
         what = "exact" if exact else "of the entropic plan"
@@ -88,13 +105,15 @@ def summary(fields: dict[str, Any]) -> str:
         )
     else:
         state = "converged" if fields["converged"] else "NOT converged"
+        error = "marginal error" if "mass" not in fields else "error to relaxed marginals"
         lines.append((
             "iterations",
-            f"{fields['iterations']}, {state} (marginal error {fields['marginal_error']:.2e},"
+            f"{fields['iterations']}, {state} ({error} {fields['marginal_error']:.2e},"
             f" tol {fields['tol']:.0e})",
         ))  # fmt: skip
+    shape = f"{fields['n']} × {fields['m']}"
     lines += [
-        ("points", f"{fields['n']} × {fields['m']} in {fields['dim']}-D"),
+        ("points", f"{shape} in {fields['dim']}-D" if fields["dim"] else f"{shape} cost matrix"),
         *_columns_lines(fields),
         ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
     ]

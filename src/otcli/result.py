@@ -53,8 +53,15 @@ class SinkhornResult(PlanMatrices):
 
     - ``cost``: ⟨P, C⟩, the transport cost of the entropic plan (the seed's "Sinkhorn
       distance"; with squared-Euclidean cost it estimates W₂² when ε is small against C).
-    - ``objective``: the regularised value OT_ε = ⟨a, f⟩ + ⟨b, g⟩ (dual form).
-    - ``marginal_error``: ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the returned plan.
+    - ``objective``: the regularised value OT_ε = ⟨a, f⟩ + ⟨b, g⟩ (dual form). Unbalanced
+      (``rho_a``/``rho_b`` set): the primal value of the returned plan with its KL terms,
+      ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b), generalised KL (with the mass
+      terms − Σr + Σw, which POT's ``sinkhorn_unbalanced2(returnCost="total")`` leaves out:
+      ours = POT's + (ε + ρ_a + ρ_b)(1 − Σ P) for unit masses).
+    - ``marginal_error``: ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the returned plan. A relaxed side is
+      measured against the marginal the unbalanced optimum has for the returned potentials,
+      a·exp(−f/ρ_a) (b·exp(−g/ρ_b)), not against a: zero exactly at the optimum, it is the
+      fixed-point residual in units of mass (how far P1 is from a is ``mass`` and the KL).
     - ``converged``: ``marginal_error`` ≤ ``tol``. A problem can stop before the iteration
       limit without converging when its error stalls (no 1% progress in 200 iterations,
       even after one restart from zero potentials): ``iterations`` is then below the limit.
@@ -66,6 +73,10 @@ class SinkhornResult(PlanMatrices):
       ``eps / cost_scale``; Sinkhorn slows sharply below about 1e-3 of it).
     - ``engine``: which engine ran: ``dense`` (log-domain on C), ``kernel`` (stabilised
       kernel products), ``online`` or ``block-sparse`` (pruned online reductions).
+    - ``mass``: Σ P, the transported mass. Both clouds have mass 1 (weights are
+      normalised), and P1 and Pᵀ1 both total Σ P, so one number says it for both sides: 1
+      for balanced OT (to the marginal error), less where the relaxed marginals let mass go.
+    - ``rho_a``, ``rho_b``: the marginal penalties (None: that side balanced).
     """
 
     x: Cloud
@@ -87,6 +98,14 @@ class SinkhornResult(PlanMatrices):
     seconds: float
     engine: str = ""
     cost_scale: float = float("nan")
+    mass: float = 1.0
+    rho_a: float | None = None
+    rho_b: float | None = None
+
+    @property
+    def unbalanced(self) -> bool:
+        """Whether either marginal was relaxed."""
+        return self.rho_a is not None or self.rho_b is not None
 
     def __repr__(self) -> str:
         """One line of figures, never the arrays: ``repr`` of a 100,000-point result is short."""
@@ -143,8 +162,10 @@ class DivergenceResult:
     """The debiased Sinkhorn divergence S = OT_ε(a,b) − ½ OT_ε(a,a) − ½ OT_ε(b,b).
 
     S ≥ 0, S = 0 when the clouds are equal, and unlike ⟨P, C⟩ it has no entropic bias
-    toward spread-out plans. ``xy`` is the cross problem (its ``cost`` and plan are the
-    usual ones); ``xx`` and ``yy`` are the two symmetric correction terms.
+    toward spread-out plans. Unbalanced, the OT terms are the unbalanced objectives and
+    Séjourné et al.'s (2019) extra term ε/2 (m(a) − m(b))² is 0 (both masses are 1).
+    ``xy`` is the cross problem (its ``cost`` and plan are the usual ones); ``xx`` and
+    ``yy`` are the two symmetric correction terms.
     """
 
     xy: SinkhornResult

@@ -10,6 +10,14 @@ and one Sinkhorn iteration is two softmin half-steps
     f_i ← −ε log Σ_j b_j exp((g_j − C_ij) / ε)        (rows of P sum to a)
     g_j ← −ε log Σ_i a_i exp((f_i − C_ij) / ε)        (columns of P sum to b)
 
+Unbalanced OT relaxes the marginals into penalties ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b) (Séjourné et
+al. 2019; GeomLoss's ``dampening``): each half-step is the same softmin damped by
+τ = ρ/(ρ + ε) (τ = 1, the balanced step, where ρ = ∞),
+
+    f_i ← −τ_a ε log Σ_j b_j exp((g_j − C_ij) / ε)
+
+and at its fixed point the rows of P sum to a_i exp(−f_i/ρ_a) instead of a_i.
+
 Everything is batched over a leading dimension B; padded points carry log-mass −∞ and so
 drop out of every sum. The loop only talks to a :class:`~otcli.geometry.Geometry` (one
 log-sum-exp along rows, one along columns), so it runs unchanged on the dense and the online
@@ -21,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -35,7 +44,10 @@ COMPACT_MIN_BATCH = 4
 class SolverOptions:
     """How hard to work: target ε per problem, stopping rule and ε-annealing.
 
-    ``tol`` bounds the marginal error ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁; ``scaling`` in (0, 1) is the
+    ``tol`` bounds the marginal error ‖P1 − ã‖₁ + ‖Pᵀ1 − b̃‖₁, where ã = a and b̃ = b for
+    balanced sides and ã = a exp(−f/ρ_a), b̃ = b exp(−g/ρ_b) (the marginals the optimum
+    has, see :func:`relaxed_marginal`) for sides relaxed by a finite ``rho_a``/``rho_b``
+    (``None``: balanced); ``scaling`` in (0, 1) is the
     factor between successive ε stages (``None``: plain Sinkhorn at the target ε);
     ``check_every`` is how often the loop measures that error (one host sync each time);
     ``stage_tol`` and ``stage_max_iter`` decide when an annealing stage is done;
@@ -51,6 +63,22 @@ class SolverOptions:
     max_omega: float = 1.9
     scaling: float | None = 0.5
     check_every: int = 1
+    rho_a: float | None = None
+    rho_b: float | None = None
+
+
+def damping(rho: float | None, eps: torch.Tensor) -> torch.Tensor | float:
+    """τ = ρ/(ρ + ε), the factor of an unbalanced half-step (1: balanced, ρ = ∞), (B,)."""
+    return 1.0 if rho is None else rho / (rho + eps)
+
+
+def relaxed_marginal(log_w: torch.Tensor, pot: torch.Tensor, rho: float | None) -> torch.Tensor:
+    """The marginal the optimum has on one side, given its potential: w e^{−pot/ρ}, or w.
+
+    It is the first-order condition of the KL penalty: ∂/∂r [ρ KL(r‖w)] = ρ log(r/w) = −pot.
+    Taken as exp(log w − pot/ρ), so padding (log w = −∞) stays exactly 0.
+    """
+    return log_w.exp() if rho is None else (log_w - pot / rho).exp()
 
 
 @dataclass(frozen=True)
@@ -125,21 +153,41 @@ def sinkhorn_loop(
     When no more than a quarter of a batch of 4 or more is still active, the finished
     problems leave it (``geom.select``): a slow problem no longer makes its converged
     neighbours pay for every one of its iterations.
+
+    With ``opts.rho_a``/``opts.rho_b`` the half-steps are damped (unbalanced OT, see the
+    module docstring) and the error is measured against the relaxed marginals, which is
+    the fixed-point residual in units of mass: zero exactly at the unbalanced optimum.
     """
     B = log_a.shape[0]
-    a, b = log_a.exp(), log_b.exp()
     rows = torch.arange(B, device=eps.device)
     # After compaction, local row k of every state tensor is problem ``where[k]`` of the
     # batch; finished problems' results wait in ``done`` (allocated at the first compaction).
     where = rows
     done: dict[str, torch.Tensor] | None = None
     target = eps
+    rho_a, rho_b = opts.rho_a, opts.rho_b
 
     def f_step(g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return -e[:, None] * geom.lse_over_cols(log_b + g / e[:, None], e)  # (B, n)
+        scale = (damping(rho_a, e) * e)[:, None]  # τ_a ε, (B, 1)
+        return -scale * geom.lse_over_cols(log_b + g / e[:, None], e)  # (B, n)
 
     def g_step(f: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return -e[:, None] * geom.lse_over_rows(log_a + f / e[:, None], e)  # (B, m)
+        scale = (damping(rho_b, e) * e)[:, None]  # τ_b ε, (B, 1)
+        return -scale * geom.lse_over_rows(log_a + f / e[:, None], e)  # (B, m)
+
+    def side_error(
+        log_w: torch.Tensor,
+        pot: torch.Tensor,
+        hat: torch.Tensor,
+        e: torch.Tensor,
+        rho: float | None,
+    ) -> torch.Tensor:
+        # The plan of the current potentials has rows summing to a_i exp(f_i/ε − f̂_i/(τε))
+        # (f̂ the damped half-step); the optimum's rows sum to ã_i = a_i exp(−f_i/ρ), and
+        # since 1/ε + 1/ρ = 1/(τε) their ratio is exp((f_i − f̂_i)/(τε)): the L1 distance
+        # between the two is Σ ã |expm1((f − f̂)/(τε))| (with τ = 1, ã = a when balanced).
+        scale = (damping(rho, e) * e)[:, None]
+        return (relaxed_marginal(log_w, pot, rho) * torch.expm1((pot - hat) / scale).abs()).sum(1)
 
     def flag(t: torch.Tensor) -> torch.Tensor:
         return t[:, None]
@@ -173,9 +221,10 @@ def sinkhorn_loop(
         f_hat = f_step(g, e)
         if it % opts.check_every == 0 or it == opts.max_iter:
             # The plan of (f, g) has rows summing to a_i exp((f_i − f̂_i)/ε) and columns to
-            # b_j exp((g_j − ĝ_j)/ε): together these give the whole marginal L1 error.
-            row_err = (a * torch.expm1((f - f_hat) / e[:, None]).abs()).sum(dim=1)  # (B,)
-            col_err = (b * torch.expm1((g - g_hat) / e[:, None]).abs()).sum(dim=1)  # (B,)
+            # b_j exp((g_j − ĝ_j)/ε) (balanced): together these give the whole marginal L1
+            # error; relaxed sides measure it against the relaxed marginals (side_error).
+            row_err = side_error(log_a, f, f_hat, e, rho_a)  # (B,)
+            col_err = side_error(log_b, g, g_hat, e, rho_b)  # (B,)
             err = torch.where(active, row_err + col_err, err)
             # The loop aims at half the tolerance: the final float64 evaluation of the plan
             # may differ from this working-precision estimate by a few per cent.
@@ -247,7 +296,7 @@ def sinkhorn_loop(
                 done["iterations"][where[gone]] = iterations[gone]
                 geom = geom.select(keep)
                 where, rows = where[keep], torch.arange(len(keep), device=eps.device)
-                a, b, log_a, log_b = a[keep], b[keep], log_a[keep], log_b[keep]
+                log_a, log_b = log_a[keep], log_b[keep]
                 target = target[keep]
                 schedule = schedule[:, keep]
                 stage, e, f, g, f_hat, g_hat = (t[keep] for t in (stage, e, f, g, f_hat, g_hat))
@@ -328,6 +377,24 @@ def _relaxation(
     return new, err.clone(), changed
 
 
+class PlanStats(NamedTuple):
+    """Figures of the plan P = a⊗b exp((f ⊕ g − C)/ε) that potentials define, (B,) each.
+
+    - ``cost``: ⟨P, C⟩;
+    - ``marginal_error``: ‖P1 − ã‖₁ + ‖Pᵀ1 − b̃‖₁ against the marginals the optimum has
+      (a and b where balanced, see :func:`relaxed_marginal`);
+    - ``mass``: Σ P, the transported mass (1 for balanced OT between unit masses);
+    - ``primal``: ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b), with generalised
+      KL(r‖w) = Σ r log(r/w) − r + w and no term for a balanced side: the value of P in
+      the unbalanced problem (balanced results report the dual instead).
+    """
+
+    cost: torch.Tensor
+    marginal_error: torch.Tensor
+    mass: torch.Tensor
+    primal: torch.Tensor
+
+
 def plan_statistics(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -340,8 +407,10 @@ def plan_statistics(
     dtype: torch.dtype,
     block_rows: int,
     cost: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """⟨P, C⟩ and ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the plan the potentials define, per problem.
+    rho_a: float | None = None,
+    rho_b: float | None = None,
+) -> PlanStats:
+    """The figures (:class:`PlanStats`) of the plan the potentials define, per problem.
 
     Evaluated in the dtype of ``x`` (float64 where the device has it) on the solver's cost
     (rounded to ``dtype``): ``cost`` (B, n, m) where the dense geometry kept it, else rebuilt
@@ -354,9 +423,12 @@ def plan_statistics(
     ha = la + f / eps[:, None]  # (B, n)
     neg_inv_eps = (-1.0 / eps)[:, None, None]
     B, n = la.shape
+    target_a = relaxed_marginal(la, f, rho_a)  # (B, n)
     col = torch.zeros_like(lb)
     total = torch.zeros_like(eps)
     row_err = torch.zeros_like(eps)
+    f_dot_row = torch.zeros_like(eps)  # ⟨f, P1⟩
+    kl_a = torch.zeros_like(eps)  # KL(P1‖a)
     buf = x.new_empty((B, min(block_rows, n), lb.shape[1]))  # (B, b, m), reused
     for i0 in range(0, n, block_rows):
         sl = slice(i0, i0 + block_rows)
@@ -364,7 +436,24 @@ def plan_statistics(
         p = buf[:, : c.shape[1]]
         torch.addcmul(hb, c, neg_inv_eps, out=p).add_(ha[:, sl, None]).exp_()  # P_ij
         col += p.sum(dim=1)
-        row_err += (p.sum(dim=2) - la[:, sl].exp()).abs().sum(dim=1)
+        row = p.sum(dim=2)  # (B, b)
+        row_err += (row - target_a[:, sl]).abs().sum(dim=1)
+        f_dot_row += (f[:, sl] * row).sum(dim=1)
+        kl_a += _kl_terms(row, la[:, sl])
         total += p.mul_(c).sum(dim=(1, 2))
-    col_err = (col - lb.exp()).abs().sum(dim=1)
-    return total, row_err + col_err
+    col_err = (col - relaxed_marginal(lb, g, rho_b)).abs().sum(dim=1)
+    mass = col.sum(dim=1)
+    # ε KL(P‖a⊗b) = Σ P (f ⊕ g − C) − ε Σ P + ε Σa Σb, since log(P/ab) = (f ⊕ g − C)/ε:
+    # the primal's ⟨P, C⟩ cancels against it.
+    primal = f_dot_row + (g * col).sum(dim=1) - eps * (mass - la.exp().sum(1) * lb.exp().sum(1))
+    if rho_a is not None:
+        primal = primal + rho_a * kl_a
+    if rho_b is not None:
+        primal = primal + rho_b * _kl_terms(col, lb)
+    return PlanStats(total, row_err + col_err, mass, primal)
+
+
+def _kl_terms(r: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """Σ_k r_k log(r_k/w_k) − r_k + w_k along the last dim: generalised KL(r‖w), 0 log 0 = 0."""
+    logs = torch.where(r > 0, r * (r.log() - log_w), 0.0)
+    return (logs - r + log_w.exp()).sum(dim=-1)

@@ -77,6 +77,12 @@ def run_pairwise(
             "--eps-rel",
             "pairwise --divergence needs one ε for every pair and its self terms; give --eps",
         )
+    if config.rho_a != config.rho_b:  # OT(a, b) ≠ OT(b, a): no symmetric matrix
+        raise OptionError(
+            "--reach-a/--rho-a" if config.rho_a is not None else "--reach-b/--rho-b",
+            "pairwise solves each pair once for a symmetric matrix; relax both sides alike "
+            "(--reach or --rho)",
+        )
     engine = Engine.create(config)
     n_files = len(files)
     total = n_files * (n_files + 1) // 2

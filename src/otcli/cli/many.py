@@ -33,6 +33,12 @@ from otcli.cli.options import (
     NoScalingOpt,
     OverwriteOpt,
     POpt,
+    ReachAOpt,
+    ReachBOpt,
+    ReachOpt,
+    RhoAOpt,
+    RhoBOpt,
+    RhoOpt,
     ScalingOpt,
     TolOpt,
     WeightsOpt,
@@ -142,6 +148,12 @@ def batch(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    reach: ReachOpt = None,
+    reach_a: ReachAOpt = None,
+    reach_b: ReachBOpt = None,
+    rho: RhoOpt = None,
+    rho_a: RhoAOpt = None,
+    rho_b: RhoBOpt = None,
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
@@ -192,7 +204,8 @@ def batch(
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
+            rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
         if id_column is not None and coupling_dir is not None and coupling_format.value == "npy":
             raise OptionError(
@@ -251,6 +264,12 @@ def pairwise(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    reach: ReachOpt = None,
+    reach_a: ReachAOpt = None,
+    reach_b: ReachBOpt = None,
+    rho: RhoOpt = None,
+    rho_a: RhoAOpt = None,
+    rho_b: RhoBOpt = None,
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
@@ -273,7 +292,8 @@ def pairwise(
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
+            rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
         paths = list(files or [])
         if files_from is not None:

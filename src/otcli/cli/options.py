@@ -10,6 +10,7 @@ into one ``Error:`` line and an exit code.
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,7 @@ DType = Enum("DType", {name: name for name in DTYPES}, type=str)  # type: ignore
 
 
 SOLVER = "Solver"
+UNBALANCED = "Unbalanced (relaxed marginals)"
 INPUT = "Input"
 OUTPUT = "Output"
 BATCH = "Batch"
@@ -160,6 +162,104 @@ OverwriteOpt = Annotated[
 ]
 
 
+ReachOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--reach",
+        help="Unbalanced OT on both sides: mass is created or destroyed rather than moved "
+        "much further than R (a distance in the points' units; penalty ρ = R^p for a p-th "
+        "power cost: R² for sqeuclidean, R for euclidean and cityblock).",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+ReachAOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--reach-a",
+        help="Relax A's marginal only (semi-relaxed), with reach R.",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+ReachBOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--reach-b",
+        help="Relax B's marginal only (semi-relaxed), with reach R.",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+RhoOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rho",
+        help="Unbalanced OT on both sides with marginal penalty ρ (cost units), instead of --reach.",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+RhoAOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rho-a",
+        help="Relax A's marginal only, with penalty ρ.",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+RhoBOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rho-b",
+        help="Relax B's marginal only, with penalty ρ.",
+        rich_help_panel=UNBALANCED,
+        show_default=False,
+    ),
+]
+
+# Outputs of a single solve (``otdist matrix``; ``otdist A B`` declares the same inline).
+CouplingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the coupling P: .npy dense n×m; .csv/.tsv/.parquet long i,j,value.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+CouplingThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Long formats keep P entries above this \\[default: 1e-9 × max P].",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+CouplingTopkOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Long formats keep only the K largest P entries of each row.",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the cost.", rich_help_panel=OUTPUT)
+]
+SolveProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress on stderr \\[default: on a terminal, after 1 s].",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+
+
 def _guarded(call: Any, close: Any, interrupted: str) -> Any:
     """Run ``call``; errors become one line on stderr and an exit code (2 bad input or
     options, 1 a solver failure, 130 Ctrl-C), never a traceback."""
@@ -199,6 +299,12 @@ def _config(
     geometry: Any,
     memory: str | None,
     max_batch: int = 64,
+    reach: float | None = None,
+    reach_a: float | None = None,
+    reach_b: float | None = None,
+    rho: float | None = None,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
 ) -> Any:
     """The shared solver options as one checked :class:`otcli.config.SolveConfig`."""
     from otcli.config import make_config
@@ -207,6 +313,7 @@ def _config(
         eps=eps, eps_rel=eps_rel, cost=cost.value, p=p, max_iter=max_iter, tol=tol,
         scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
         geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
+        reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
     )  # fmt: skip
 
 

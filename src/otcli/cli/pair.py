@@ -28,6 +28,12 @@ from otcli.cli.options import (
     NoScalingOpt,
     OverwriteOpt,
     POpt,
+    ReachAOpt,
+    ReachBOpt,
+    ReachOpt,
+    RhoAOpt,
+    RhoBOpt,
+    RhoOpt,
     ScalingOpt,
     TolOpt,
     WeightsOpt,
@@ -77,6 +83,12 @@ def pair(
             rich_help_panel=SOLVER,
         ),
     ] = False,
+    reach: ReachOpt = None,
+    reach_a: ReachAOpt = None,
+    reach_b: ReachBOpt = None,
+    rho: RhoOpt = None,
+    rho_a: RhoAOpt = None,
+    rho_b: RhoBOpt = None,
     geometry: GeometryOpt = Geometry.auto,
     memory: MemoryOpt = None,
     columns: ColumnsOpt = None,
@@ -155,6 +167,7 @@ def pair(
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
         if json_out and quiet:
             raise OptionError("--quiet", "prints the bare number, --json one object; give one")

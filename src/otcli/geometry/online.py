@@ -151,8 +151,12 @@ class OnlineGeometry:
         m = self.y.shape[1]
 
         def block(r0: int, r1: int, scale: torch.Tensor) -> torch.Tensor:
-            # A block of Cᵀ: every cost here is symmetric, C(x, y) = C(y, x).
-            return self.cost_fn(self.y[:, r0:r1], self.x).mul_(scale)
+            # A block of Cᵀ: C(y, x) for a symmetric cost, else a block of C transposed
+            # (a cost function or matrix of the user's), copied to contiguous rows.
+            if self.cost_fn.symmetric:
+                return self.cost_fn(self.y[:, r0:r1], self.x).mul_(scale)
+            c = self.cost_fn(self.x, self.y[:, r0:r1]).transpose(1, 2)
+            return c.mul(scale).contiguous()
 
         return blocked_lse(block, m, h, eps, self._step_y, self.dtype)
 

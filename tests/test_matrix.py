@@ -1,0 +1,195 @@
+"""``otdist matrix``: OT for a precomputed cost matrix equals OT between the clouds it came from;
+long-format tables, masses, unbalanced options, the memory rule and every refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import ot
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import otcli
+from conftest import otdist
+from otcli.errors import InputError, OptionError
+from otcli.io.matrices import read_cost_matrix
+from otcli.matrix import solve_matrix
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture
+def pair(tmp_path, rng):
+    """Two weighted clouds in files, their masses, and ot.dist between them as .npy."""
+    x, y = rng.random((14, 3)), rng.random((11, 3)) + 0.2
+    wa, wb = rng.random(14) + 0.1, rng.random(11) + 0.1
+    np.savez(tmp_path / "x.npz", points=x, weights=wa)
+    np.savez(tmp_path / "y.npz", points=y, weights=wb)
+    np.save(tmp_path / "C.npy", ot.dist(x, y))
+    np.save(tmp_path / "a.npy", wa)
+    np.savetxt(tmp_path / "b.csv", wb)
+    return tmp_path, x, y, wa, wb
+
+
+def _long(path, C):
+    i, j = np.divmod(np.arange(C.size), C.shape[1])
+    table = pa.table({"i": i, "j": j, "value": C.reshape(-1)})
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        rows = zip(i.tolist(), j.tolist(), C.reshape(-1).tolist(), strict=True)
+        path.write_text("i,j,value\n" + "".join(f"{a},{b},{v!r}\n" for a, b, v in rows))
+
+
+@pytest.mark.parametrize("extra", [[], ["--rho", "0.3"], ["--rho-b", "0.2", "--eps-rel", "0.1"]])
+def test_matrix_of_ot_dist_equals_the_clouds(capfd, pair, extra):
+    d, *_ = pair
+    args = ["--dtype", "float64", "--json", *extra]
+    code, out, err = otdist(capfd, "matrix", d / "C.npy", "--a", d / "a.npy", "--b", d / "b.csv",
+                            *args)  # fmt: skip
+    assert code == 0, err
+    code2, out2, err2 = otdist(capfd, d / "x.npz", d / "y.npz", *args)
+    assert code2 == 0, err2
+    got, ref = json.loads(out), json.loads(out2)
+    for key in ("cost", "objective", "eps", "marginal_error"):
+        assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-13), key
+    assert got["converged"] and (got["n"], got["m"], got["dim"]) == (14, 11, 0)
+    assert got["cost_fn"] == f"matrix({d / 'C.npy'})" and got["engine"] == "kernel"
+    assert (got["a"], got["b"]) == (str(d / "a.npy"), str(d / "b.csv"))
+    assert ("mass" in got) == ("mass" in ref) == bool(extra)
+    assert got.get("mass", 1) == pytest.approx(ref.get("mass", 1), rel=1e-9)
+    assert "w_p" not in got
+
+
+@pytest.mark.parametrize("name", ["C.parquet", "C.csv"])
+def test_long_format_and_uniform_masses(capfd, pair, name):
+    d, x, y, *_ = pair
+    C = ot.dist(x, y)
+    _long(d / name, C)
+    code, out, err = otdist(capfd, "matrix", d / name, "--eps", 0.05, "--quiet", "--dtype",
+                            "float64")  # fmt: skip
+    assert code == 0, err
+    ref = ot.sinkhorn(np.full(14, 1 / 14), np.full(11, 1 / 11), C, 0.05, method="sinkhorn_log",
+                      stopThr=1e-13, numItermax=100_000)  # fmt: skip
+    assert float(out) == pytest.approx(float((ref * C).sum()), rel=1e-6)
+    assert err == ""
+
+
+def test_coupling_file_is_the_plan(capfd, pair):
+    d, x, y, wa, wb = pair
+    code, _, err = otdist(capfd, "matrix", d / "C.npy", "--a", d / "a.npy", "--b", d / "b.csv",
+                          "--dtype", "float64", "--coupling", d / "P.npy", "--rho", 0.4)  # fmt: skip
+    assert code == 0, err
+    a, b = wa / wa.sum(), wb / wb.sum()
+    ref = ot.unbalanced.sinkhorn_unbalanced(a, b, ot.dist(x, y), 0.1, 0.4,
+                                            method="sinkhorn_stabilized", stopThr=1e-15,
+                                            numItermax=100_000)  # fmt: skip
+    np.testing.assert_allclose(np.load(d / "P.npy"), ref, atol=1e-7)
+
+
+def test_library_solve_matrix_equals_solve(rng):
+    x, y = rng.random((9, 2)), rng.random((12, 2))
+    r = solve_matrix(ot.dist(x, y), eps=0.05, dtype="float64", rho=0.5)
+    s = otcli.solve(x, y, eps=0.05, dtype="float64", rho=0.5)
+    assert r.cost == pytest.approx(s.cost, rel=1e-9) and r.mass == pytest.approx(s.mass)
+    np.testing.assert_allclose(r.plan(), s.plan(), atol=1e-12)
+    with pytest.raises(OptionError, match=r"^reach: does not apply to a cost matrix"):
+        solve_matrix(ot.dist(x, y), reach=1.0)
+
+
+def test_the_dense_geometry_takes_the_matrix_without_a_copy(rng):
+    """C is held once, in the working dtype: the geometry reads that very tensor."""
+    import torch
+
+    from otcli.api import make_geometry
+    from otcli.config import make_config
+    from otcli.matrix import matrix_problem
+
+    x, y, config = matrix_problem(rng.random((6, 4)), None, None, make_config(device="cpu"))
+    xt = torch.tensor(x.points)[None]
+    yt = torch.tensor(y.points)[None]
+    ones = torch.ones(1, 6, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool)
+    geom = make_geometry(xt, yt, *ones, config)
+    assert geom.cost.data_ptr() == config.cost.matrix.data_ptr()
+    assert config.cost.whole(xt.flip(1), yt, torch.float32) is None  # not the identity
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _write(d / "C.csv", "i,j,value\n0,0,1\n0,1,2\n1,0,3\n"),
+         "lists 3 entries, but its largest indices make it 2×2 = 4; a cost matrix lists every "
+         "(i, j) once"),
+        (lambda d: _write(d / "C.csv", "i,j,value\n0,0,1\n0,1,2\n1,0,3\n1,0,4\n"),
+         "entry i=1, j=1 is missing (another (i, j) is listed twice)"),
+        (lambda d: _write(d / "C.csv", "i,j,value\n0,0,1\n0,1,inf\n"),
+         "non-finite cost inf at i=0, j=1 (0-based)"),
+        (lambda d: _write(d / "C.csv", "i,j,value\n0,0,1\n0,1,nan\n"),
+         "column value is empty or NaN in row 1"),
+        (lambda d: _write(d / "C.csv", "i,j,cost\n0,0,1\n"),
+         "a long cost matrix needs columns i, j, value; missing value (found: i, j, cost)"),
+        (lambda d: _write(d / "C.csv", "i,j,value\n0,-1,1\n"),
+         "negative index i=0, j=-1 in row 0; indices are 0-based"),
+        (lambda d: _write(d / "C.csv", "i,j,value\n0.5,0,1\n"),
+         "column i holds double, not 0-based integers"),
+        (lambda d: np.save(d / "C.npy", np.array([[1.0, np.inf]])) or d / "C.npy",
+         "non-finite cost inf at i=0, j=1 (0-based)"),
+        (lambda d: np.save(d / "C.npy", np.ones(3)) or d / "C.npy",
+         "holds an array of shape (3,); a cost matrix is 2-D (n rows × m columns)"),
+        (lambda d: _write(d / "C.txt", "1 2\n"),
+         "unknown cost-matrix type '.txt'; use .npy (dense n×m) or .parquet, .csv, .tsv "
+         "(long format: columns i, j, value)"),
+    ],
+)  # fmt: skip
+def test_bad_matrices_are_refused(capfd, tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(InputError) as info:
+        read_cost_matrix(path)
+    assert str(info.value) == f"{path}: {message}"
+    code, out, err = otdist(capfd, "matrix", path)
+    assert (code, out, err) == (2, "", f"Error: {path}: {message}\n")
+
+
+def test_weights_that_do_not_fit_are_refused(capfd, pair):
+    d, *_ = pair
+    code, _, err = otdist(capfd, "matrix", d / "C.npy", "--b", d / "a.npy")
+    assert code == 2
+    assert err == f"Error: {d / 'a.npy'}: 14 weights for the 11 columns of {d / 'C.npy'}\n"
+    np.save(d / "neg.npy", -np.ones(14))
+    code, _, err = otdist(capfd, "matrix", d / "C.npy", "--a", d / "neg.npy")
+    neg = "negative weight -1.0 at point 0 (0-based); masses must be ≥ 0"
+    assert err == f"Error: {d / 'neg.npy'}: {neg}\n"
+
+
+def test_a_matrix_over_the_memory_budget_is_refused_before_loading(capfd, tmp_path, monkeypatch):
+    np.save(tmp_path / "C.npy", np.ones((300, 200)))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("loaded"))
+    code, out, err = otdist(capfd, "matrix", tmp_path / "C.npy", "--memory", "400K",
+                            "--coupling", tmp_path / "P.npy")  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: --memory: {tmp_path / 'C.npy'}: solving a 300×200 cost matrix needs 468.8 KiB "
+        "(C and its kernel in float32), over the memory budget of 400.0 KiB\n"
+    )
+    assert not (tmp_path / "P.npy").exists()
+
+
+def test_reach_and_divergence_are_not_matrix_options():
+    """A matrix has no points: no reach (ρ is given directly), no self terms, no --cost."""
+    from typer.main import get_command
+
+    from otcli.cli import app
+
+    options = {o for p in get_command(app).commands["matrix"].params for o in p.opts}
+    assert {"--rho", "--rho-a", "--rho-b", "--a", "--b", "--coupling"} <= options
+    assert not {"--reach", "--reach-a", "--divergence", "--cost", "--p", "--exact"} & options
