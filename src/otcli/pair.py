@@ -7,6 +7,7 @@ memory budget), so a run either writes every requested file or none.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,12 +22,17 @@ from otcli.solver import ProgressFn
 class PairOutputs:
     """Matrices to write: paths by extension (``None``: not written) and what long formats
     keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
-    ``coupling_topk`` largest of each row if given)."""
+    ``coupling_topk`` largest of each row if given). ``plot``: a picture of the pair
+    (.png/.svg/.pdf, :func:`otcli.plot.pair_figure`) with at most ``plot_max_links`` links,
+    ``plot_size`` inches (width, height) if given."""
 
     coupling: str | os.PathLike[str] | None = None
     cost_matrix: str | os.PathLike[str] | None = None
     coupling_threshold: float | None = None
     coupling_topk: int | None = None
+    plot: str | os.PathLike[str] | None = None
+    plot_max_links: int = 1000
+    plot_size: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,11 @@ def run_pair(
     for option, path in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if path is not None:
             check_output_path(path, option)
+    if outputs.plot is not None:
+        from otcli import plot
+
+        plot.check_plot_path(outputs.plot)
+        plot.check_plot_options(outputs.plot_max_links, outputs.plot_size)
     x = read_cloud(a, columns=read.columns, weights=read.weights)
     y = read_cloud(b, columns=read.columns, weights=read.weights)
     export.check_writable(
@@ -127,10 +138,7 @@ def run_pair(
         res = div.xy  # type: ignore[union-attr]
     else:
         res = api.solve(x, y, eps=eps, config=config, progress=progress)
-    export.write_matrices(
-        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
-        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
-    )  # fmt: skip
+    _write_outputs(res, outputs, (x, y))
     seconds = res.seconds  # type: ignore[union-attr]
     if div is not None:
         seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
@@ -159,14 +167,10 @@ def _exact_report(
     a: str, b: str, x: Any, y: Any, config: SolveConfig, outputs: PairOutputs
 ) -> PairReport:
     """The unregularised optimum, written and reported like a Sinkhorn result."""
-    from otcli import export
     from otcli.exact import solve_exact
 
     res = solve_exact(x, y, config)
-    export.write_matrices(
-        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
-        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
-    )  # fmt: skip
+    _write_outputs(res, outputs, (x, y))
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,
         cost_scale=float("nan"), iterations=0, converged=res.marginal_error <= 1e-9,
@@ -174,6 +178,24 @@ def _exact_report(
         cost_fn=config.cost.describe(), device="cpu", dtype="float64", geometry="dense",
         engine=res.method, seconds=res.seconds, **_w_p(res.cost, config),
     )  # fmt: skip
+
+
+def _write_outputs(res: Any, outputs: PairOutputs, clouds: tuple[Any, Any]) -> None:
+    """The matrices and the picture: drawn first, all renamed into place at the end, or none."""
+    from otcli import export
+
+    with contextlib.ExitStack() as stack:
+        if outputs.plot is not None:
+            from otcli import plot
+
+            fig = plot.pair_figure(
+                res, clouds=clouds, max_links=outputs.plot_max_links, size=outputs.plot_size
+            )
+            stack.enter_context(plot.figure_file(fig, outputs.plot))
+        export.write_matrices(
+            res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
+            coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+        )  # fmt: skip
 
 
 def small_eps_message(eps: float, scale: float, max_iter: int) -> str:
