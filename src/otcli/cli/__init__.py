@@ -7,7 +7,7 @@ sit beside it. Heavy imports (torch, numpy, pyarrow, rich) happen inside the com
 
 from __future__ import annotations
 
-from otcli.cli import many, pair  # noqa: F401 (each registers its commands on the app)
+from otcli.cli import many, pair, show  # noqa: F401 (each registers its commands on the app)
 from otcli.cli.app import app, main, run
 
 __all__ = ["app", "main", "run"]

@@ -24,12 +24,14 @@ from otcli.cli.options import (
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
+    PlotSizeOpt,
     POpt,
     ScalingOpt,
     TolOpt,
     WeightsOpt,
     _config,
     _guarded,
+    _plot_size,
     _read_options,
 )
 from otcli.errors import OptionError
@@ -121,6 +123,21 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
+            "P and C as heat maps (optional extra otcli[plot]).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot_max_links: Annotated[
+        int,
+        typer.Option(
+            help="--plot draws at most this many links, the strongest.", rich_help_panel=OUTPUT
+        ),
+    ] = 1000,
+    plot_size: PlotSizeOpt = None,
 ) -> None:
     """Optimal-transport cost between the point clouds in files A and B.
 
@@ -139,7 +156,10 @@ def pair(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
         )  # fmt: skip
-        outputs = PairOutputs(coupling, cost_matrix, coupling_threshold, coupling_topk)
+        outputs = PairOutputs(
+            coupling, cost_matrix, coupling_threshold, coupling_topk, plot, plot_max_links,
+            _plot_size(plot_size),
+        )  # fmt: skip
         if exact and (eps is not None or eps_rel is not None or divergence):
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
             raise OptionError("--exact", f"solves without ε; drop {given}")
