@@ -38,9 +38,12 @@ def show(
         bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
     ] = False,
 ) -> None:
-    """Summarise a file written earlier: a matrix's shape, total mass, sparsity, row and
-    column masses and strongest links; a batch or pairwise output's counts of ok, failed and
-    unconverged pairs and the ranges of cost and iterations."""
+    """Summarise a coupling, cost matrix, batch or pairwise output written earlier.
+
+    A matrix: shape, total mass, sparsity, value range, row and column masses, strongest
+    links. A batch or pairwise output: counts of ok, failed and unconverged pairs, ranges of
+    cost and iterations, the failed rows. --plot draws it.
+    """
     from otcli import render
 
     def call() -> Any:
