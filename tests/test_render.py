@@ -215,6 +215,6 @@ def test_a_pair_run_reports_its_stages_in_order(tmp_path):
     run_pair(a, b, make_config(device="cpu"), outputs=outputs, progress=rec)
     assert rec.stages == [
         f"reading {a}", f"reading {b}", "building the cost matrix", "solving",
-        "measuring the plan", "writing the matrices",
+        "measuring the plan", "writing the outputs",
     ]  # fmt: skip
     assert rec.calls > 0

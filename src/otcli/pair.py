@@ -7,6 +7,7 @@ memory budget), so a run either writes every requested file or none.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,13 +22,18 @@ from otcli.solver import ProgressFn, report_stage
 class PairOutputs:
     """Matrices to write: paths by extension (``None``: not written) and what long formats
     keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
-    ``coupling_topk`` largest of each row if given). An existing file is replaced only with
-    ``overwrite``, an input file never."""
+    ``coupling_topk`` largest of each row if given). ``plot``: a picture of the pair
+    (.png/.svg/.pdf, :func:`otcli.plot.pair_figure`) with at most ``plot_max_links`` links,
+    ``plot_size`` inches (width, height) if given. An existing file is replaced only
+    with ``overwrite``, an input file never."""
 
     coupling: str | os.PathLike[str] | None = None
     cost_matrix: str | os.PathLike[str] | None = None
     coupling_threshold: float | None = None
     coupling_topk: int | None = None
+    plot: str | os.PathLike[str] | None = None
+    plot_max_links: int = 1000
+    plot_size: tuple[float, float] | None = None
     overwrite: bool = False
 
 
@@ -148,6 +154,12 @@ def run_pair(
     both = outputs.coupling is not None and outputs.cost_matrix is not None
     if both and os.path.abspath(outputs.coupling) == os.path.abspath(outputs.cost_matrix):  # type: ignore[arg-type]
         raise OptionError("--cost-matrix", "is the same file as --coupling; give two names")
+    if outputs.plot is not None:
+        from otcli import plot
+
+        plot.check_plot_path(outputs.plot)
+        plot.check_plot_options(outputs.plot_max_links, outputs.plot_size)
+        check_new_output(outputs.plot, "--plot", overwrite=outputs.overwrite, inputs=(a, b))
     options = {
         "columns": read.columns, "weights": read.weights, "exclude": read.exclude,
         "id_column": read.id_column,
@@ -189,7 +201,7 @@ def solve_pair(
     The part of a single-pair run after reading, shared with ``otdist matrix``
     (:mod:`otcli.matrix`), which passes ``dim`` 0 for its index clouds.
     """
-    from otcli import api, export
+    from otcli import api
 
     eps, scale = api.pair_eps(x, y, config)
     if warn is not None and eps < EPS_REL_FLOOR * scale:
@@ -200,13 +212,9 @@ def solve_pair(
         res = div.xy  # type: ignore[union-attr]
     else:
         res = api.solve(x, y, eps=eps, config=config, progress=progress)
-    if outputs.coupling is not None or outputs.cost_matrix is not None:
-        report_stage(progress, "writing the matrices")
-    export.write_matrices(
-        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
-        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
-        memory=config.memory,
-    )  # fmt: skip
+    if outputs.coupling is not None or outputs.cost_matrix is not None or outputs.plot:
+        report_stage(progress, "writing the outputs")
+    _write_outputs(res, outputs, (x, y), config)
     seconds = res.seconds  # type: ignore[union-attr]
     if div is not None:
         seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
@@ -248,16 +256,10 @@ def _exact_report(
     a: str, b: str, x: Any, y: Any, config: SolveConfig, outputs: PairOutputs
 ) -> PairReport:
     """The unregularised optimum, written and reported like a Sinkhorn result."""
-    from otcli import export
     from otcli.exact import solve_exact
 
     res = solve_exact(x, y, config)
-    export.write_matrices(
-        res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,  # type: ignore[arg-type]
-        coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
-        ids=(x.ids, y.ids),
-        memory=config.memory,
-    )  # fmt: skip
+    _write_outputs(res, outputs, (x, y), config)
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,
         cost_scale=float("nan"), iterations=0, converged=res.marginal_error <= 1e-9,
@@ -265,6 +267,28 @@ def _exact_report(
         cost_fn=config.cost.describe(), device="cpu", dtype="float64", geometry="dense",
         engine=res.method, seconds=res.seconds, **_w_p(res.cost, config), **_columns(x, y),
     )  # fmt: skip
+
+
+def _write_outputs(
+    res: Any, outputs: PairOutputs, clouds: tuple[Any, Any], config: SolveConfig
+) -> None:
+    """The matrices and the picture: drawn first, all renamed into place at the end, or none."""
+    from otcli import export
+
+    with contextlib.ExitStack() as stack:
+        if outputs.plot is not None:
+            from otcli import plot
+
+            fig = plot.pair_figure(
+                res, clouds=clouds, max_links=outputs.plot_max_links, size=outputs.plot_size
+            )
+            stack.enter_context(plot.figure_file(fig, outputs.plot))
+        x, y = clouds
+        export.write_matrices(
+            res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
+            coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
+            ids=(x.ids, y.ids), memory=config.memory,
+        )  # fmt: skip
 
 
 def small_eps_message(eps: float, scale: float, max_iter: int) -> str:

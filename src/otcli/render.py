@@ -291,3 +291,83 @@ def run_summary(summary: Any) -> None:
     table.add_row("total time", f"{summary.seconds:.2f} s")
     table.add_row("pairs/s", f"{summary.pairs_per_second:.1f}")
     stderr.print(table)
+
+
+# --- otdist show: summaries of files written earlier (otcli.summary) ------------------------
+
+
+def _plain(text: str) -> Any:
+    """User text (paths, messages) kept verbatim: rich would read ``[...]`` as markup."""
+    from rich.text import Text
+
+    return Text(text)
+
+
+def _range(lo: float, hi: float) -> str:
+    return f"{_num(lo)} … {_num(hi)}"
+
+
+def _table(title: str | None = None, header: bool = False) -> Any:
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", show_header=header, box=None, pad_edge=False)
+
+
+def stored_summary(s: Any) -> None:
+    """A :class:`~otcli.summary.MatrixSummary` or ``TableSummary`` as tables on stdout."""
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:  # a pipe or a file: whole lines, never wrapped at 80 columns
+        out = Console(highlight=False, soft_wrap=True, width=10_000)
+    if hasattr(s, "nonzero"):
+        _matrix_summary(out, s)
+    else:
+        _table_summary(out, s)
+
+
+def _matrix_summary(out: Console, s: Any) -> None:
+    table = _table()
+    table.add_column(style="bold")
+    table.add_column()
+    shape = f"{s.n} × {s.m}" if s.exact_shape else f"{s.n} × {s.m} (largest i, j + 1)"
+    table.add_row("file", _plain(f"{s.path}  ({s.layout})"))
+    table.add_row("shape", shape)
+    kind = "a coupling (entries ≥ 0, sum 1)" if s.coupling else "a matrix (not a coupling)"
+    table.add_row("looks like", kind)
+    mass = "mass" if s.coupling else "sum"
+    table.add_row(f"total {mass}", _num(s.total))
+    table.add_row(
+        "entries",
+        f"{s.stored:,} stored, {s.nonzero:,} nonzero, sparsity {s.sparsity:.1%} of {s.n * s.m:,}",
+    )
+    table.add_row("values", _range(s.min, s.max))
+    table.add_row(f"row {mass}es" if s.coupling else "row sums", _range(s.row_min, s.row_max))
+    table.add_row(f"column {mass}es" if s.coupling else "column sums", _range(s.col_min, s.col_max))
+    out.print(table)
+    top = _table(f"{'strongest links' if s.coupling else 'largest entries'}", header=True)
+    for name in ("i", "j", "value"):
+        top.add_column(name, justify="right")
+    if s.coupling:
+        top.add_column("share of mass", justify="right")
+    for i, j, v in s.top:
+        share = [f"{v / s.total:.2%}"] if s.coupling and s.total > 0 else []
+        top.add_row(str(i), str(j), _num(v), *share)
+    out.print(top)
+
+
+def _table_summary(out: Console, s: Any) -> None:
+    table = _table()
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("file", _plain(f"{s.path}  ({s.kind} output)"))
+    table.add_row(
+        "pairs",
+        f"{s.rows}: {s.ok} ok, {s.failed} failed, {s.not_converged} not converged",
+    )
+    for name, (lo, mid, hi) in (("cost", s.cost), ("iterations", s.iterations)):
+        table.add_row(name, f"{_num(lo)} … {_num(hi)}, median {_num(mid)}")
+    table.add_row("ε", ", ".join(f"{e:g}" for e in s.eps) or "-")
+    for label, message in s.errors:
+        table.add_row("failed", _plain(f"{label}: {message}"), style="red")
+    for label, err in s.unconverged:
+        table.add_row("not converged", _plain(f"{label}: marginal error {err:.2e}"), style="yellow")
+    out.print(table)

@@ -32,6 +32,7 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     OverwriteOpt,
+    PlotSizeOpt,
     POpt,
     ReachAOpt,
     ReachBOpt,
@@ -45,6 +46,7 @@ from otcli.cli.options import (
     WorkersOpt,
     _config,
     _guarded,
+    _plot_size,
     _read_options,
 )
 from otcli.errors import OptionError
@@ -189,6 +191,15 @@ def batch(
         typer.Option(help="npy: dense n×m; parquet: long i, j, value.", rich_help_panel=OUTPUT),
     ] = CouplingFormat.npy,
     progress: ManyProgressOpt = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw histograms of cost and iterations (.png .svg .pdf), unconverged pairs "
+            "marked (optional extra otcli[plot]).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot_size: PlotSizeOpt = None,
 ) -> None:
     """Score every pair of a manifest into one table; a killed run continues with --resume.
 
@@ -201,6 +212,7 @@ def batch(
     def call(start: Any) -> Any:
         from otcli.batch import run_batch
 
+        size = _check_plot(plot, plot_size)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
@@ -211,12 +223,17 @@ def batch(
             raise OptionError(
                 "--id", "point ids go in long-format couplings: add --coupling-format parquet"
             )
-        return run_batch(
+        summary = run_batch(
             manifest, output, config, read=_read_options(columns, weights, exclude, id_column),
             divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
             fail_fast=fail_fast, coupling_dir=coupling_dir,
             coupling_format=coupling_format.value, progress=start,
         )  # fmt: skip
+        if plot is not None:
+            from otcli.plot import batch_file_figure, save_figure
+
+            save_figure(batch_file_figure(output, size=size), plot)
+        return summary
 
     _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
 
@@ -279,6 +296,15 @@ def pairwise(
     workers: WorkersOpt = 4,
     overwrite: OverwriteOpt = False,
     progress: ManyProgressOpt = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the matrix as a heat map beside a 2-D classical MDS map of the files "
+            "(.png .svg .pdf; optional extra otcli[plot]).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot_size: PlotSizeOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
@@ -289,6 +315,7 @@ def pairwise(
     def call(start: Any) -> Any:
         from otcli.batch.pairwise import read_file_list, run_pairwise
 
+        size = _check_plot(plot, plot_size)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
@@ -298,9 +325,27 @@ def pairwise(
         paths = list(files or [])
         if files_from is not None:
             paths += read_file_list(files_from)
-        return run_pairwise(
+        summary = run_pairwise(
             paths, output, config, read=_read_options(columns, weights, exclude, id_column),
             divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
         )  # fmt: skip
+        if plot is not None:
+            from otcli.plot import pairwise_file_figure, save_figure
+
+            squared = cost.value == "sqeuclidean" or (cost.value == "pnorm" and p in (None, 2.0))
+            what = "divergence" if divergence else "cost"
+            fig = pairwise_file_figure(output, paths, what=what, squared=squared, size=size)
+            save_figure(fig, plot)
+        return summary
 
     _run_many(call, progress, "interrupted; no output was written")
+
+
+def _check_plot(plot: Path | None, plot_size: str | None) -> tuple[float, float] | None:
+    """Before the run: --plot's path and matplotlib; the --plot-size it asks for."""
+    size = _plot_size(plot_size)
+    if plot is not None:
+        from otcli.plot import check_plot_path
+
+        check_plot_path(plot)
+    return size

@@ -358,3 +358,31 @@ def _split_list(value: str | None, option: str) -> list[str] | None:
 
 
 # --- many pairs: otdist batch, otdist pairwise ------------------------------------------------
+
+
+# --- pictures: --plot on pair, batch, pairwise and show (optional extra otcli[plot]) -----------
+PlotSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plot-size",
+        help="Picture size in inches, WIDTHxHEIGHT, e.g. 12x4 \\[default: fits the picture].",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+
+
+def _plot_size(value: str | None) -> tuple[float, float] | None:
+    """``12x4`` (inches) → (12.0, 4.0)."""
+    if value is None:
+        return None
+    parts = value.lower().replace("×", "x").split("x")
+    try:
+        width, height = (float(p) for p in parts)
+    except ValueError:
+        width = height = -1.0
+    if not (0 < width <= 100 and 0 < height <= 100):
+        raise OptionError(
+            "--plot-size", f"bad size {value!r}; give inches as WIDTHxHEIGHT, e.g. 12x4"
+        )
+    return width, height

@@ -27,6 +27,7 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     OverwriteOpt,
+    PlotSizeOpt,
     POpt,
     ReachAOpt,
     ReachBOpt,
@@ -39,6 +40,7 @@ from otcli.cli.options import (
     WeightsOpt,
     _config,
     _guarded,
+    _plot_size,
     _read_options,
 )
 from otcli.errors import OptionError
@@ -150,6 +152,21 @@ def pair(
             show_default=False,
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
+            "P and C as heat maps (optional extra otcli[plot]).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot_max_links: Annotated[
+        int,
+        typer.Option(
+            help="--plot draws at most this many links, the strongest.", rich_help_panel=OUTPUT
+        ),
+    ] = 1000,
+    plot_size: PlotSizeOpt = None,
 ) -> None:
     """Optimal-transport cost between the point clouds in files A and B.
 
@@ -172,8 +189,9 @@ def pair(
         if json_out and quiet:
             raise OptionError("--quiet", "prints the bare number, --json one object; give one")
         outputs = PairOutputs(
-            coupling, cost_matrix, coupling_threshold, coupling_topk, overwrite=overwrite
-        )
+            coupling, cost_matrix, coupling_threshold, coupling_topk, plot, plot_max_links,
+            _plot_size(plot_size), overwrite=overwrite,
+        )  # fmt: skip
         if exact and (eps is not None or eps_rel is not None or divergence):
             given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
             raise OptionError("--exact", f"solves without ε; drop {given}")

@@ -1,0 +1,203 @@
+"""What ``otdist show`` says about a file written earlier: figures computed with numpy.
+
+A matrix (coupling or cost, dense or long format) gets its shape, sum, sparsity, value range,
+row and column sums and largest entries; a result table (``otdist batch`` or ``pairwise``)
+gets its counts of ok, failed and unconverged rows and the ranges of cost and iterations.
+Dense matrices are read in row blocks, so a memory-mapped file larger than memory works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from otcli.io.stored import DenseMatrix, LongMatrix, ResultTable
+
+#: Entries summed per block when a dense matrix is read piece by piece.
+BLOCK_ENTRIES = 1 << 22
+#: A matrix is called a coupling when its entries are ≥ 0 and sum to 1 within this.
+MASS_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class MatrixSummary:
+    """Figures of an n×m matrix. ``coupling`` is a guess from the numbers (entries ≥ 0 that
+    sum to 1): a coupling's sums are masses and its largest entries its strongest links.
+    ``exact_shape`` is False for long files, whose n and m are the largest indices + 1."""
+
+    path: str
+    layout: str
+    n: int
+    m: int
+    exact_shape: bool
+    stored: int
+    nonzero: int
+    total: float
+    min: float
+    max: float
+    row_min: float
+    row_max: float
+    col_min: float
+    col_max: float
+    top: list[tuple[int, int, float]]
+    coupling: bool
+
+    @property
+    def sparsity(self) -> float:
+        """The share of the n×m entries that are zero (absent from a long file counts as 0)."""
+        size = self.n * self.m
+        return 1.0 - self.nonzero / size if size else 0.0
+
+    def fields(self) -> dict[str, Any]:
+        return {**asdict(self), "sparsity": self.sparsity}
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    """Counts and ranges of a result table's rows; ``errors`` and ``unconverged`` list the
+    first few (id or ``i,j`` label, message or marginal error)."""
+
+    path: str
+    kind: str
+    rows: int
+    ok: int
+    failed: int
+    not_converged: int
+    cost: tuple[float, float, float]
+    iterations: tuple[float, float, float]
+    eps: tuple[float, ...]
+    errors: list[tuple[str, str]]
+    unconverged: list[tuple[str, float]]
+
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(stored: DenseMatrix | LongMatrix | ResultTable, top: int = 10) -> Any:
+    """The summary that fits what was read: :class:`MatrixSummary` or :class:`TableSummary`."""
+    if isinstance(stored, ResultTable):
+        return summarise_table(stored)
+    return summarise_matrix(stored, top)
+
+
+def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixSummary:
+    """Shape, sum, nonzeros, range, row/column sums and the ``top`` largest entries."""
+    n, m = matrix.shape
+    if isinstance(matrix, LongMatrix):
+        rows, cols, vals = matrix.rows, matrix.cols, matrix.values
+        row_sums = np.bincount(rows, weights=vals, minlength=n)
+        col_sums = np.bincount(cols, weights=vals, minlength=m)
+        stored, nonzero = int(vals.size), int(np.count_nonzero(vals))
+        absent = n * m > stored  # missing entries are zeros
+        lo = min(float(vals.min()), 0.0) if absent else float(vals.min(initial=np.inf))
+        hi = max(float(vals.max()), 0.0) if absent else float(vals.max(initial=-np.inf))
+        best = _top_entries(rows, cols, vals, top)
+        layout, exact = "long i, j, value", False
+    else:
+        row_sums, col_sums = np.zeros(n), np.zeros(m)
+        nonzero, lo, hi, best = 0, math.inf, -math.inf, []
+        step = max(1, BLOCK_ENTRIES // max(m, 1))
+        for i0 in range(0, n, step):
+            blk = np.asarray(matrix.values[i0 : i0 + step], dtype=np.float64)  # (b, m)
+            row_sums[i0 : i0 + blk.shape[0]] = np.nansum(blk, axis=1)
+            col_sums += np.nansum(blk, axis=0)
+            nonzero += int(np.count_nonzero(blk))
+            if blk.size:
+                lo, hi = min(lo, float(np.nanmin(blk))), max(hi, float(np.nanmax(blk)))
+            best = _merge_top(best, _top_block(blk, i0, top))
+        stored = n * m
+        layout, exact = "dense .npy", True
+    total = float(row_sums.sum())
+    coupling = lo >= 0 and abs(total - 1.0) <= MASS_TOLERANCE
+    return MatrixSummary(
+        path=matrix.path, layout=layout, n=n, m=m, exact_shape=exact, stored=stored,
+        nonzero=nonzero, total=total, min=lo, max=hi,
+        row_min=_min(row_sums), row_max=_max(row_sums),
+        col_min=_min(col_sums), col_max=_max(col_sums), top=best, coupling=coupling,
+    )  # fmt: skip
+
+
+def _min(x: np.ndarray) -> float:
+    return float(x.min()) if x.size else math.nan
+
+
+def _max(x: np.ndarray) -> float:
+    return float(x.max()) if x.size else math.nan
+
+
+def _top_entries(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int
+) -> list[tuple[int, int, float]]:
+    """The k largest entries (NaN left out), largest first, ties by position."""
+    finite = ~np.isnan(vals)
+    rows, cols, vals = rows[finite], cols[finite], vals[finite]
+    if vals.size > k:
+        keep = np.argpartition(-vals, k - 1)[:k] if k > 0 else np.array([], dtype=np.int64)
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, rows, -vals))
+    return [(int(rows[o]), int(cols[o]), float(vals[o])) for o in order]
+
+
+def _top_block(blk: np.ndarray, i0: int, k: int) -> list[tuple[int, int, float]]:
+    """The k largest entries of a dense block whose first row is row ``i0``."""
+    flat = np.where(np.isnan(blk), -np.inf, blk).ravel()
+    if flat.size > k:
+        flat_idx = np.argpartition(-flat, k - 1)[:k] if k > 0 else np.array([], np.int64)
+    else:
+        flat_idx = np.arange(flat.size)
+    ii, jj = np.divmod(flat_idx, max(blk.shape[1], 1))
+    return _top_entries(ii + i0, jj, blk[ii, jj], k)
+
+
+def _merge_top(
+    a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]
+) -> list[tuple[int, int, float]]:
+    k = max(len(a), len(b))
+    return sorted(a + b, key=lambda e: (-e[2], e[0], e[1]))[:k]
+
+
+def table_label(row: dict[str, Any], kind: str) -> str:
+    """How a row is named: its id (batch) or ``i,j`` (pairwise)."""
+    return f"{row.get('i')},{row.get('j')}" if kind == "pairwise" else str(row.get("id"))
+
+
+def summarise_table(table: ResultTable, listed: int = 5) -> TableSummary:
+    """Counts of ok / failed / unconverged rows and min, median, max of cost and iterations
+    over the ok rows; the first ``listed`` failed and unconverged rows."""
+    ok = [r for r in table.rows if r.get("status") == "ok"]
+    bad = [r for r in table.rows if r.get("status") != "ok"]
+    slow = [r for r in ok if r.get("converged") is False]
+    return TableSummary(
+        path=table.path, kind=table.kind, rows=len(table.rows), ok=len(ok), failed=len(bad),
+        not_converged=len(slow),
+        cost=_spread([r.get("cost") for r in ok]),
+        iterations=_spread([r.get("iterations") for r in ok]),
+        eps=tuple(sorted({float(r["eps"]) for r in ok if _number(r.get("eps"))})),
+        errors=[(table_label(r, table.kind), str(r.get("error"))) for r in bad[:listed]],
+        unconverged=[
+            (table_label(r, table.kind), _float(r.get("marginal_error")))
+            for r in slow[:listed]
+        ],
+    )  # fmt: skip
+
+
+def _float(v: Any) -> float:
+    return float(v) if _number(v) else math.nan
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _spread(values: list[Any]) -> tuple[float, float, float]:
+    """(min, median, max) of the finite numbers among ``values``; NaNs when there are none."""
+    x = np.array([float(v) for v in values if _number(v)])
+    if not x.size:
+        return (math.nan, math.nan, math.nan)
+    return float(x.min()), float(np.median(x)), float(x.max())
+
+
+__all__ = ["MatrixSummary", "TableSummary", "summarise", "summarise_matrix", "summarise_table"]

@@ -1,0 +1,188 @@
+"""``otdist show``: every figure it prints equals numpy's on the same file.
+
+Files are the ones earlier runs write (``--coupling``, ``--cost-matrix``, ``batch -o``,
+``pairwise -o``); the oracle reads them back independently (numpy, pyarrow) and recomputes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import otdist
+from otcli import plot
+from otcli.io.stored import read_stored
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def write_csv(path: Path, points: np.ndarray) -> Path:
+    rows = [",".join(repr(float(v)) for v in row) for row in points]
+    path.write_text("\n".join(["x,y", *rows]) + "\n")
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(4)
+    return (write_csv(tmp_path / "a.csv", rng.random((13, 2))),
+            write_csv(tmp_path / "b.csv", rng.random((9, 2)) + 0.3))  # fmt: skip
+
+
+def show_json(capfd, path: Path, *args: object) -> dict:
+    code, out, err = otdist(capfd, "show", path, "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def long_entries(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    return table["i"].to_numpy(), table["j"].to_numpy(), table["value"].to_numpy()
+
+
+def assert_matches(got: dict, M: np.ndarray, nonzero: int, top: int = 10) -> None:
+    """The summary of ``M`` (absent long entries as zeros) against numpy."""
+    n, m = M.shape
+    assert (got["n"], got["m"]) == (n, m)
+    assert got["nonzero"] == nonzero
+    assert got["sparsity"] == pytest.approx(1 - nonzero / M.size)
+    for key, want in (("total", M.sum()), ("min", M.min()), ("max", M.max()),
+                      ("row_min", M.sum(1).min()), ("row_max", M.sum(1).max()),
+                      ("col_min", M.sum(0).min()), ("col_max", M.sum(0).max())):  # fmt: skip
+        assert got[key] == pytest.approx(want, rel=1e-12, abs=1e-300), key
+    order = np.argsort(-M, axis=None, kind="stable")[:top]
+    want_top = [
+        [int(i), int(j), float(M[i, j])]
+        for i, j in zip(*np.unravel_index(order, M.shape), strict=True)
+    ]
+    assert got["top"] == want_top
+
+
+def test_dense_coupling(capfd, tmp_path, pair):
+    code, _, err = otdist(capfd, *pair, "--coupling", tmp_path / "P.npy", "--dtype", "float64")
+    assert code == 0, err
+    P = np.load(tmp_path / "P.npy")
+    got = show_json(capfd, tmp_path / "P.npy")
+    assert got["coupling"] is True and got["exact_shape"] is True and got["stored"] == P.size
+    assert_matches(got, P, int(np.count_nonzero(P)))
+    code, out, _ = otdist(capfd, "show", tmp_path / "P.npy", "--top", 3)
+    assert code == 0
+    assert "13 × 9" in out and "a coupling" in out and "strongest links" in out
+    i, j, v = got["top"][0]
+    assert [f"{i}", f"{j}", f"{v:.7g}"] in [line.split()[:3] for line in out.splitlines()]
+    assert "sparsity 0.0%" in out
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_long_coupling_and_cost(capfd, tmp_path, pair, suffix):
+    pc, cm = tmp_path / f"P{suffix}", tmp_path / f"C{suffix}"
+    code, _, err = otdist(capfd, *pair, "--coupling", pc, "--cost-matrix", cm,
+                          "--coupling-threshold", 1e-6)  # fmt: skip
+    assert code == 0, err
+    for path, coupling in ((pc, True), (cm, False)):
+        ii, jj, vv = long_entries(path)
+        M = np.zeros((ii.max() + 1, jj.max() + 1))
+        M[ii, jj] = vv
+        got = show_json(capfd, path, "--top", 5)
+        assert got["stored"] == len(vv) and got["exact_shape"] is False
+        assert_matches(got, M, int(np.count_nonzero(vv)), top=5)
+        # the threshold drops under 1e-4 of the mass: it still reads as a coupling
+        assert got["coupling"] is coupling
+
+
+def test_show_plot_of_a_matrix_spans_its_range(capfd, tmp_path, pair):
+    code, _, err = otdist(capfd, *pair, "--cost-matrix", tmp_path / "C.parquet")
+    assert code == 0, err
+    stored = read_stored(tmp_path / "C.parquet")
+    fig = plot.stored_figure(stored)
+    im = fig.findobj(match=lambda a: a.get_gid() == "matrix")[0]
+    ii, jj, vv = long_entries(tmp_path / "C.parquet")
+    C = np.zeros((13, 9))
+    C[ii, jj] = vv
+    np.testing.assert_allclose(np.asarray(im.get_array()), C, rtol=1e-12)  # file order
+    assert (im.colorbar.vmin, im.colorbar.vmax) == (C.min(), C.max())
+    code, _, err = otdist(capfd, "show", tmp_path / "C.parquet", "--plot", tmp_path / "C.pdf")
+    assert code == 0, err
+    assert (tmp_path / "C.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_batch_output(capfd, tmp_path, pair):
+    (tmp_path / "m.csv").write_text(
+        "id,a,b,eps\np,a.csv,b.csv,0.1\nq,b.csv,a.csv,0.05\nr,a.csv,gone.csv,0.1\n"
+    )
+    code, _, _ = otdist(capfd, "batch", tmp_path / "m.csv", "-o", tmp_path / "r.jsonl")
+    assert code == 1
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    ok = [r for r in rows if r["status"] == "ok"]
+    got = show_json(capfd, tmp_path / "r.jsonl")
+    assert (got["rows"], got["ok"], got["failed"], got["kind"]) == (3, 2, 1, "batch")
+    assert got["not_converged"] == sum(not r["converged"] for r in ok)
+    costs = [r["cost"] for r in ok]
+    assert got["cost"] == [min(costs), float(np.median(costs)), max(costs)]
+    assert got["eps"] == [0.05, 0.1]
+    assert got["errors"] == [["r", rows[2]["error"]]]
+    code, out, err = otdist(capfd, "show", tmp_path / "r.jsonl", "--plot", tmp_path / "h.png")
+    assert code == 0, err
+    assert "3: 2 ok, 1 failed" in out and "gone.csv" in out
+    assert (tmp_path / "h.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_pairwise_outputs_are_drawn_with_their_mds(capfd, tmp_path, pair, suffix):
+    c = write_csv(tmp_path / "c.csv", np.random.default_rng(0).random((7, 2)) - 0.5)
+    out = tmp_path / f"D{suffix}"
+    code, _, err = otdist(capfd, "pairwise", *pair, c, "-o", out)
+    assert code == 0, err
+    stored = read_stored(out)
+    fig = plot.stored_figure(stored)
+    assert len(fig.findobj(match=lambda a: a.get_gid() == "mds")[0].get_offsets()) == 3
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["a.csv", "b.csv", "c.csv"]
+    code, text, err = otdist(capfd, "show", out, "--plot", tmp_path / "D.svg")
+    assert code == 0, err
+    assert (tmp_path / "D.svg").exists()
+    if suffix == ".parquet":
+        assert "6: 6 ok, 0 failed" in text  # 3 files: 6 pairs i ≤ j
+    else:
+        assert "3 × 3" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("x.txt", b"1", "unknown file type '.txt'; otdist show reads"),
+        ("gone.npy", None, "no such file; check the path"),
+        ("bad.npy", b"not numpy", "is not a NumPy .npy file (wrong magic bytes)"),
+        ("t.csv", b"p,q\n1,2\n", "is neither a matrix (columns i, j, value) nor a batch or pairwise output (columns cost, status); found columns p, q"),
+        ("neg.csv", b"i,j,value\n-1,0,0.5\n", "column i must hold row/column indices (integers ≥ 0)"),
+    ],
+)  # fmt: skip
+def test_bad_files(capfd, tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    code, out, err = otdist(capfd, "show", path)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"Error: {path}: {message}") and err.count("\n") == 1
+
+
+def test_pickled_and_3d_arrays_are_refused(capfd, tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "c.npy", np.zeros((2, 2, 2)))
+    code, _, err = otdist(capfd, "show", tmp_path / "o.npy")
+    assert code == 2 and "never unpickles" in err
+    code, _, err = otdist(capfd, "show", tmp_path / "c.npy")
+    assert (
+        code == 2
+        and err == f"Error: {tmp_path / 'c.npy'}: holds a 3-D array; a matrix is 2-D (n × m)\n"
+    )
+
+
+def test_show_help(capfd):
+    code, out, _ = otdist(capfd, "show", "--help")
+    assert code == 0 and "--plot" in out and "FILE" in out
