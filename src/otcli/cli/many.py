@@ -41,6 +41,7 @@ from otcli.cli.options import (
     RhoBOpt,
     RhoOpt,
     ScalingOpt,
+    ThreadsOpt,
     TolOpt,
     WeightsOpt,
     WorkersOpt,
@@ -161,6 +162,7 @@ def batch(
     weights: WeightsOpt = None,
     id_column: IdOpt = None,
     memory: MemoryOpt = None,
+    threads: ThreadsOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
     resume: Annotated[
@@ -218,6 +220,7 @@ def batch(
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
             rho_a=rho_a, rho_b=rho_b,
+            threads=threads,
         )  # fmt: skip
         if id_column is not None and coupling_dir is not None and coupling_format.value == "npy":
             raise OptionError(
@@ -292,6 +295,7 @@ def pairwise(
     weights: WeightsOpt = None,
     id_column: IdOpt = None,
     memory: MemoryOpt = None,
+    threads: ThreadsOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
     overwrite: OverwriteOpt = False,
@@ -321,6 +325,7 @@ def pairwise(
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
             rho_a=rho_a, rho_b=rho_b,
+            threads=threads,
         )  # fmt: skip
         paths = list(files or [])
         if files_from is not None:

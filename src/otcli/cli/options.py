@@ -149,6 +149,16 @@ IdOpt = Annotated[
         show_default=False,
     ),
 ]
+ThreadsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads for the solver: a number, or auto (the cores other work leaves "
+        "free) \\[default: $OTCLI_THREADS, else auto].",
+        rich_help_panel=SOLVER,
+        show_default=False,
+    ),
+]
 WorkersOpt = Annotated[
     int, typer.Option(help="Threads reading clouds ahead of the solver.", rich_help_panel=BATCH)
 ]
@@ -305,8 +315,15 @@ def _config(
     rho: float | None = None,
     rho_a: float | None = None,
     rho_b: float | None = None,
+    threads: str | None = None,
 ) -> Any:
-    """The shared solver options as one checked :class:`otcli.config.SolveConfig`."""
+    """The shared solver options as one checked :class:`otcli.config.SolveConfig`.
+
+    The command line always sets torch's threads (a library call leaves them alone unless
+    asked): ``--threads``, else ``$OTCLI_THREADS``, else ``auto``.
+    """
+    import os
+
     from otcli.config import make_config
 
     return make_config(
@@ -314,6 +331,7 @@ def _config(
         scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
         geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
         reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
+        threads=threads or os.environ.get("OTCLI_THREADS") or "auto",
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from otcli.cli.options import (
     RhoBOpt,
     RhoOpt,
     ScalingOpt,
+    ThreadsOpt,
     TolOpt,
     WeightsOpt,
     _config,
@@ -93,6 +94,7 @@ def pair(
     rho_b: RhoBOpt = None,
     geometry: GeometryOpt = Geometry.auto,
     memory: MemoryOpt = None,
+    threads: ThreadsOpt = None,
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
@@ -185,6 +187,7 @@ def pair(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
             reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
+            threads=threads,
         )  # fmt: skip
         if json_out and quiet:
             raise OptionError("--quiet", "prints the bare number, --json one object; give one")
