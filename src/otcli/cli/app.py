@@ -65,12 +65,17 @@ def run(argv: list[str] | None = None) -> int:
     """
     from typer.main import get_command
 
-    try:  # typer ≤ 0.19 uses click; later versions vendor it
-        from click.exceptions import ClickException, NoArgsIsHelpError
-    except ImportError:
-        from typer._click import ClickException  # type: ignore[no-redef]
+    # typer ≥ 0.20 vendors click as typer._click and raises its exceptions even where click
+    # itself is installed (dask's CLI brings it), so typer's own copy is asked first.
+    try:
+        from typer._click import ClickException
 
-        NoArgsIsHelpError = ()  # type: ignore[assignment, misc]
+        NoArgsIsHelpError = ()
+    except ImportError:  # typer ≤ 0.19 uses click
+        from click.exceptions import (  # type: ignore[no-redef, assignment]
+            ClickException,
+            NoArgsIsHelpError,
+        )
     cmd = get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
