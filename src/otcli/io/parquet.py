@@ -28,8 +28,9 @@ def read_parquet(
         return InputError(where, f"is not a valid Parquet file ({reason})")
 
     with open_input(where) as f:
-        if os.fstat(f.fileno()).st_size == 0:
+        if f.seek(0, os.SEEK_END) == 0:  # a file object: also an fsspec URL's
             raise InputError(where, "the file is empty")
+        f.seek(0)
         try:
             pfile = pq.ParquetFile(f)
             schema = pfile.schema_arrow
