@@ -30,6 +30,7 @@ from otcli.cli.options import (
     NoScalingOpt,
     POpt,
     ScalingOpt,
+    SchedulerOpt,
     TolOpt,
     WeightsOpt,
     WorkersOpt,
@@ -38,6 +39,23 @@ from otcli.cli.options import (
     _read_options,
 )
 from otcli.errors import OptionError
+
+
+def _backend(scheduler: str | None, device: str) -> Any:
+    """The Dask backend for ``--scheduler`` (a context manager), else a no-op context."""
+    import contextlib
+
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from otcli.batch.cluster import DaskBackend
+
+    return DaskBackend(scheduler, device=device, announce=lambda line: typer.echo(line, err=True))
+
+
+def _client_device(device: str, scheduler: str | None) -> str:
+    """The device the config names: ``--device`` here, but with ``--scheduler`` the workers
+    resolve ``--device`` themselves and this machine (which solves nothing) need not have it."""
+    return device if scheduler is None else "cpu"
 
 
 class CouplingFormat(str, Enum):
@@ -158,6 +176,7 @@ def batch(
         typer.Option(help="npy: dense n×m; parquet: long i, j, value.", rich_help_panel=OUTPUT),
     ] = CouplingFormat.npy,
     progress: ManyProgressOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Score every pair of a manifest into one table; a killed run continues with --resume.
 
@@ -172,15 +191,16 @@ def batch(
 
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
-            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
+            geometry=geometry, memory=memory, max_batch=max_batch,
         )  # fmt: skip
-        return run_batch(
-            manifest, output, config, read=_read_options(columns, weights),
-            divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
-            fail_fast=fail_fast, coupling_dir=coupling_dir,
-            coupling_format=coupling_format.value, progress=start,
-        )  # fmt: skip
+        with _backend(scheduler, device) as backend:
+            return run_batch(
+                manifest, output, config, read=_read_options(columns, weights),
+                divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
+                fail_fast=fail_fast, coupling_dir=coupling_dir,
+                coupling_format=coupling_format.value, progress=start, backend=backend,
+            )  # fmt: skip
 
     _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
 
@@ -235,6 +255,7 @@ def pairwise(
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
     progress: ManyProgressOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
@@ -249,15 +270,16 @@ def pairwise(
             raise OptionError("-o", "give the output file: -o matrix.npy, .csv or .parquet")
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
-            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
-            max_batch=max_batch,
+            no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
+            geometry=geometry, memory=memory, max_batch=max_batch,
         )  # fmt: skip
         paths = list(files or [])
         if files_from is not None:
             paths += read_file_list(files_from)
-        return run_pairwise(
-            paths, output, config, read=_read_options(columns, weights), divergence=divergence,
-            workers=workers, progress=start,
-        )  # fmt: skip
+        with _backend(scheduler, device) as backend:
+            return run_pairwise(
+                paths, output, config, read=_read_options(columns, weights),
+                divergence=divergence, workers=workers, progress=start, backend=backend,
+            )  # fmt: skip
 
     _run_many(call, progress, "interrupted; no output was written")
