@@ -96,14 +96,14 @@ def assert_same_rows(got: list[dict], want: list[dict]) -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_batch_equals_the_in_process_run(tmp_path, backend, dtype):
     manifest = clouds_and_manifest(tmp_path, 24)
-    config = make_config(eps=0.05, dtype=dtype, device="cpu", max_batch=4)
+    config = make_config(eps=0.2, dtype=dtype, device="cpu", max_batch=4)
     local = run_batch(manifest, tmp_path / "local.jsonl", config, divergence=True)
     done: list[int] = []
     remote = run_batch(
         manifest, tmp_path / "dask.jsonl", config, divergence=True, backend=backend,
         progress=lambda total, skipped: lambda n, failed: done.append(n),
     )  # fmt: skip
-    assert (remote.ok, remote.failed, local.ok) == (24, 0, 24)
+    assert (remote.ok, remote.failed, remote.not_converged, local.ok) == (24, 0, 0, 24)
     assert sum(done) == 24 and len(done) == 24 // shard_size(24, 2, 4)  # one call per shard
     assert_same_rows(read_rows(tmp_path / "dask.jsonl"), read_rows(tmp_path / "local.jsonl"))
     assert not (tmp_path / "dask.jsonl.journal.jsonl").exists()
@@ -210,6 +210,39 @@ def test_pairwise_unreadable_file_fails_only_its_pairs(tmp_path, backend):
         else:  # buckets differ from the in-process run's here: same numbers to the tolerance
             assert (r["status"], r["n"], r["m"]) == ("ok", r["i"] + 9, r["j"] + 9)
             assert r["cost"] == pytest.approx(local[r["id"]]["cost"], rel=1e-5)
+
+
+def count_reads(on: bool) -> list[str]:
+    """On a worker: start (or stop) recording which files its cloud loader reads."""
+    from otcli.batch import engine
+
+    reads = getattr(engine, "_test_reads", None)
+    if on and reads is None:
+        reads = engine._test_reads = []
+        read = engine.CloudLoader._read
+        engine._test_original_read = read
+        engine.CloudLoader._read = lambda self, path: reads.append(path) or read(self, path)
+    if not on and reads is not None:
+        engine.CloudLoader._read = engine._test_original_read
+        del engine._test_reads
+    return list(reads or [])
+
+
+def test_pairwise_reads_each_file_once_per_worker(tmp_path, backend):
+    files = []
+    for k in range(6):
+        np.save(tmp_path / f"c{k}.npy", np.random.default_rng(k).random((8, 2)))
+        files.append(str(tmp_path / f"c{k}.npy"))
+    backend.connect(make_config(device="cpu"))
+    backend.client.run(count_reads, True)
+    try:
+        config = make_config(eps=0.1, device="cpu", max_batch=1)  # 21 pairs in 7 shards
+        assert run_pairwise(files, tmp_path / "d.npy", config, backend=backend).ok == 21
+    finally:
+        reads = backend.client.run(count_reads, False)
+    assert set().union(*reads.values()) == set(files)
+    for worker_reads in reads.values():
+        assert len(worker_reads) == len(set(worker_reads)), worker_reads  # none read twice
 
 
 # --- a worker that dies -------------------------------------------------------------------------
