@@ -27,16 +27,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import otdist
-from otcli.batch import run_batch
-from otcli.batch.cluster import (
-    NEEDS_DASK,
-    DaskBackend,
-    parse_scheduler,
-    shard_size,
-    share_cores,
-    solve_batch_shard,
-)
+from otcli.batch import FailFast, run_batch
+from otcli.batch.cluster import NEEDS_DASK, DaskBackend, parse_scheduler, shard_size
 from otcli.batch.pairwise import run_pairwise
+from otcli.batch.shards import share_cores, solve_batch_shard
 from otcli.config import make_config
 from otcli.errors import DeviceError, InputError, OptionError, OtcliError
 from otcli.io import read_cloud
@@ -126,6 +120,20 @@ def test_bad_pairs_are_the_same_error_rows(tmp_path, backend):
         "points have 2 coordinates but " + str(tmp_path / "x1.npy") + " has 3"
     )
     assert_same_rows(read_rows(tmp_path / "dask.csv"), read_rows(tmp_path / "local.csv"))
+
+
+def test_fail_fast_on_the_cluster_keeps_finished_rows_for_resume(tmp_path, backend):
+    extra = [{"id": "missing", "a": "x0.npy", "b": "nope.npy"}]
+    manifest = clouds_and_manifest(tmp_path, 8, extra=extra)
+    config = make_config(eps=0.2, device="cpu", max_batch=1)
+    out = tmp_path / "d.csv"
+    with pytest.raises(FailFast, match="no such file"):
+        run_batch(manifest, out, config, fail_fast=True, backend=backend)
+    assert not out.exists()
+    kept = read_rows(Path(f"{out}.journal.jsonl"))  # the ok rows journaled before it stopped
+    assert all(r["status"] == "ok" for r in kept) and len(kept) < 8
+    summary = run_batch(manifest, out, config, resume=True)  # in-process, same journal
+    assert (summary.skipped, summary.ok, summary.failed) == (len(kept), 8, 1)
 
 
 def test_couplings_are_written_by_the_client_as_locally(tmp_path, backend):

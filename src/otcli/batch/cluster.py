@@ -1,7 +1,7 @@
 """``otdist batch`` and ``otdist pairwise`` on a Dask cluster (``--scheduler``).
 
 The client cuts the work into shards of a few buckets and submits each as one Dask task; on the
-worker the task runs the in-process code on its shard (:func:`solve_batch_shard`: read the
+worker the task runs the in-process code on its shard (:mod:`otcli.batch.shards`: read the
 clouds, solve them bucket by bucket with the :class:`~otcli.batch.engine.Engine`, return the
 rows), and the client records the rows as shards finish. So the journal, ``--resume``, the
 progress bar, the output formats and the error rows are the local ones. Dask does the rest:
@@ -20,23 +20,27 @@ import contextlib
 import itertools
 import math
 import os
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from otcli.batch.engine import CloudLoader, Engine, ProgressHook
-from otcli.batch.run import BatchRun
+from otcli.batch.engine import ProgressHook
+from otcli.batch.shards import (
+    CloudSize,
+    ShardSettings,
+    probe_worker,
+    solve_batch_shard,
+    solve_pairwise_shard,
+)
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OptionError, OtcliError, SolverError
 
 if TYPE_CHECKING:
     from otcli.batch.manifest import PairSpec
-    from otcli.result import SinkhornResult
+    from otcli.batch.run import BatchRun
 
 #: The hint when ``--scheduler`` is given but dask.distributed is not installed.
 NEEDS_DASK = "needs dask.distributed, an optional extra: pip install 'otcli[dask]'"
@@ -82,53 +86,6 @@ def shard_size(pairs: int, threads: int, max_batch: int) -> int:
     that each worker thread gets about :data:`SHARDS_PER_THREAD` shards."""
     wanted = math.ceil(pairs / (max(1, threads) * SHARDS_PER_THREAD))
     return max_batch * min(BUCKETS_PER_SHARD, max(1, math.ceil(wanted / max_batch)))
-
-
-@dataclass(frozen=True)
-class ShardSettings:
-    """What every shard of one run needs besides its own pairs (pickled with each shard).
-
-    ``device`` is the user's ``--device``, resolved on each worker (``auto``: that worker's
-    best device); ``None`` keeps ``config.device``. ``threads_on_host`` counts the worker
-    threads on each host, which share its cores.
-    """
-
-    config: SolveConfig
-    read: ReadOptions
-    device: str | None
-    threads_on_host: dict[str, int]
-    run_id: str
-    divergence: bool = False
-    io_threads: int = 4
-    couplings: bool = False
-
-
-@dataclass(frozen=True)
-class PairFigures:
-    """A solved pair's figures without its potentials: what a pairwise row needs, sent back
-    from a worker instead of the whole :class:`~otcli.result.SinkhornResult`."""
-
-    cost: float
-    objective: float
-    iterations: int
-    converged: bool
-    marginal_error: float
-    eps: float
-    seconds: float
-
-    @classmethod
-    def of(cls, res: SinkhornResult) -> PairFigures:
-        return cls(
-            res.cost, res.objective, res.iterations, res.converged, res.marginal_error,
-            res.eps, res.seconds,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CloudSize:
-    """A cloud read on a worker, as the client's pairwise rows see it: its point count."""
-
-    n: int
 
 
 class DaskBackend:
@@ -296,10 +253,10 @@ class DaskBackend:
         sizes: dict[int, int | str] = {}
 
         def record(value: tuple[dict[tuple[int, int], Any], dict[Any, float], dict[int, Any]]):
-            figures, share, size = value
+            figures, share, read = value
             outcomes.update(figures)
             shares.update(share)
-            sizes.update(size)
+            sizes.update(read)
             if hook is not None:
                 hook(len(figures), sum(isinstance(o, str) for o in figures.values()))
 
@@ -379,147 +336,30 @@ def _threads_on_host(nthreads: dict[str, int]) -> dict[str, int]:
     return dict(hosts)
 
 
-# --- on the worker -------------------------------------------------------------------------
-
-
-def probe_worker(config: SolveConfig, device: str | None) -> tuple[str, str]:
-    """On a worker: ``("", device)`` it would solve on, or ``(option, what is wrong)``."""
+def _shard_result(future: Any) -> Any:
+    """A finished shard's value; a shard the cluster could not compute is a SolverError."""
     try:
-        return "", _on_device(config, device).device
-    except OtcliError as exc:
-        return exc.where, exc.what
+        return future.result()
+    except OtcliError:
+        raise
+    except Exception as exc:
+        raise SolverError(
+            f"--scheduler: the cluster could not compute a shard ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def _on_device(config: SolveConfig, device: str | None) -> SolveConfig:
-    """``config`` with ``device`` resolved on this machine as :func:`make_config` resolves
-    it (``auto``: this machine's best device, and the convergence-check interval with it);
-    ``None`` checks that ``config.device`` is here."""
-    from otcli.config import make_config
+def _portable(path: str) -> str:
+    """A path a worker can open: absolute (workers need not share the client's folder), or a
+    URL as given (``s3://...``, read through fsspec)."""
+    from otcli.io.common import is_url
 
-    here = make_config(device=config.device if device is None else device, dtype=config.dtype)
-    if device is None:
-        return config
-    return config.with_(device=here.device, check_every=here.check_every)
+    return path if is_url(path) else os.path.abspath(path)
 
 
-def worker_config(config: SolveConfig, device: str | None) -> SolveConfig:
-    """``config`` on this worker: its device (:func:`_on_device`) and, without ``--memory``,
-    a memory budget within this worker thread's share of its Dask memory limit (a worker
-    past that limit is restarted by its nanny)."""
-    config = _on_device(config, device)
-    worker = _this_worker()
-    limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
-    if config.memory is None and limit and config.torch_device.type == "cpu":
-        share = limit // (2 * max(1, worker.state.nthreads))
-        config = config.with_(memory=min(config.memory_budget(), share))
-    return config
-
-
-def _this_worker() -> Any:
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):  # called in-process, not in a Dask task
-        return None
-
-
-def share_cores(threads_on_host: dict[str, int]) -> None:
-    """Give torch this worker thread's share of the host's cores: the worker threads on one
-    host each solve at once, and oversubscribed torch threads slow a solve several-fold."""
-    worker = _this_worker()
-    if worker is None:
-        return
-    import torch
+def _threads_on_host(nthreads: dict[str, int]) -> dict[str, int]:
     from distributed.comm import get_address_host
 
-    sharing = threads_on_host.get(get_address_host(worker.address)) or worker.state.nthreads
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    threads = max(1, cores // max(1, sharing))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-@dataclass
-class _RowSink:
-    """Takes the place of the journal on a worker: the shard's rows go back to the client."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.rows.extend(rows)
-
-
-@dataclass
-class _ShardRun(BatchRun):
-    """The in-process :class:`BatchRun` on a worker; couplings are written by the client, so
-    the ok pairs' results are kept to send back instead (when the run writes couplings)."""
-
-    keep_results: bool = False
-    results: dict[str, Any] = field(default_factory=dict)
-
-    def _write_couplings(
-        self, rows: list[dict[str, Any]], outcomes: list[Any], pool: ThreadPoolExecutor
-    ) -> None:
-        if self.keep_results:
-            for r, res in zip(rows, outcomes, strict=True):
-                if r["status"] == "ok":
-                    self.results[str(r["id"])] = res
-
-
-def solve_batch_shard(
-    pairs: list[PairSpec], settings: ShardSettings
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """On a worker: the in-process batch code on ``pairs`` (read, self terms, buckets, rows);
-    their rows, and the ok pairs' results when the client writes couplings."""
-    share_cores(settings.threads_on_host)
-    config = worker_config(settings.config, settings.device)
-    sink = _RowSink()
-    shard = _ShardRun(
-        pairs, Path(), Engine.create(config), settings.read, settings.divergence,
-        settings.io_threads, journal=sink, keep_results=settings.couplings,  # type: ignore[arg-type]
-    )  # fmt: skip
-    shard.run(pairs)
-    return sink.rows, shard.results
-
-
-# Clouds this worker process has read for a pairwise run, each file once: (run id, clouds).
-_read_clouds: tuple[str, dict[str, Any]] = ("", {})
-_read_lock = threading.Lock()
-
-
-def _clouds(paths: dict[int, str], settings: ShardSettings) -> dict[int, Any]:
-    """Each index's cloud (or why it could not be read), reading only files not read yet."""
-    global _read_clouds
-    with _read_lock:
-        if _read_clouds[0] != settings.run_id:
-            _read_clouds = (settings.run_id, {})
-        cache = _read_clouds[1]
-        missing = [p for p in dict.fromkeys(paths.values()) if p not in cache]
-    got: dict[str, Any] = {}
-    if missing:
-        with ThreadPoolExecutor(settings.io_threads, "otdist-io") as pool:
-            loader = CloudLoader(pool, settings.read)
-            loader.prefetch(missing)
-            got = {p: loader.get(p) for p in missing}
-        with _read_lock:
-            cache.update(got)
-    return {i: got[p] if p in got else cache[p] for i, p in paths.items()}
-
-
-def solve_pairwise_shard(
-    paths: dict[int, str], keys: list[tuple[int, int]], settings: ShardSettings
-) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], float], dict[int, int | str]]:
-    """On a worker: the in-process pairwise code on the pairs ``keys`` of the files
-    ``paths`` (index → path); each pair's figures or error, its seconds, the clouds' sizes."""
-    from otcli.batch.pairwise import _solve_all
-
-    share_cores(settings.threads_on_host)
-    config = worker_config(settings.config, settings.device)
-    clouds = _clouds(paths, settings)
-    listed = [clouds.get(i, "") for i in range(max(paths) + 1)]  # only the shard's are read
-    outcomes, shares = _solve_all(listed, Engine.create(config), config.eps, None, keys)
-    figures = {k: o if isinstance(o, str) else PairFigures.of(o) for k, o in outcomes.items()}
-    sizes = {i: c if isinstance(c, str) else c.n for i, c in clouds.items()}
-    return figures, shares, sizes
+    hosts: Counter[str] = Counter()
+    for addr, count in nthreads.items():
+        hosts[get_address_host(addr)] += count
+    return dict(hosts)
