@@ -390,6 +390,13 @@ def test_bad_scheduler_values(capfd, tmp_path, value, message):
     assert (code, out, err) == (2, "", f"Error: --scheduler: {message}\n")
 
 
+@pytest.mark.parametrize("command", ["batch", "pairwise"])
+def test_help_offers_scheduler_and_names_the_extra(capfd, command):
+    code, out, _ = otdist(capfd, command, "--help")
+    flat = "".join(out.split()).replace("│", "")  # the help box wraps lines anywhere
+    assert code == 0 and "--scheduler" in out and "pipinstall'otcli[dask]'" in flat
+
+
 def test_parse_scheduler_and_shard_size():
     assert parse_scheduler(" local:3 ") == ("local", 3)
     assert parse_scheduler("tcp://10.0.0.1:8786") == ("tcp://10.0.0.1:8786", None)

@@ -134,7 +134,7 @@ SchedulerOpt = Annotated[
     typer.Option(
         help="Solve on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N for N "
         "worker processes here. Files must be reachable from the workers (or fsspec URLs); "
-        "--device is resolved on each worker. Needs pip install 'otcli[dask]'.",
+        "--device is resolved on each worker. Needs pip install 'otcli\\[dask]'.",
         rich_help_panel=BATCH,
         show_default=False,
     ),
