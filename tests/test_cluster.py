@@ -131,7 +131,7 @@ def test_fail_fast_on_the_cluster_keeps_finished_rows_for_resume(tmp_path, backe
         run_batch(manifest, out, config, fail_fast=True, backend=backend)
     assert not out.exists()
     kept = read_rows(Path(f"{out}.journal.jsonl"))  # the ok rows journaled before it stopped
-    assert all(r["status"] == "ok" for r in kept) and len(kept) < 8
+    assert all(r["status"] == "ok" for r in kept)  # how many: as the shards happened to finish
     summary = run_batch(manifest, out, config, resume=True)  # in-process, same journal
     assert (summary.skipped, summary.ok, summary.failed) == (len(kept), 8, 1)
 
