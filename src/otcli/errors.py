@@ -16,6 +16,10 @@ class OtcliError(ValueError):
         self.where = where
         self.what = what
 
+    def __reduce__(self) -> tuple[type[OtcliError], tuple[str, str]]:
+        # Pickled the way it is built, so it crosses process boundaries (Dask workers).
+        return type(self), (self.where, self.what)
+
 
 class InputError(OtcliError):
     """A point-cloud file that cannot be read or holds invalid values."""

@@ -37,6 +37,7 @@ from otcli.io.tables import write_pairwise as _write
 from otcli.io.writers import check_new_output
 
 if TYPE_CHECKING:
+    from otcli.batch.cluster import DaskBackend
     from otcli.cloud import Cloud
     from otcli.result import SinkhornResult
 
@@ -53,13 +54,16 @@ def run_pairwise(
     workers: int = 4,
     overwrite: bool = False,
     progress: Callable[[int, int], ProgressHook] | None = None,
+    backend: DaskBackend | None = None,
 ) -> RunSummary:
     """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
 
     The diagonal holds each cloud against itself: the entropic self-cost ⟨P, C⟩ (not zero),
     or exactly 0 with ``divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
     options, a file that does not exist, or an existing ``out`` (unless ``overwrite``; an
-    input file never); unreadable files and failed solves become NaN entries and error rows.
+    input file never); unreadable files and failed solves become NaN entries and error rows. With a
+    ``backend`` (a :class:`~otcli.batch.cluster.DaskBackend`) the pairs are solved on its
+    cluster, each worker reading the files it needs once.
     """
     start = time.perf_counter()
     read = ReadOptions() if read is None else read
@@ -86,12 +90,17 @@ def run_pairwise(
     engine = Engine.create(config)
     n_files = len(files)
     total = n_files * (n_files + 1) // 2
+    if backend is not None:
+        backend.connect(config)
     hook = progress(total, 0) if progress is not None else None
-    with ThreadPoolExecutor(workers, thread_name_prefix="otdist-io") as pool:
-        loader = CloudLoader(pool, read)
-        loader.prefetch(files)
-        clouds = [loader.get(f) for f in files]
-    outcomes, shares = _solve_all(clouds, engine, config.eps, hook)
+    if backend is not None:
+        clouds, outcomes, shares = backend.run_pairwise(files, config, read, workers, hook)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="otdist-io") as pool:
+            loader = CloudLoader(pool, read)
+            loader.prefetch(files)
+            clouds = [loader.get(f) for f in files]
+        outcomes, shares = _solve_all(clouds, engine, config.eps, hook)
     rows = [
         _row(i, j, files, clouds, outcomes, shares, config.eps, divergence)
         for i in range(n_files)
@@ -113,30 +122,36 @@ def run_pairwise(
 
 
 def _solve_all(
-    clouds: Sequence[Cloud | str], engine: Engine, eps: float, hook: ProgressHook | None
+    clouds: Sequence[Cloud | str],
+    engine: Engine,
+    eps: float | None,
+    hook: ProgressHook | None,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[dict[tuple[int, int], SinkhornResult | str], dict[tuple[int, int], float]]:
-    """Outcome of every pair i ≤ j (solved in buckets, or the reason it could not be) and
-    each solved pair's share of its bucket's seconds."""
+    """Outcome of every pair i ≤ j, or of ``pairs`` only (solved in buckets, or the reason it
+    could not be) and each solved pair's share of its bucket's seconds."""
     outcomes: dict[tuple[int, int], SinkhornResult | str] = {}
     shares: dict[tuple[int, int], float] = {}
     problems: list[Problem] = []
     keys: list[tuple[int, int]] = []
     failed_now = 0
-    for i, ci in enumerate(clouds):
-        for j in range(i, len(clouds)):
-            cj = clouds[j]
-            reason = ci if isinstance(ci, str) else cj if isinstance(cj, str) else None
-            if reason is None:
-                try:
-                    engine.check_pair(ci, cj)  # type: ignore[arg-type]
-                except Exception as exc:  # whatever this pair raises fails this pair only
-                    reason = failure_message(exc, f"{ci.source} vs {cj.source}")  # type: ignore[union-attr]
-            if reason is not None:
-                outcomes[(i, j)] = reason
-                failed_now += 1
-                continue
-            keys.append((i, j))
-            problems.append(Problem(ci, cj, eps))  # type: ignore[arg-type]
+    n = len(clouds)
+    if pairs is None:
+        pairs = [(i, j) for i in range(n) for j in range(i, n)]
+    for i, j in pairs:
+        ci, cj = clouds[i], clouds[j]
+        reason = ci if isinstance(ci, str) else cj if isinstance(cj, str) else None
+        if reason is None:
+            try:
+                engine.check_pair(ci, cj)  # type: ignore[arg-type]
+            except Exception as exc:  # whatever this pair raises fails this pair only
+                reason = failure_message(exc, f"{ci.source} vs {cj.source}")  # type: ignore[union-attr]
+        if reason is not None:
+            outcomes[(i, j)] = reason
+            failed_now += 1
+            continue
+        keys.append((i, j))
+        problems.append(Problem(ci, cj, eps))  # type: ignore[arg-type]
     if hook is not None and failed_now:
         hook(failed_now, failed_now)
     for idx, outs in engine.solve_in_buckets(problems):

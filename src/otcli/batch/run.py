@@ -45,6 +45,7 @@ from otcli.io.tables import SETTINGS_SUFFIX, settings_path, write_rows
 from otcli.io.writers import check_name_length, check_new_output, file_identities
 
 if TYPE_CHECKING:
+    from otcli.batch.cluster import DaskBackend
     from otcli.io.tables import Journal
     from otcli.result import SinkhornResult
 
@@ -227,6 +228,7 @@ def run_batch(
     coupling_dir: str | os.PathLike[str] | None = None,
     coupling_format: str = "npy",
     progress: Callable[[int, int], ProgressHook] | None = None,
+    backend: DaskBackend | None = None,
 ) -> RunSummary:
     """Score every pair of ``manifest`` into ``out`` (.parquet, .csv, .jsonl); resumable.
 
@@ -234,7 +236,8 @@ def run_batch(
     :class:`~otcli.errors.OtcliError` for a bad manifest or options (before any work) and
     :class:`FailFast` when ``fail_fast`` meets a failed pair (the journal keeps the good rows,
     so ``resume`` continues). Failed pairs are otherwise rows with ``status`` ``error``; a
-    resumed run tries them again.
+    resumed run tries them again. With a ``backend`` (a :class:`~otcli.batch.cluster.DaskBackend`)
+    the pairs are solved on its cluster, which it connects to before any file is written.
     """
     start = time.perf_counter()
     read = ReadOptions() if read is None else read
@@ -252,6 +255,8 @@ def run_batch(
             coupling_dir, pairs, coupling_format, replace=overwrite or resume, inputs=inputs
         )
     fingerprint = run_fingerprint(config, read, divergence)
+    if backend is not None:
+        backend.connect(config)
     journal, previous = prepare_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
     run = BatchRun(
         pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
@@ -267,7 +272,10 @@ def run_batch(
     if progress is not None:
         run.progress = progress(len(pairs), done)
     try:
-        run.run(todo)
+        if backend is None:
+            run.run(todo)
+        else:
+            backend.run_batch(run, todo)
     finally:
         journal.close()
     fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]

@@ -41,6 +41,7 @@ from otcli.cli.options import (
     RhoBOpt,
     RhoOpt,
     ScalingOpt,
+    SchedulerOpt,
     ThreadsOpt,
     TolOpt,
     WeightsOpt,
@@ -65,6 +66,23 @@ PAIRWISE_EXAMPLES = examples(
     "# Debiased divergences (0 on the diagonal) as an N×N NumPy matrix",
     "$ otdist pairwise sample_data/*.csv --divergence -o divergences.npy",
 )
+
+
+def _backend(scheduler: str | None, device: str) -> Any:
+    """The Dask backend for ``--scheduler`` (a context manager), else a no-op context."""
+    import contextlib
+
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from otcli.batch.cluster import DaskBackend
+
+    return DaskBackend(scheduler, device=device, announce=lambda line: typer.echo(line, err=True))
+
+
+def _client_device(device: str, scheduler: str | None) -> str:
+    """The device the config names: ``--device`` here, but with ``--scheduler`` the workers
+    resolve ``--device`` themselves and this machine (which solves nothing) need not have it."""
+    return device if scheduler is None else "cpu"
 
 
 class CouplingFormat(str, Enum):
@@ -202,6 +220,7 @@ def batch(
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Score every pair of a manifest into one table; a killed run continues with --resume.
 
@@ -217,7 +236,8 @@ def batch(
         size = _check_plot(plot, plot_size)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
-            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
+            geometry=geometry, memory=memory,
             max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
             rho_a=rho_a, rho_b=rho_b,
             threads=threads,
@@ -226,12 +246,14 @@ def batch(
             raise OptionError(
                 "--id", "point ids go in long-format couplings: add --coupling-format parquet"
             )
-        summary = run_batch(
-            manifest, output, config, read=_read_options(columns, weights, exclude, id_column),
-            divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
-            fail_fast=fail_fast, coupling_dir=coupling_dir,
-            coupling_format=coupling_format.value, progress=start,
-        )  # fmt: skip
+        with _backend(scheduler, device) as backend:
+            summary = run_batch(
+                manifest, output, config,
+                read=_read_options(columns, weights, exclude, id_column),
+                divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
+                fail_fast=fail_fast, coupling_dir=coupling_dir,
+                coupling_format=coupling_format.value, progress=start, backend=backend,
+            )  # fmt: skip
         if plot is not None:
             from otcli.plot import batch_file_figure, save_figure
 
@@ -309,6 +331,7 @@ def pairwise(
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
@@ -322,7 +345,8 @@ def pairwise(
         size = _check_plot(plot, plot_size)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
-            no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,
+            no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
+            geometry=geometry, memory=memory,
             max_batch=max_batch, reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho,
             rho_a=rho_a, rho_b=rho_b,
             threads=threads,
@@ -330,10 +354,13 @@ def pairwise(
         paths = list(files or [])
         if files_from is not None:
             paths += read_file_list(files_from)
-        summary = run_pairwise(
-            paths, output, config, read=_read_options(columns, weights, exclude, id_column),
-            divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
-        )  # fmt: skip
+        with _backend(scheduler, device) as backend:
+            summary = run_pairwise(
+                paths, output, config,
+                read=_read_options(columns, weights, exclude, id_column),
+                divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
+                backend=backend,
+            )  # fmt: skip
         if plot is not None:
             from otcli.plot import pairwise_file_figure, save_figure
 

@@ -268,6 +268,16 @@ SolveProgressOpt = Annotated[
         show_default=False,
     ),
 ]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Solve on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N for N "
+        "worker processes here. Files must be reachable from the workers (or fsspec URLs); "
+        "--device is resolved on each worker. Needs pip install 'otcli\\[dask]'.",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]
 
 
 def _guarded(call: Any, close: Any, interrupted: str) -> Any:

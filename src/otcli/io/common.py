@@ -31,16 +31,41 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+# ``s3://bucket/key``, ``gs://...``, ``file:///...``, chained ``simplecache::s3://...``.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(::[A-Za-z][A-Za-z0-9+.-]*)*://")
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is a URL (read through fsspec), not a path on this machine."""
+    return _URL.match(path) is not None
+
+
+def _open_url(where: str) -> BinaryIO:
+    """A URL opened through fsspec; a missing fsspec or filesystem package is an InputError."""
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(
+            where, "URLs are read through fsspec: pip install fsspec (and s3fs, gcsfs, ...)"
+        ) from None
+    try:
+        return fsspec.open(where, "rb").open()
+    except ImportError as exc:  # fsspec knows the scheme, its package is not installed
+        raise InputError(where, f"cannot open the URL ({exc})") from None
+    except ValueError as exc:  # an unknown scheme
+        raise InputError(where, f"cannot open the URL ({exc})") from None
+
+
 @contextlib.contextmanager
 def open_input(where: str, data: bytes | None = None) -> Iterator[BinaryIO]:
-    """Open a file for reading, turning the OS's refusals into one-line InputErrors.
+    """Open a file (or an fsspec URL) for reading, turning refusals into one-line InputErrors.
 
     With ``data`` (standard input, already read) it yields those bytes as a file instead."""
     if data is not None:
         yield io.BytesIO(data)
         return
     try:
-        f = open(where, "rb")  # noqa: SIM115 (closed below; the with must not catch the body)
+        f = _open_url(where) if is_url(where) else open(where, "rb")  # noqa: SIM115 (closed below)
     except FileNotFoundError:
         raise InputError(where, "no such file; check the path") from None
     except IsADirectoryError:

@@ -42,7 +42,7 @@ def read_parquet(
         return InputError(where, f"is not a valid Parquet file ({reason})")
 
     with open_input(where, data) as f:
-        if f.seek(0, os.SEEK_END) == 0:
+        if f.seek(0, os.SEEK_END) == 0:  # a file object: also an fsspec URL's
             raise InputError(where, "the file is empty")
         f.seek(0)
         try:

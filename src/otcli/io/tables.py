@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from otcli.errors import InputError, OtcliError
-from otcli.io.common import os_reason
+from otcli.io.common import is_url, os_reason
 from otcli.io.writers import atomic_write
 from otcli.safetext import json_dumps, printable
 
@@ -63,8 +63,8 @@ LONG_FIELDS = (
 
 
 def resolve_path(base: str, path: str) -> str:
-    """``path`` relative to the folder ``base`` unless absolute: ``data/`` + ``a.csv``."""
-    return path if os.path.isabs(path) else os.path.join(base, path)
+    """``path`` relative to the folder ``base`` unless absolute or a URL: ``data/`` + ``a.csv``."""
+    return path if os.path.isabs(path) or is_url(path) else os.path.join(base, path)
 
 
 def read_table(path: str, what: str) -> Any:

@@ -1,0 +1,521 @@
+"""``--scheduler``: batch and pairwise on a real Dask cluster (no mocks).
+
+Oracles: the in-process run of the same manifest or files (the same rows to 1e-12, the same
+error rows, the same coupling files), a worker process killed by SIGKILL in the middle of its
+shard, ``sys.modules`` of a fresh interpreter, and the exact error lines of the CLI.
+
+One ``LocalCluster`` of two single-threaded worker processes serves the module; the CLI's own
+``local:N`` cluster and the unreachable address are the slow tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import otdist
+from otcli.batch import FailFast, run_batch
+from otcli.batch.cluster import NEEDS_DASK, DaskBackend, parse_scheduler, shard_size
+from otcli.batch.pairwise import run_pairwise
+from otcli.batch.shards import share_cores, solve_batch_shard
+from otcli.config import make_config
+from otcli.errors import DeviceError, InputError, OptionError, OtcliError
+from otcli.io import read_cloud
+from otcli.io.tables import read_rows
+
+distributed = pytest.importorskip("distributed")
+
+NUMBERS = ("n", "m", "eps", "cost", "objective", "divergence", "iterations", "converged",
+           "marginal_error", "status", "error")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes with one thread each, started once for the module."""
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def backend(cluster):
+    cluster.wait_for_workers(2, timeout=60)  # a worker killed by a test is back
+    with DaskBackend(cluster.scheduler_address) as b:
+        yield b
+
+
+def clouds_and_manifest(
+    tmp_path: Path, count: int, *, n: int = 20, seed: int = 0, extra: list[dict] | None = None
+) -> Path:
+    """``count`` pairs of n-point 3-D clouds (one size: the in-process buckets are runs of
+    --max-batch pairs in manifest order, as the cluster's shards are) and their manifest."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(count):
+        np.save(tmp_path / f"x{k}.npy", rng.random((n, 3)))
+        np.save(tmp_path / f"y{k}.npy", rng.random((n, 3)) * 1.5 + 0.2)
+        rows.append({"id": f"p{k}", "a": f"x{k}.npy", "b": f"y{k}.npy"})
+    path = tmp_path / "pairs.csv"
+    pacsv.write_csv(pa.Table.from_pylist(rows + (extra or [])), path)
+    return path
+
+
+def assert_same_rows(got: list[dict], want: list[dict]) -> None:
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    for g, w in zip(got, want, strict=True):
+        for key in NUMBERS:
+            if isinstance(w.get(key), float):
+                assert g[key] == pytest.approx(w[key], rel=1e-12, abs=1e-12), (w["id"], key)
+            else:
+                assert g.get(key) == w.get(key), (w["id"], key)
+
+
+# --- the same numbers as in-process -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_equals_the_in_process_run(tmp_path, backend, dtype):
+    manifest = clouds_and_manifest(tmp_path, 24)
+    config = make_config(eps=0.2, dtype=dtype, device="cpu", max_batch=4)
+    local = run_batch(manifest, tmp_path / "local.jsonl", config, divergence=True)
+    done: list[int] = []
+    remote = run_batch(
+        manifest, tmp_path / "dask.jsonl", config, divergence=True, backend=backend,
+        progress=lambda total, skipped: lambda n, failed: done.append(n),
+    )  # fmt: skip
+    assert (remote.ok, remote.failed, remote.not_converged, local.ok) == (24, 0, 0, 24)
+    assert sum(done) == 24 and len(done) == 24 // shard_size(24, 2, 4)  # one call per shard
+    assert_same_rows(read_rows(tmp_path / "dask.jsonl"), read_rows(tmp_path / "local.jsonl"))
+    assert not (tmp_path / "dask.jsonl.journal.jsonl").exists()
+
+
+def test_bad_pairs_are_the_same_error_rows(tmp_path, backend):
+    np.save(tmp_path / "flat.npy", np.random.default_rng(1).random((6, 2)))
+    extra = [
+        {"id": "missing", "a": "x0.npy", "b": "nope.npy"},
+        {"id": "dims", "a": "x1.npy", "b": "flat.npy"},
+    ]
+    manifest = clouds_and_manifest(tmp_path, 6, extra=extra)
+    config = make_config(eps=0.05, device="cpu", max_batch=2)
+    run_batch(manifest, tmp_path / "local.csv", config)
+    summary = run_batch(manifest, tmp_path / "dask.csv", config, backend=backend)
+    assert (summary.ok, summary.failed) == (6, 2)
+    rows = {r["id"]: r for r in read_rows(tmp_path / "dask.csv")}
+    assert rows["missing"]["error"] == f"{tmp_path / 'nope.npy'}: no such file; check the path"
+    assert rows["dims"]["error"].endswith(
+        "points have 2 coordinates but " + str(tmp_path / "x1.npy") + " has 3"
+    )
+    assert_same_rows(read_rows(tmp_path / "dask.csv"), read_rows(tmp_path / "local.csv"))
+
+
+def test_fail_fast_on_the_cluster_keeps_finished_rows_for_resume(tmp_path, backend):
+    extra = [{"id": "missing", "a": "x0.npy", "b": "nope.npy"}]
+    manifest = clouds_and_manifest(tmp_path, 8, extra=extra)
+    config = make_config(eps=0.2, device="cpu", max_batch=1)
+    out = tmp_path / "d.csv"
+    with pytest.raises(FailFast, match="no such file"):
+        run_batch(manifest, out, config, fail_fast=True, backend=backend)
+    assert not out.exists()
+    kept = read_rows(Path(f"{out}.journal.jsonl"))  # the ok rows journaled before it stopped
+    assert all(r["status"] == "ok" for r in kept)  # how many: as the shards happened to finish
+    summary = run_batch(manifest, out, config, resume=True)  # in-process, same journal
+    assert (summary.skipped, summary.ok, summary.failed) == (len(kept), 8, 1)
+
+
+def test_couplings_are_written_by_the_client_as_locally(tmp_path, backend):
+    manifest = clouds_and_manifest(tmp_path, 5, n=12)
+    config = make_config(eps=0.05, device="cpu", max_batch=2)
+    run_batch(manifest, tmp_path / "l.csv", config, coupling_dir=tmp_path / "lc")
+    run_batch(manifest, tmp_path / "d.csv", config, coupling_dir=tmp_path / "dc", backend=backend)
+    for k in range(5):
+        local, remote = (
+            np.load(tmp_path / "lc" / f"p{k}.npy"),
+            np.load(tmp_path / "dc" / f"p{k}.npy"),
+        )
+        assert remote.shape == (12, 12)
+        np.testing.assert_allclose(remote, local, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(remote.sum(axis=1), 1 / 12, atol=1e-4)  # a's marginal
+
+
+def test_resume_on_the_cluster_scores_only_new_rows(tmp_path, backend):
+    config = make_config(eps=0.05, device="cpu", max_batch=2)
+    first = clouds_and_manifest(tmp_path, 6)
+    run_batch(first, tmp_path / "d.parquet", config, backend=backend)
+    manifest = clouds_and_manifest(tmp_path, 10)  # the same first 6 pairs and 4 more
+    solved: list[int] = []
+    summary = run_batch(
+        manifest, tmp_path / "d.parquet", config, resume=True, backend=backend,
+        progress=lambda total, skipped: lambda n, failed: solved.append(n),
+    )  # fmt: skip
+    assert (summary.skipped, sum(solved), summary.ok) == (6, 4, 10)
+    run_batch(manifest, tmp_path / "l.parquet", config)
+    assert_same_rows(read_rows(tmp_path / "d.parquet"), read_rows(tmp_path / "l.parquet"))
+
+
+def pairwise_rows(path: Path) -> list[dict]:
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        r["id"] = (r["i"], r["j"])
+    return rows
+
+
+def test_pairwise_equals_the_in_process_run(tmp_path, backend):
+    rng = np.random.default_rng(4)
+    files = []
+    for k in range(7):
+        np.save(tmp_path / f"c{k}.npy", rng.random((15, 2)) + 0.2 * k)
+        files.append(str(tmp_path / f"c{k}.npy"))
+    config = make_config(eps=0.05, dtype="float64", device="cpu", max_batch=3)
+    done: list[int] = []
+    for out, b in (("l.parquet", None), ("d.parquet", backend)):
+        summary = run_pairwise(
+            files, tmp_path / out, config, divergence=True, backend=b,
+            progress=lambda total, skipped: lambda n, failed: done.append(n),
+        )  # fmt: skip
+        assert (summary.total, summary.ok) == (28, 28)
+    assert sum(done) == 56
+    remote = pairwise_rows(tmp_path / "d.parquet")
+    assert_same_rows(remote, pairwise_rows(tmp_path / "l.parquet"))
+    assert remote[0]["divergence"] == 0.0 and remote[1]["divergence"] > 0
+    for out, b in (("l.npy", None), ("d.npy", backend)):
+        run_pairwise(files, tmp_path / out, config, backend=b)
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), np.load(tmp_path / "l.npy"), rtol=1e-12)
+
+
+def test_pairwise_unreadable_file_fails_only_its_pairs(tmp_path, backend):
+    rng = np.random.default_rng(6)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")  # there, but unreadable
+    files = [str(tmp_path / "bad.npy")]
+    for k in range(4):
+        np.save(tmp_path / f"c{k}.npy", rng.random((10 + k, 2)))
+        files.append(str(tmp_path / f"c{k}.npy"))
+    config = make_config(eps=0.05, device="cpu", max_batch=2)
+    failed: list[int] = []
+    summary = run_pairwise(
+        files, tmp_path / "d.parquet", config, backend=backend,
+        progress=lambda total, skipped: lambda n, bad: failed.append(bad),
+    )  # fmt: skip
+    assert (summary.total, summary.ok, summary.failed, sum(failed)) == (15, 10, 5, 5)
+    run_pairwise(files, tmp_path / "l.parquet", config)
+    local = {r["id"]: r for r in pairwise_rows(tmp_path / "l.parquet")}
+    for r in pairwise_rows(tmp_path / "d.parquet"):
+        if r["i"] == 0:  # the unreadable file: the single-pair message, n unknown
+            assert r["error"].startswith(f"{files[0]}: ") and r["n"] is None
+            assert r["error"] == local[r["id"]]["error"]
+        else:  # buckets differ from the in-process run's here: same numbers to the tolerance
+            assert (r["status"], r["n"], r["m"]) == ("ok", r["i"] + 9, r["j"] + 9)
+            assert r["cost"] == pytest.approx(local[r["id"]]["cost"], rel=1e-5)
+
+
+def count_reads(on: bool) -> list[str]:
+    """On a worker: start (or stop) recording which files its cloud loader reads."""
+    from otcli.batch import engine
+
+    reads = getattr(engine, "_test_reads", None)
+    if on and reads is None:
+        reads = engine._test_reads = []
+        read = engine.CloudLoader._read
+        engine._test_original_read = read
+        engine.CloudLoader._read = lambda self, path: reads.append(path) or read(self, path)
+    if not on and reads is not None:
+        engine.CloudLoader._read = engine._test_original_read
+        del engine._test_reads
+    return list(reads or [])
+
+
+def test_pairwise_reads_each_file_once_per_worker(tmp_path, backend):
+    files = []
+    for k in range(6):
+        np.save(tmp_path / f"c{k}.npy", np.random.default_rng(k).random((8, 2)))
+        files.append(str(tmp_path / f"c{k}.npy"))
+    backend.connect(make_config(device="cpu"))
+    backend.client.run(count_reads, True)
+    try:
+        config = make_config(eps=0.1, device="cpu", max_batch=1)  # 21 pairs in 7 shards
+        assert run_pairwise(files, tmp_path / "d.npy", config, backend=backend).ok == 21
+    finally:
+        reads = backend.client.run(count_reads, False)
+    assert set().union(*reads.values()) == set(files)
+    for worker_reads in reads.values():
+        assert len(worker_reads) == len(set(worker_reads)), worker_reads  # none read twice
+
+
+# --- a worker that dies -------------------------------------------------------------------------
+
+
+def kill_once(marker: str, pairs: list, settings: object) -> object:
+    """The shard function, except that the first worker to run it kills itself (SIGKILL)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return solve_batch_shard(pairs, settings)  # type: ignore[arg-type]
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def test_a_worker_killed_mid_shard_loses_and_duplicates_nothing(tmp_path, backend):
+    manifest = clouds_and_manifest(tmp_path, 16)
+    config = make_config(eps=0.05, device="cpu", max_batch=2)
+    marker = tmp_path / "killed"
+    backend.batch_shard = functools.partial(kill_once, str(marker))
+    summary = run_batch(manifest, tmp_path / "d.jsonl", config, backend=backend)
+    assert (summary.ok, summary.failed) == (16, 0)
+    killed = int(marker.read_text())
+    assert killed not in backend.client.run(os.getpid).values()  # that process is gone
+    lines = [r for r in read_rows(tmp_path / "d.jsonl")]
+    assert sorted(r["id"] for r in lines) == sorted(f"p{k}" for k in range(16))
+    run_batch(manifest, tmp_path / "l.jsonl", config)
+    assert_same_rows(lines, read_rows(tmp_path / "l.jsonl"))
+
+
+# --- devices and cores on the workers -----------------------------------------------------------
+
+
+def test_device_auto_resolves_on_each_worker_and_torch_gets_its_share(tmp_path, backend):
+    backend.device = "auto"
+    lines: list[str] = []
+    backend.announce = lines.append
+    backend.connect(make_config(device="cpu"))
+    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
+    assert lines[0].startswith(f"Dask {backend.address}: 2 worker(s) ({expected} ×2); ")
+    assert backend._threads_on_host == {"127.0.0.1": 2}
+
+    def threads_with(share: dict[str, int]) -> list[tuple[int, int]]:
+        def probe() -> tuple[int, int]:  # a task, as a shard is, on each worker
+            import torch
+
+            share_cores(share)
+            return torch.get_num_threads(), len(os.sched_getaffinity(0))
+
+        client = backend.client
+        tasks = [client.submit(probe, workers=[w], pure=False) for w in client.nthreads()]
+        return client.gather(tasks)
+
+    # Dask starts workers with OMP_NUM_THREADS=1: one thread unless told the host's share.
+    for got, cores in threads_with({"127.0.0.1": 1}):
+        assert got == cores
+    for got, cores in threads_with({"127.0.0.1": 2}):
+        assert got == max(1, cores // 2)
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the no-CUDA error on CPU workers"
+)
+def test_a_device_no_worker_has_is_refused_before_any_file(capfd, tmp_path, cluster):
+    manifest = clouds_and_manifest(tmp_path, 2)
+    out = tmp_path / "r.csv"
+    code, stdout, err = otdist(capfd, "batch", manifest, "-o", out, "--device", "cuda",
+                               "--scheduler", cluster.scheduler_address)  # fmt: skip
+    assert (code, stdout) == (2, "")
+    first = sorted(cluster.scheduler.workers)[0]
+    assert err == (
+        "Error: --device: cuda requested but CUDA is not available here; use --device cpu "
+        f"(on Dask worker {first})\n"
+    )
+    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_batch_and_pairwise_on_a_scheduler(capfd, tmp_path, cluster):
+    manifest = clouds_and_manifest(tmp_path, 4)
+    address = cluster.scheduler_address
+    code, out, err = otdist(
+        capfd, "batch", manifest, "-o", tmp_path / "r.csv", "--scheduler", address
+    )
+    assert (code, out) == (0, ""), err
+    assert err.startswith(f"Dask {address}: 2 worker(s) (")
+    assert "dashboard" in err.splitlines()[0]
+    assert otdist(capfd, "batch", manifest, "-o", tmp_path / "l.csv")[0] == 0
+    assert_same_rows(read_rows(tmp_path / "r.csv"), read_rows(tmp_path / "l.csv"))
+    files = [tmp_path / f"x{k}.npy" for k in range(4)]
+    code, _, err = otdist(
+        capfd, "pairwise", *files, "-o", tmp_path / "d.npy", "--scheduler", address
+    )
+    assert code == 0, err
+    assert otdist(capfd, "pairwise", *files, "-o", tmp_path / "l.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), np.load(tmp_path / "l.npy"), rtol=1e-12)
+
+
+def test_scheduler_without_dask_says_how_to_install_it(capfd, tmp_path, monkeypatch):
+    manifest = clouds_and_manifest(tmp_path, 2)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    for args in (["batch", manifest], ["pairwise", tmp_path / "x0.npy", tmp_path / "x1.npy"]):
+        code, out, err = otdist(
+            capfd, *args, "-o", tmp_path / "r.parquet", "--scheduler", "local:2"
+        )
+        assert (code, out, err) == (2, "", f"Error: --scheduler: {NEEDS_DASK}\n")
+        assert NEEDS_DASK == "needs dask.distributed, an optional extra: pip install 'otcli[dask]'"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".npy") == ["pairs.csv"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "local:0",
+            "bad value 'local:0': local:N starts N worker processes here (N ≥ 1), e.g. local:4",
+        ),
+        (
+            "local",
+            "bad value 'local': local:N starts N worker processes here (N ≥ 1), e.g. local:4",
+        ),
+        (
+            "tcp://a b",
+            "bad value 'tcp://a b': give a scheduler address such as tcp://host:8786, or local:N",
+        ),
+    ],
+)
+def test_bad_scheduler_values(capfd, tmp_path, value, message):
+    manifest = clouds_and_manifest(tmp_path, 1)
+    code, out, err = otdist(
+        capfd, "batch", manifest, "-o", tmp_path / "r.csv", "--scheduler", value
+    )
+    assert (code, out, err) == (2, "", f"Error: --scheduler: {message}\n")
+
+
+@pytest.mark.parametrize("command", ["batch", "pairwise"])
+def test_help_offers_scheduler_and_names_the_extra(capfd, command):
+    code, out, _ = otdist(capfd, command, "--help")
+    flat = "".join(out.split()).replace("│", "")  # the help box wraps lines anywhere
+    assert code == 0 and "--scheduler" in out and "pipinstall'otcli[dask]'" in flat
+
+
+def test_parse_scheduler_and_shard_size():
+    assert parse_scheduler(" local:3 ") == ("local", 3)
+    assert parse_scheduler("tcp://10.0.0.1:8786") == ("tcp://10.0.0.1:8786", None)
+    with pytest.raises(OptionError):
+        parse_scheduler("local:-1")
+    # Whole buckets of max_batch pairs; about 4 shards per worker thread; at most 4 buckets.
+    assert shard_size(2000, 2, 64) == 256
+    assert shard_size(100, 2, 64) == 64
+    assert shard_size(24, 2, 4) == 4
+    assert shard_size(10**6, 8, 64) == 256
+    assert shard_size(7, 100, 1) == 1
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_usage_error_within_seconds(capfd, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manifest = clouds_and_manifest(tmp_path, 2)
+    out = tmp_path / "r.csv"
+    start = time.perf_counter()
+    code, stdout, err = otdist(
+        capfd, "batch", manifest, "-o", out, "--scheduler", f"tcp://127.0.0.1:{port}"
+    )
+    assert time.perf_counter() - start < 15
+    assert (code, stdout) == (2, "")
+    assert err == (
+        f"Error: --scheduler: cannot reach a Dask scheduler at tcp://127.0.0.1:{port} within 10 s; "
+        "start one there with `dask scheduler`, or check the address\n"
+    )
+    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_local_n_in_a_real_process(tmp_path):
+    manifest = clouds_and_manifest(tmp_path, 8)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "otcli",
+        "batch",
+        str(manifest),
+        "--eps",
+        "0.05",
+        "--max-batch",
+        "2",
+    ]
+    proc = subprocess.run([*cmd, "-o", str(tmp_path / "d.csv"), "--scheduler", "local:2"],
+                          capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and "Dask local:2: 2 worker(s) (" in proc.stderr
+    local = subprocess.run([*cmd, "-o", str(tmp_path / "l.csv")], capture_output=True, env=env,
+                           timeout=180)  # fmt: skip
+    assert local.returncode == 0
+    assert_same_rows(read_rows(tmp_path / "d.csv"), read_rows(tmp_path / "l.csv"))
+
+
+def test_without_scheduler_dask_is_never_imported(tmp_path):
+    manifest = clouds_and_manifest(tmp_path, 2)
+    code = (
+        "import sys; from otcli.cli import run; "
+        f"rc = run(['batch', {str(manifest)!r}, '-o', {str(tmp_path / 'r.csv')!r}]); "
+        f"rc += run(['pairwise', {str(tmp_path / 'x0.npy')!r}, {str(tmp_path / 'x1.npy')!r}, "
+        f"'-o', {str(tmp_path / 'd.npy')!r}]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "r.csv").exists() and (tmp_path / "d.npy").exists()
+
+
+# --- what crosses to the workers ----------------------------------------------------------------
+
+
+def test_config_and_errors_cross_process_boundaries():
+    config = make_config(eps=0.2, cost="pnorm", p=1.5, device="cpu", dtype="float64")
+    back = pickle.loads(pickle.dumps(config))
+    assert back == config and back.cost.p == 1.5 and back.fingerprint() == config.fingerprint()
+    for exc in (OptionError("--device", "no"), DeviceError("--device", "no"), InputError("f", "x")):
+        again = pickle.loads(pickle.dumps(exc))
+        assert type(again) is type(exc) and (again.where, again.what, str(again)) == (
+            exc.where, exc.what, str(exc))  # fmt: skip
+
+
+def test_urls_are_read_through_fsspec(tmp_path, monkeypatch):
+    points = np.random.default_rng(5).random((9, 2))
+    np.save(tmp_path / "a.npy", points)
+    pq.write_table(pa.table({"x": points[:, 0], "y": points[:, 1]}), tmp_path / "a.parquet")
+    for name in ("a.npy", "a.parquet"):
+        url = (tmp_path / name).as_uri()  # file:///...
+        np.testing.assert_array_equal(read_cloud(url).points, points)
+    with pytest.raises(InputError, match="no such file; check the path"):
+        read_cloud((tmp_path / "nope.npy").as_uri())
+    with pytest.raises(InputError, match="cannot open the URL"):
+        read_cloud("nosuchscheme://bucket/a.npy")
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with pytest.raises(OtcliError) as info:
+        read_cloud((tmp_path / "a.npy").as_uri())
+    assert str(info.value) == (
+        f"{(tmp_path / 'a.npy').as_uri()}: URLs are read through fsspec: pip install fsspec "
+        "(and s3fs, gcsfs, ...)"
+    )
+
+
+def test_manifest_urls_are_read_by_the_workers(tmp_path, backend):
+    manifest = clouds_and_manifest(tmp_path, 3)
+    rows = pacsv.read_csv(manifest).to_pylist()
+    for r in rows:
+        r["a"], r["b"] = (tmp_path / r["a"]).as_uri(), (tmp_path / r["b"]).as_uri()
+    sub = tmp_path / "elsewhere"
+    sub.mkdir()
+    pacsv.write_csv(pa.Table.from_pylist(rows), sub / "urls.csv")
+    config = make_config(eps=0.05, device="cpu")
+    run_batch(sub / "urls.csv", tmp_path / "u.csv", config, backend=backend)
+    run_batch(manifest, tmp_path / "p.csv", config)
+    got = read_rows(tmp_path / "u.csv")
+    assert [r["a"] for r in got] == [r["a"] for r in rows]  # as written in the manifest
+    assert_same_rows(got, read_rows(tmp_path / "p.csv"))
