@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 from otcli.cloud import Cloud, make_cloud
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, os_reason
+from otcli.io.common import ColumnKey, require_regular_file
 from otcli.io.npy import read_npy, read_npz
 from otcli.io.parquet import read_parquet
-from otcli.io.text import CSV, TEXT_FORMATS, read_bytes, read_text
+from otcli.io.text import CSV, TEXT_FORMATS, read_bytes, read_stream, read_text
 
 #: Extensions :func:`read_cloud` understands (matched case-insensitively).
 INPUT_SUFFIXES = (
@@ -63,17 +63,14 @@ def read_cloud(
     if name == "-":
         where = "<stdin>"
         stream = sys.stdin.buffer if stdin is None else stdin
-        try:
-            raw = stream.read()
-        except OSError as exc:
-            raise InputError(where, f"cannot read standard input ({os_reason(exc)})") from None
-        data = raw.encode() if isinstance(raw, str) else bytes(raw)
-        points, w = read_text(data, CSV, where, columns, weights)
+        points, w = read_text(read_stream(stream, where), CSV, where, columns, weights)
         return make_cloud(points, w, where)
     where = str(name)
     if os.path.isdir(where):
         raise InputError(where, "is a directory, not a file")
     suffix = _input_suffix(where)
+    if suffix in (".parquet", ".npy", ".npz"):
+        require_regular_file(where, suffix)  # these readers seek; a text reader streams
     if suffix == ".parquet":
         points, w = read_parquet(where, columns, weights)
     elif suffix == ".npy":
