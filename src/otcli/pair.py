@@ -115,7 +115,7 @@ def run_pair(
         x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
         topk=outputs.coupling_topk, memory=config.memory,
     )  # fmt: skip
-    api.check_pair(x, y, config.cost)
+    api.check_pair(x, y, config.cost, "float64" if exact else config.dtype)
     if exact:
         return _exact_report(a, b, x, y, config, outputs)
     eps, scale = api.pair_eps(x, y, config)
