@@ -20,7 +20,14 @@ import torch
 from otcli import config as _config
 from otcli.buckets import plan_buckets
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
-from otcli.config import DEFAULT_MAX_ITER, GEOMETRIES, SolveConfig, dense_bytes, eps_values
+from otcli.config import (
+    DEFAULT_MAX_ITER,
+    EPS_REL_FLOOR,
+    GEOMETRIES,
+    SolveConfig,
+    dense_bytes,
+    eps_values,
+)
 from otcli.costs import CostFn, check_points_for_cost, working_cost
 from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
@@ -36,7 +43,9 @@ from otcli.solver import (
 
 __all__ = [
     "GEOMETRIES",
+    "MAX_MARGINAL_ERROR",
     "SolverError",
+    "check_cost_range",
     "check_pair",
     "divergence",
     "make_config",
@@ -213,12 +222,69 @@ def divergence(
     return out if batched else out[0]
 
 
-def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn) -> None:
-    """Refuse a pair the solver cannot take: different dimensions, or points the cost rejects."""
+def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
+    """Refuse a pair the solver cannot take: different dimensions, points the cost rejects,
+    or costs too large for the working ``dtype`` (see :func:`check_cost_range`)."""
     if x.dim != y.dim:
         raise InputError(y.source, f"points have {y.dim} coordinates but {x.source} has {x.dim}")
     check_points_for_cost(cost_fn, x.points, x.source)
     check_points_for_cost(cost_fn, y.points, y.source)
+    if cost_fn.coordinate_formula:
+        check_cost_range(x, y, cost_fn, dtype)
+
+
+#: The largest cost a solve accepts, as a fraction of the working dtype's largest number:
+#: sums of up to 2^40 costs (a mean cost over n × m entries) must stay finite.
+COST_HEADROOM = 2.0**-40
+
+
+def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
+    """Refuse a pair whose costs would overflow the working ``dtype`` (float32 or float64).
+
+    The costs are evaluated as a solve evaluates them, on a few probe points: for a
+    translation-invariant cost (here each grows with every |x_k − y_k|) the corners of the
+    pair's bounding box, centred as a solve centres them, whose cost bounds every other;
+    for the others (cosine) the point of each cloud with the largest coordinate. A probe
+    point's cost to itself must stay 0: overflow in the cost's intermediates (norms) shows
+    there. Without this, coordinates of 1e20 made C infinite in float32 and the solve ended
+    in an OverflowError or in a meaningless number.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if cost_fn.translation_invariant:
+            centre = x.points.mean(axis=0)
+            lo = np.minimum(x.points.min(axis=0), y.points.min(axis=0)) - centre
+            hi = np.maximum(x.points.max(axis=0), y.points.max(axis=0)) - centre
+            points = [lo, hi, np.where(np.abs(lo) > np.abs(hi), lo, hi)]
+        else:
+            centre = 0 * x.points[0]
+            points = [c.points[np.abs(c.points).max(axis=1).argmax()] for c in (x, y)]
+    probe = torch.as_tensor(np.stack(points), dtype=torch.float64)[None]  # (1, k, d)
+
+    def largest(name: str) -> float:
+        """The probe's largest cost in ``name``, or inf where it overflows or breaks down."""
+        c = working_cost(cost_fn, probe, probe, getattr(torch, name))[0].to(torch.float64)
+        top = float(c.max())
+        if not (torch.isfinite(c).all() and c.diagonal().abs().max() <= 1e-3 * max(top, 1.0)):
+            return math.inf
+        return top
+
+    top = largest(dtype)
+    limit = torch.finfo(getattr(torch, dtype)).max * COST_HEADROOM
+    if top <= limit:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = [np.abs(c.points - centre).max() for c in (x, y)]
+    where, other = (x, y) if reach[0] >= reach[1] else (y, x)
+    costs = f"reach {top:.3g}" if math.isfinite(top) else "overflow"
+    what = (
+        f"coordinates up to {max(reach):.3g} from the pair's centre: costs against "
+        f"{other.source} {costs}, beyond what {dtype} holds safely ({limit:.1e}); "
+    )
+    if dtype == "float32" and largest("float64") <= torch.finfo(torch.float64).max * COST_HEADROOM:
+        what += "use --dtype float64, or rescale the coordinates (change their units)"
+    else:
+        what += "rescale the coordinates (change their units)"
+    raise InputError(where.source, what)
 
 
 def solve_clouds(
@@ -240,7 +306,7 @@ def solve_clouds(
     if config.threads is not None and torch.get_num_threads() != config.threads:
         torch.set_num_threads(config.threads)
     for cx, cy in zip(xs, ys, strict=True):
-        check_pair(cx, cy, cost_fn)
+        check_pair(cx, cy, cost_fn, config.dtype)
 
     px, py = pad_clouds(xs), pad_clouds(ys)
     # Centre each pair on a common point where the cost allows: costs are unchanged and the
@@ -305,10 +371,17 @@ def solve_clouds(
     seconds = time.perf_counter() - start
     results = []
     for k, (cx, cy) in enumerate(zip(xs, ys, strict=True)):
+        hints = _failure_hints(eps_list[k], float(host["scale"][k]), config.dtype)
         if not (np.isfinite(host["cost"][k]) and np.isfinite(host["obj"][k])):
             raise SolverError(
                 f"{cx.source} vs {cy.source}: the solver produced a non-finite result "
-                f"(ε={eps_list[k]:g}); try --dtype float64 or a larger --eps"
+                f"(ε={eps_list[k]:g}); {hints}"
+            )
+        if not host["marg"][k] <= MAX_MARGINAL_ERROR:
+            raise SolverError(
+                f"{cx.source} vs {cy.source}: no transport plan found: its row and column sums "
+                f"miss the masses by {host['marg'][k]:.2e} in all (marginal error; a plan "
+                f"misses by at most --tol {tol:g}) at ε={eps_list[k]:g}; {hints}"
             )
         results.append(
             SinkhornResult(
@@ -324,6 +397,23 @@ def solve_clouds(
             )
         )  # fmt: skip
     return results
+
+
+#: Above this marginal error (‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁) the potentials define no transport
+#: plan, only numbers: more than half the mass is misplaced. A solve that ends there failed.
+MAX_MARGINAL_ERROR = 1.0
+
+
+def _failure_hints(eps: float, scale: float, dtype: str) -> str:
+    """What may rescue a failed solve, given ε, the pair's mean cost and the dtype."""
+    if scale > 0 and eps < EPS_REL_FLOOR * scale:
+        return (
+            f"ε is {eps / scale:.1e} of the mean cost {scale:.3g}, too small for Sinkhorn: use "
+            f"--eps-rel 0.05 (ε = {0.05 * scale:.3g}) or --exact"
+        )
+    if dtype == "float32":
+        return "try --dtype float64 or a larger --eps"
+    return "try a larger --eps, or rescale the coordinates (change their units)"
 
 
 #: Cost entries per problem that :func:`mean_costs` reads when it samples rows.

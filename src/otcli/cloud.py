@@ -126,7 +126,11 @@ def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarr
         raise InputError(
             source, f"negative weight {w[i]} at point {i} (0-based); masses must be ≥ 0"
         )
-    total = w.sum()
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if np.isinf(total):  # each mass finite but the sum is not (1e308 each): scale first
+        w = w / w.max()
+        total = w.sum()
     if not total > 0:
         raise InputError(source, "all weights are zero; at least one point needs positive mass")
     return w / total

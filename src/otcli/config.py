@@ -17,6 +17,7 @@ also solved densely.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,13 @@ DEFAULT_MAX_ITER = 10_000
 DEFAULT_MAX_BATCH = 64
 #: n×m matrices the dense geometries hold per problem: C and Cᵀ (log domain) or C and K̃.
 DENSE_MATRICES = 2
+#: Smallest ε: the smallest normal float64, below which 1/ε overflows.
+MIN_EPS = sys.float_info.min
+#: Largest --tol: a marginal L1 error of 1 misplaces half the mass; beyond it a plan is no
+#: transport plan (such a result is a solver failure, see :mod:`otcli.api`).
+MAX_TOL = 1.0
+#: Largest --memory (1 EiB): sizes stay within int64 wherever numpy or torch count bytes.
+MAX_MEMORY = 1 << 60
 
 
 def dense_bytes(batch: int, n: int, m: int, itemsize: int) -> int:
@@ -232,12 +240,20 @@ def make_config(
     tol = DEFAULT_TOL[dtype] if tol is None else float(tol)
     if not (math.isfinite(tol) and tol >= 0):
         raise OptionError("--tol", f"must be a finite number ≥ 0, got {tol}")
+    if tol > MAX_TOL:
+        raise OptionError(
+            "--tol",
+            f"must be at most {MAX_TOL:g}, got {tol:g}: a marginal error of 1 already leaves "
+            "half the mass misplaced",
+        )
     if scaling is not None and not (0 < scaling < 1):
         raise OptionError("--scaling", f"must lie strictly between 0 and 1, got {scaling}")
     if geometry not in GEOMETRIES:
         raise OptionError("--geometry", f"unknown geometry {geometry!r}; use auto, dense or online")
     if memory is not None and not (isinstance(memory, int) and memory > 0):
         raise OptionError("--memory", f"must be a positive number of bytes, got {memory}")
+    if memory is not None and memory > MAX_MEMORY:
+        raise OptionError("--memory", f"must be at most 1 EiB (2^60 bytes), got {memory:.3g} bytes")
     if check_every is None:
         check_every = 1 if dev.type == "cpu" else 10  # on CPU a check costs no device sync
     if check_every < 1:
@@ -355,6 +371,10 @@ def _check_eps(eps: object, option: str) -> float:
         raise OptionError(option, f"ε must be a positive finite number, got {eps!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise OptionError(option, f"ε must be a positive finite number, got {value}")
+    if value < MIN_EPS:
+        raise OptionError(
+            option, f"ε = {value:g} is too small to compute with (1/ε overflows); use ε ≥ 1e-300"
+        )
     return value
 
 
@@ -366,6 +386,9 @@ __all__ = [
     "DTYPES",
     "EPS_REL_FLOOR",
     "GEOMETRIES",
+    "MAX_MEMORY",
+    "MAX_TOL",
+    "MIN_EPS",
     "ReadOptions",
     "SolveConfig",
     "dense_bytes",

@@ -59,6 +59,9 @@ class CostFn(metaclass=_ByName):
     takes_p: ClassVar[bool] = False  # only such costs accept ``--p``
     translation_invariant: ClassVar[bool] = True  # C(x + t, y + t) = C(x, y): may centre
     symmetric: ClassVar[bool] = True  # C(x, y) = C(y, x): a block of Cᵀ is C(y, x)
+    # A formula of coordinates, so its range can be probed at the pair's bounding box
+    # (api.check_cost_range); a function or a matrix given by the user cannot be.
+    coordinate_formula: ClassVar[bool] = True
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, n, d) × (B, m, d) → (B, n, m)."""
@@ -281,6 +284,7 @@ class CallableCost(CostFn):
     fused squared-Euclidean product, and no power of a distance (give ``rho``, not ``reach``).
     """
 
+    coordinate_formula: ClassVar[bool] = False
     name: ClassVar[str] = "callable"
     translation_invariant: ClassVar[bool] = False
     symmetric: ClassVar[bool] = False

@@ -44,6 +44,7 @@ class MatrixCost(CostFn):
     name: ClassVar[str] = "matrix"
     translation_invariant: ClassVar[bool] = False  # the points are indices: never centred
     symmetric: ClassVar[bool] = False
+    coordinate_formula: ClassVar[bool] = False
     matrix: torch.Tensor
     source: str = "<array>"
 

@@ -175,7 +175,7 @@ def run_pair(
         x.n, y.n, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
         topk=outputs.coupling_topk, memory=config.memory, ids=read.id_column is not None,
     )  # fmt: skip
-    api.check_pair(x, y, config.cost)
+    api.check_pair(x, y, config.cost, "float64" if exact else config.dtype)
     if exact:
         return _exact_report(a, b, x, y, config, outputs)
     return solve_pair(

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import torch
 
 from otcli.costs import CostFn, working_cost
+from otcli.errors import SolverError
 from otcli.geometry import Geometry
 
 #: Batches from this size on drop their finished problems once three quarters are done.
@@ -107,16 +108,30 @@ def report_stage(progress: object, description: str) -> None:
         hook(description)
 
 
-def eps_schedule(max_cost: torch.Tensor, eps: torch.Tensor, scaling: float | None) -> torch.Tensor:
+def eps_schedule(
+    max_cost: torch.Tensor,
+    eps: torch.Tensor,
+    scaling: float | None,
+    max_stages: int | None = None,
+) -> torch.Tensor:
     """(K, B) annealing ε values, from the cost's scale down to (excluding) the target ε.
 
     Stage k uses max(C_max · s^k, ε); a problem whose target is reached early just repeats its
-    target ε, which is harmless. With ``scaling=None`` the schedule is empty.
+    target ε, which is harmless. With ``scaling=None`` the schedule is empty. The number of
+    stages is counted in logs (C_max / ε overflows for ε = 1e-300) and capped at
+    ``max_stages``: a loop of ``max_stages - 1`` iterations never gets further.
     """
     if scaling is None:
         return eps.new_zeros((0, eps.shape[0]))
-    ratio = (max_cost / eps).max().item()
-    stages = math.ceil(math.log(ratio) / -math.log(scaling)) if ratio > 1 else 0
+    log_ratio = (max_cost.to(eps.dtype).log() - eps.log()).max().item()  # log(C_max / ε)
+    if math.isnan(log_ratio) or log_ratio == math.inf:
+        raise SolverError(
+            "the cost matrix holds non-finite values (the coordinates are too large for the "
+            "working precision); rescale the coordinates"
+        )
+    stages = math.ceil(log_ratio / -math.log(scaling)) if log_ratio > 0 else 0
+    if max_stages is not None:
+        stages = min(stages, max_stages)
     powers = scaling ** torch.arange(stages, dtype=eps.dtype, device=eps.device)  # (K,)
     return torch.maximum(max_cost[None, :] * powers[:, None], eps[None, :])
 
@@ -192,7 +207,10 @@ def sinkhorn_loop(
     def flag(t: torch.Tensor) -> torch.Tensor:
         return t[:, None]
 
-    schedule = torch.cat([eps_schedule(geom.max_cost(), eps, opts.scaling), eps[None]])  # (K+1, B)
+    # Stages advance at most once per iteration: max_iter + 1 keeps a run that ends while
+    # annealing short of the target (it then takes one plain step there, below).
+    schedule = eps_schedule(geom.max_cost(), eps, opts.scaling, opts.max_iter + 1)
+    schedule = torch.cat([schedule, eps[None]])  # (K+1, B)
     last = schedule.shape[0] - 1
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
     stage = torch.where(schedule[stage, rows] == eps, last, stage)

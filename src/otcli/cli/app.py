@@ -7,9 +7,10 @@ Commands register themselves on :data:`app` (:mod:`otcli.cli.pair`, :mod:`otcli.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -186,5 +187,27 @@ def _usage_message(exc: Any) -> str:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(run())
+    """Console-script entry point: run the command, then leave without tearing Python down.
+
+    pyarrow's CSV and Parquet readers finish on Arrow's worker threads, which drop their last
+    reference to the Python bytes they read a little after the read returns. A worker that
+    does so while the interpreter finalises (an ``Error:`` right after a read, then exit)
+    cannot take the GIL, and the C++ runtime aborts the process: "terminate called without
+    an active exception", exit 134, after a correct result or error. Once the command is
+    done nothing is left to tear down: the atexit handlers run, the standard streams are
+    flushed, and the process ends at once (:func:`os._exit`), before any finalisation.
+    """
+    _exit(run())
+
+
+def _exit(code: int) -> NoReturn:
+    """Run the atexit handlers, flush stdout and stderr, and end the process with ``code``."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a full disk or a closed pipe: nothing more to say
+            code = code or 1
+    os._exit(code)

@@ -9,6 +9,7 @@ into one ``Error:`` line and an exit code.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -371,7 +372,7 @@ def _parse_size(value: str | None, option: str) -> int | None:
         size = float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit]
     except ValueError:
         size = -1.0
-    if not size > 0 or size != size:
+    if not (size > 0 and math.isfinite(size)):
         raise OptionError(option, f"bad size {value!r}; use bytes or a number with K, M, G or T")
     return int(size)
 

@@ -19,10 +19,19 @@ from typing import Any, BinaryIO
 
 from otcli.cloud import Cloud, make_cloud
 from otcli.errors import InputError
-from otcli.io.common import ColumnKey, Picked, os_reason
+from otcli.io.common import ColumnKey, Picked, os_reason, require_regular_file
 from otcli.io.npy import _NPY_MAGIC, _ZIP_MAGIC, read_npy, read_npz
 from otcli.io.parquet import read_parquet
-from otcli.io.text import CSV, TEXT_FORMATS, TSV, TextFormat, read_bytes, read_text
+from otcli.io.text import (
+    _BINARY,
+    CSV,
+    TEXT_FORMATS,
+    TSV,
+    TextFormat,
+    read_bytes,
+    read_stream,
+    read_text,
+)
 
 #: Extensions :func:`read_cloud` understands (matched case-insensitively).
 INPUT_SUFFIXES = (
@@ -83,16 +92,17 @@ def read_cloud(
         where = "<stdin>"
         stream = sys.stdin.buffer if stdin is None else stdin
         try:
-            raw = stream.read()
+            data = _read_stdin_bytes(stream, where)
         except OSError as exc:
             raise InputError(where, f"cannot read standard input ({os_reason(exc)})") from None
-        data = raw.encode() if isinstance(raw, str) else bytes(raw)
         picked = _read_stdin(data, where, columns, weights, select)
         return _cloud(picked, where)
     where = str(name)
     if os.path.isdir(where):
         raise InputError(where, "is a directory, not a file")
     suffix = _input_suffix(where)
+    if suffix in (".parquet", ".npy", ".npz"):
+        require_regular_file(where, suffix)  # these readers seek; a text reader streams
     if suffix == ".parquet":
         picked = read_parquet(where, columns, weights, **select)
     elif suffix == ".npy":
@@ -116,6 +126,43 @@ def _cloud(picked: Picked, where: str) -> Cloud:
 #: What standard input may hold, told apart by its first bytes (gzip holding text).
 STDIN_FORMATS = "CSV or TSV text (UTF-8, optionally gzipped), Parquet, NPY or NPZ"
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read: ``head``, then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        head, self._head = self._head, b""
+        if size is not None and 0 <= size <= len(head):
+            self._head = head[size:]
+            return head[:size]
+        more = self._stream.read(-1 if size is None or size < 0 else size - len(head))
+        return head + (more.encode() if isinstance(more, str) else bytes(more))
+
+
+def _read_stdin_bytes(stream: BinaryIO, where: str) -> bytes:
+    """All of standard input. Binary formats (told by their first bytes) are read whole;
+    text goes through :func:`~otcli.io.text.read_stream`'s bounds (a NUL byte, or 64 MiB
+    without a complete row, stops it: ``/dev/zero`` piped in is refused, not read forever)."""
+    head = stream.read(8)  # the longest magic, and what a refusal shows
+    head = head.encode() if isinstance(head, str) else bytes(head)
+    if head.startswith((b"PAR1", _NPY_MAGIC, _ZIP_MAGIC, _GZIP_MAGIC)):
+        rest = stream.read()
+        return head + (rest.encode() if isinstance(rest, str) else bytes(rest))
+    try:
+        return read_stream(_Prefixed(head, stream), where)  # type: ignore[arg-type]
+    except InputError as exc:
+        if exc.what != _BINARY:
+            raise
+        raise InputError(
+            where,
+            f"is binary data in no format standard input takes (it starts with bytes "
+            f"{head.hex(' ')}); stdin takes {STDIN_FORMATS}, told apart by their first "
+            "bytes; give other files by path",
+        ) from None
 
 
 def _read_stdin(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -120,6 +122,28 @@ class Picked:
     columns: list[str]
     ids: list[str] | None
     notes: list[str]
+
+
+def require_regular_file(where: str, suffix: str) -> None:
+    """Refuse a FIFO, device or socket named like a ``suffix`` file: that format is read by
+    seeking in a file, which a stream cannot do. A missing file is left to :func:`open_input`."""
+    try:
+        mode = os.stat(where).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    if stat.S_ISFIFO(mode):
+        what = "a FIFO (named pipe)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "a device"
+    else:
+        what = "a socket or other special file"
+    raise InputError(
+        where,
+        f"is {what}, not a regular file; {suffix} files can only be read from a regular "
+        "file: save the data to one first",
+    )
 
 
 def select_columns(

@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import os
 import re
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
@@ -46,21 +48,87 @@ _NON_SPACE = re.compile(rb"\S")
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
+#: Bytes read at a time: a source that never ends (a FIFO, /dev/zero) is judged while it
+#: streams, not after it filled the memory.
+READ_CHUNK = 1 << 20
+#: Most bytes a text reader takes before it has seen one complete row (a line with data, ended
+#: by a line break): a binary stream or a gzip bomb of blanks is refused once past this.
+MAX_HEAD_BYTES = 64 << 20
+# A line whose first non-blank character starts data (not a '#' comment), ended by a break.
+_COMPLETE_ROW = re.compile(rb"(?:\A|(?<=[\r\n]))[ \t\f\v]*[^\s#][^\r\n]*[\r\n]")
+_BINARY = (
+    "looks like a binary file, not text (it contains NUL bytes, as UTF-16 text also "
+    "does); check the file and its extension, and save text as UTF-8"
+)
+
+
 def read_bytes(where: str, *, gzipped: bool) -> bytes:
-    """A text file's bytes, gunzipped when ``gzipped``; read and gzip errors as InputErrors."""
+    """A text file's bytes, gunzipped when ``gzipped``; read and gzip errors as InputErrors.
+
+    Bounded like :func:`read_stream`: a FIFO, a device or a gzip bomb behind a text name is
+    refused once it shows it is not text, instead of being read until memory runs out.
+    """
     with open_input(where) as f:
-        try:
-            data = f.read()
-        except OSError as exc:
-            raise InputError(where, f"cannot read the file ({os_reason(exc)})") from None
-    if gzipped and data:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(
-                where, f"is not a valid gzip file ({exc}); decompress it or drop the .gz suffix"
-            ) from None
-    return data
+        return read_stream(f, where, gzipped=gzipped)
+
+
+def read_stream(stream: BinaryIO, where: str, *, gzipped: bool = False) -> bytes:
+    """Everything ``stream`` holds, read in pieces of :data:`READ_CHUNK` bytes.
+
+    A NUL byte stops the read at once (text never holds one: binary data, UTF-16); so does
+    a head of :data:`MAX_HEAD_BYTES` without a complete row. Past the first row the text is
+    read to its end (a plain file in one read, as before); if it does not fit in memory that
+    is said, not a MemoryError.
+    """
+    source: Any = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream
+    plain = not gzipped and _is_plain_file(stream)
+    origin = stream.tell() if plain else 0
+    parts: list[bytes] = []
+    size = 0
+    scan = 0  # where the search for the first complete row resumes (a line start)
+    row_seen = False
+    try:
+        while True:
+            if row_seen and plain:
+                stream.seek(origin)  # one read of the whole file: no second copy of it
+                return stream.read()
+            chunk = source.read(READ_CHUNK)
+            if not chunk:
+                break
+            if isinstance(chunk, str):  # a text stream (stdin in tests)
+                chunk = chunk.encode()
+            if b"\x00" in chunk:
+                raise InputError(where, _BINARY)
+            parts.append(chunk)
+            size += len(chunk)
+            if not row_seen:
+                head = b"".join(parts)
+                parts = [head]
+                row_seen = _COMPLETE_ROW.search(head, scan) is not None
+                scan = max(head.rfind(b"\n"), head.rfind(b"\r")) + 1
+                if not row_seen and size > MAX_HEAD_BYTES:
+                    raise InputError(
+                        where,
+                        f"no complete row (a line of data ended by a line break) in the first "
+                        f"{MAX_HEAD_BYTES >> 20} MiB; is this really a text file?",
+                    )
+        return b"".join(parts)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputError(
+            where, f"is not a valid gzip file ({exc}); decompress it or drop the .gz suffix"
+        ) from None
+    except OSError as exc:
+        raise InputError(where, f"cannot read the file ({os_reason(exc)})") from None
+    except MemoryError:
+        raise InputError(where, "does not fit in memory; split the file") from None
+
+
+def _is_plain_file(stream: BinaryIO) -> bool:
+    """Whether ``stream`` is a regular file (seekable, of a known, finite size)."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, AttributeError, ValueError):  # io.BytesIO has no file descriptor
+        return False
 
 
 @dataclass(frozen=True)
@@ -89,6 +157,9 @@ def _normalise_text(data: bytes, fmt: TextFormat) -> bytes:
     """
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # Bare CR line ends (classic Mac OS): each ends a line, as pandas reads them.
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if not fmt.whitespace:
         if _some_line_starts_blank(data):
             data = _BLANKABLE_LINE.sub(b"", data)
@@ -133,10 +204,21 @@ def _content_lines(data: bytes, pos: int) -> Iterator[tuple[int, int, bytes]]:
         pos = end + 1
 
 
-def _split(line: str, fmt: TextFormat) -> list[str]:
-    if fmt.quoted:
+def _split(line: str, fmt: TextFormat, where: str, lineno: int) -> list[str]:
+    """One line's fields; a line Python's csv module cannot split is refused, naming it."""
+    if not fmt.quoted:
+        return line.split(fmt.delimiter)
+    try:
         return next(csv.reader([line], delimiter=fmt.delimiter), [""])
-    return line.split(fmt.delimiter)
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            why = (
+                f"a field is longer than {csv.field_size_limit():,} characters; is the file "
+                f"really {fmt.name}-separated text?"
+            )
+        else:
+            why = f"cannot split it into {fmt.name}-separated fields ({exc})"
+        raise InputError(where, f"line {lineno}: {why}") from None
 
 
 def _is_number(cell: str) -> bool:
@@ -196,11 +278,12 @@ def read_text(
     if first is None:
         raise InputError(where, "holds no data (only comments and blank lines)")
     first_no = _line_number(data, first[0])
-    first_fields = _split(_decode_line(first[2], first_no, where), fmt)
+    first_fields = _split(_decode_line(first[2], first_no, where), fmt, where, first_no)
     second = next(lines, None)
     second_fields = None
     if second is not None:
-        second_fields = _split(second[2].decode("utf-8", "replace"), fmt)
+        second_no = _line_number(data, second[0])
+        second_fields = _split(second[2].decode("utf-8", "replace"), fmt, where, second_no)
     has_header = _is_header(first_fields, second_fields)
     if has_header:
         names = [cell.strip() for cell in first_fields]
@@ -282,10 +365,12 @@ def _explain_text(
 
     ``reason`` (pyarrow's complaint) is the message only if no line shows the problem.
     """
+    lineno, counted = 1, 0  # the line number at byte ``counted``, kept up as lines go by
     for start, _end, raw in _content_lines(data, body):
-        fields = _split(raw.decode("utf-8", "replace"), fmt)
+        lineno += data.count(b"\n", counted, start)
+        counted = start
+        fields = _split(raw.decode("utf-8", "replace"), fmt, where, lineno)
         if len(fields) != len(names):
-            lineno = _line_number(data, start)
             what = "the header" if has_header else "the first row"
             raise InputError(
                 where,
@@ -296,7 +381,6 @@ def _explain_text(
             cell = fields[k].strip()
             problem = _cell_problem(cell, fmt, len(names) == 1)
             if problem:
-                lineno = _line_number(data, start)
                 label = column_label(names, k, has_header)
                 raise InputError(where, f"line {lineno}, {label}: {problem}")
     raise InputError(where, f"cannot read the {fmt.name}-separated text ({reason})")

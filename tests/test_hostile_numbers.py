@@ -1,0 +1,233 @@
+"""Hostile numbers (issue 16, items 3, 16, 17, 18): values and options at the edges of float64.
+
+Huge but finite coordinates, tiny or huge option values, weights whose sum overflows, and
+plans that are not transport plans must end in a clear refusal (exit 2), a solver failure
+(exit 1) or a right answer: never an OverflowError, never a wrong number with exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import ot
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import otdist
+from otcli.cloud import make_cloud
+from otcli.errors import SolverError
+from otcli.solver import eps_schedule
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def json_run(capfd: pytest.CaptureFixture[str], *args: object) -> dict[str, object]:
+    code, out, err = otdist(capfd, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def one_error(err: str, where: object) -> str:
+    assert err.startswith(f"Error: {where}: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+# --- item 3: huge but finite values ----------------------------------------------------------
+
+
+def test_coordinates_whose_costs_overflow_float32(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """1e20 squared overflows float32: refused with the way out, which then works."""
+    big = csv(tmp_path / "big.csv", "x\n1e20\n0\n")
+    code, out, err = otdist(capfd, big, big)
+    assert code == 2 and out == ""
+    one_error(err, big)
+    assert "beyond what float32 holds safely" in err and "use --dtype float64" in err
+    # Costs 0 and 1e40 fit float64; the exact optimum is the identity plan, ⟨P, C⟩ = 0.
+    assert json_run(capfd, big, big, "--exact")["cost"] == 0.0
+    # At ε = 0.05 × the mean cost 5e39 the 2×2 plan has P₁₂/P₁₁ = exp(−C₁₂/2ε) = e⁻⁴⁰.
+    fields = json_run(capfd, big, big, "--dtype", "float64", "--eps-rel", "0.05")
+    assert fields["cost"] == pytest.approx(1e40 / (1 + math.exp(40)), rel=1e-9)
+    assert fields["marginal_error"] <= fields["tol"]
+
+
+def _uint64(path: Path) -> Path:
+    np.save(path, np.array([[2**64 - 1], [0]], dtype=np.uint64))
+    return path
+
+
+def _decimal(path: Path) -> Path:
+    col = pa.array([Decimal("1e30"), Decimal(0), Decimal(3)], pa.decimal128(38, 0))
+    pq.write_table(pa.table({"x": col}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make"), [("u.npy", _uint64), ("d.parquet", _decimal)], ids=["uint64", "decimal"]
+)
+def test_huge_values_from_every_format(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, name: str, make: object
+) -> None:
+    path = make(tmp_path / name)  # type: ignore[operator]
+    code, _, err = otdist(capfd, path, path)
+    assert code == 2
+    one_error(err, path)
+    assert "use --dtype float64" in err
+
+
+@pytest.mark.parametrize("text", ["x\n1e308\n-1e308\n", "x\n1e200\n0\n", "x,y\n1e160,0\n0,1e160\n"])
+def test_costs_that_overflow_float64_are_refused(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    path = csv(tmp_path / "huge.csv", text)
+    for dtype in ("float32", "float64"):
+        code, _, err = otdist(capfd, path, path, "--dtype", dtype)
+        assert code == 2
+        one_error(err, path)
+        assert "rescale the coordinates" in err and "--dtype float64" not in err
+
+
+def test_cosine_norms_that_overflow_float32(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """|x|² = 1e40 overflows float32: every cosine cost came out 1 (cost 1, true 0)."""
+    path = csv(tmp_path / "c.csv", "x,y\n1e20,0\n0,1e20\n")
+    code, _, err = otdist(capfd, path, path, "--cost", "cosine")
+    assert code == 2
+    one_error(err, path)
+    assert "use --dtype float64" in err
+    # C = [[0, 1], [1, 0]] at ε = 0.1: P₁₂/P₁₁ = e⁻¹⁰, so ⟨P, C⟩ = 1/(1 + e¹⁰).
+    fields = json_run(capfd, path, path, "--cost", "cosine", "--dtype", "float64")
+    assert fields["cost"] == pytest.approx(1 / (1 + math.exp(10)), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--eps", "5e-324"], "--eps: ε = 4.94066e-324 is too small to compute with (1/ε overflows); use ε ≥ 1e-300"),
+        (["--eps", "1e-310"], "--eps: ε = 1e-310 is too small to compute with (1/ε overflows); use ε ≥ 1e-300"),
+        (["--eps-rel", "1e-320"], "--eps-rel: ε = 9.99989e-321 is too small to compute with (1/ε overflows); use ε ≥ 1e-300"),
+        (["--tol", "1e300"], "--tol: must be at most 1, got 1e+300: a marginal error of 1 already leaves half the mass misplaced"),
+        (["--memory", "inf"], "--memory: bad size 'inf'; use bytes or a number with K, M, G or T"),
+        (["--memory", "1e400"], "--memory: bad size '1e400'; use bytes or a number with K, M, G or T"),
+        (["--memory", "-nan"], "--memory: bad size '-nan'; use bytes or a number with K, M, G or T"),
+        (["--memory", "1e30"], "--memory: must be at most 1 EiB (2^60 bytes), got 1e+30 bytes"),
+    ],
+)  # fmt: skip
+def test_extreme_option_values(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], expected: str
+) -> None:
+    a = csv(tmp_path / "a.csv", "x,y\n0,0\n1,1\n")
+    code, out, err = otdist(capfd, a, a, *args)
+    assert (code, out, err) == (2, "", f"Error: {expected}\n")
+
+
+def test_eps_schedule_counts_stages_in_logs() -> None:
+    """C_max / ε = 1e330 overflows float64; the schedule is still finite and capped."""
+    f64 = torch.float64
+    sched = eps_schedule(
+        torch.tensor([1e30], dtype=f64), torch.tensor([1e-300], dtype=f64), 0.5, 50
+    )
+    assert sched.shape == (50, 1) and torch.isfinite(sched).all()
+    assert sched[0, 0] == 1e30 and sched[-1, 0] == 1e30 * 0.5**49
+    # A factor just below 1 would need 10^13 stages: no more than the loop can run.
+    sched = eps_schedule(torch.tensor([1e6]), torch.tensor([1e-6], dtype=f64), 1 - 1e-12, 7)
+    assert sched.shape == (7, 1)
+    exact = eps_schedule(torch.tensor([4.0]), torch.tensor([1.0], dtype=f64), 0.5)
+    assert exact[:, 0].tolist() == [4.0, 2.0]
+    with pytest.raises(SolverError, match="non-finite"):
+        eps_schedule(torch.tensor([math.inf]), torch.tensor([1.0], dtype=f64), 0.5)
+
+
+# --- item 16: a plan with marginal error above 1 is a failure ---------------------------------
+
+
+def test_tiny_eps_on_the_moons_fails_instead_of_a_wrong_cost(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, moons: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """--eps 1e-30: cost 26.19 (true 1.746) with marginal error 28 and exit 0 before."""
+    paths = []
+    for name, pts in zip(("outer.npy", "inner.npy"), moons, strict=True):
+        np.save(tmp_path / name, pts)
+        paths.append(tmp_path / name)
+    code, out, err = otdist(capfd, *paths, "--eps", "1e-30", "--json")
+    assert code == 1 and out == "", err
+    lines = err.splitlines()
+    assert lines[-1].startswith(f"Error: {paths[0]} vs {paths[1]}: no transport plan found")
+    assert "--eps-rel 0.05" in lines[-1] and "Traceback" not in err
+
+
+def test_clouds_far_apart_fail_instead_of_a_wrong_cost(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Clouds 1e8 apart: cost 6e21 (true 3e16), marginal error 4e5 and exit 0 before."""
+    x = rng.normal(size=(20, 3))
+    shift = np.full(3, 1e8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x + shift)
+    paths = tmp_path / "x.npy", tmp_path / "y.npy"
+    code, out, err = otdist(capfd, *paths, "--json")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"Error: {paths[0]} vs {paths[1]}: no transport plan")
+    # The way out it names: for a translation the exact optimum is |t|² (the identity plan).
+    exact = json_run(capfd, *paths, "--exact")["cost"]
+    assert exact == pytest.approx(float(shift @ shift), rel=1e-12)
+
+
+# --- item 18: a float64 failure does not suggest float64 ---------------------------------------
+
+
+def test_float64_failure_suggests_what_can_help(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Coordinates about 1e18 in float64: the message said "try --dtype float64" before."""
+    np.save(tmp_path / "x.npy", rng.normal(size=(20, 3)) * 1e18)
+    np.save(tmp_path / "y.npy", rng.normal(size=(25, 3)) * 1e18 + 1e18)
+    code, out, err = otdist(capfd, tmp_path / "x.npy", tmp_path / "y.npy", "--dtype", "float64")
+    assert code == 1 and out == ""
+    error = err.splitlines()[-1]
+    assert error.startswith("Error: ") and "--dtype float64" not in error
+    assert "--eps-rel 0.05" in error and "--exact" in error
+
+
+# --- item 17: weights whose sum overflows -----------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error")
+def test_weights_whose_sum_overflows_are_normalised() -> None:
+    cloud = make_cloud(np.zeros((3, 1)), [1e308, 1e308, 1e308])
+    np.testing.assert_array_equal(cloud.weights, np.full(3, 1 / 3))
+    cloud = make_cloud(np.zeros((2, 1)), [1.7e308, 0.85e308])
+    np.testing.assert_allclose(cloud.weights, [2 / 3, 1 / 3], rtol=1e-15)
+
+
+def test_huge_weights_give_the_same_cost_as_their_ratios(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Cost 0.0 (true ≈ 9) and a raw numpy warning on stderr before."""
+    huge = csv(tmp_path / "huge.csv", "x,w\n0,1e308\n1,1e308\n2,1e308\n")
+    ones = csv(tmp_path / "ones.csv", "x,w\n0,1\n1,1\n2,1\n")
+    far = csv(tmp_path / "far.csv", "x,w\n3,1\n4,1\n5,1\n")
+    options = ("--weights", "w", "--quiet", "--eps", "1", "--dtype", "float64")
+    code, out_huge, err = otdist(capfd, huge, far, *options)
+    assert code == 0 and err == ""
+    code, out_ones, err = otdist(capfd, ones, far, *options)
+    assert code == 0 and err == ""
+    x, y = np.array([[0.0], [1.0], [2.0]]), np.array([[3.0], [4.0], [5.0]])
+    cost = (x - y.T) ** 2
+    plan = ot.sinkhorn(np.full(3, 1 / 3), np.full(3, 1 / 3), cost, 1.0, stopThr=1e-14)
+    assert out_huge == out_ones
+    assert float(out_huge) == pytest.approx(float((plan * cost).sum()), rel=1e-6)
