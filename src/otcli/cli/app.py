@@ -66,12 +66,15 @@ def run(argv: list[str] | None = None) -> int:
     """
     from typer.main import get_command
 
-    try:  # typer ≤ 0.19 uses click; later versions vendor it
-        from click.exceptions import ClickException, NoArgsIsHelpError
+    # The click that typer runs on: its own vendored copy from typer 0.20 on, else the click
+    # package. Never the click package beside a vendoring typer (dask, for one, installs it):
+    # its exceptions are other classes, and usage errors would escape as tracebacks.
+    try:
+        from typer._click import exceptions as ce
     except ImportError:
-        from typer._click import ClickException  # type: ignore[no-redef]
-
-        NoArgsIsHelpError = ()  # type: ignore[assignment, misc]
+        from click import exceptions as ce  # type: ignore[no-redef]
+    ClickException = ce.ClickException
+    NoArgsIsHelpError = getattr(ce, "NoArgsIsHelpError", ())
     cmd = get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
