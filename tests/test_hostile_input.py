@@ -469,3 +469,33 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
 def test_fuzz_binary(capfd: pytest.CaptureFixture[str], case: tuple[str, bytes]) -> None:
     suffix, data = case
     fuzz_run(capfd, f"f{suffix}", data)
+
+
+NUMBERS = st.one_of(
+    st.sampled_from(["0", "-0", "1", "-1", "nan", "inf", "-inf", "1e400", "5e-324", "1e-310"]),
+    st.sampled_from(["1e308", "1.7976931348623157e308", "1e-300", "0.999999999999", "2", "1e19"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(2**70), 2**70).map(str),
+)
+OPTIONS = st.sampled_from(
+    ["--eps", "--eps-rel", "--tol", "--scaling", "--max-iter", "--memory", "--p"]
+)
+
+
+@FUZZ
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@given(
+    options=st.lists(st.tuples(OPTIONS, NUMBERS), min_size=1, max_size=3, unique_by=lambda o: o[0]),
+    cost=st.sampled_from(["sqeuclidean", "pnorm", "cosine"]),
+    dtype=st.sampled_from(["float32", "float64"]),
+)
+def test_fuzz_option_values(
+    capfd: pytest.CaptureFixture[str],
+    options: list[tuple[str, str]],
+    cost: str,
+    dtype: str,
+) -> None:
+    """Extreme option values on a good pair: a refusal naming the option, or finite numbers."""
+    flat = [f"{name}={value}" for name, value in options]
+    data = b"x,y\n0,0\n1,0.5\n2,2\n"
+    fuzz_run(capfd, "f.csv", data, "--cost", cost, "--dtype", dtype, *flat)
