@@ -135,6 +135,28 @@ def test_extreme_option_values(
     assert (code, out, err) == (2, "", f"Error: {expected}\n")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        # 10¹³ annealing stages: an 8 TB schedule before (RuntimeError, or the memory gone).
+        ["--max-iter", "1000000000000", "--scaling", "0.999999999999"],
+        # W_p = cost^(1/p) with 1/p = 1e300: OverflowError before; now W_p is inf (null).
+        ["--cost", "pnorm", "--p", "1e-300", "--eps", "10"],
+    ],
+    ids=["scaling-near-1", "tiny-p"],
+)
+def test_extreme_options_that_still_solve(
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    monkeypatch.setattr("otcli.solver.MAX_ANNEALING_STAGES", 50, raising=False)  # 10⁴: slow
+    a = csv(tmp_path / "a.csv", "x,y\n0,0\n1,0.5\n2,2\n")
+    fields = json_run(capfd, a, a, *args)
+    assert math.isfinite(fields["cost"]) and fields["marginal_error"] <= 1  # type: ignore[arg-type]
+
+
 def test_eps_schedule_counts_stages_in_logs() -> None:
     """C_max / ε = 1e330 overflows float64; the schedule is still finite and capped."""
     f64 = torch.float64

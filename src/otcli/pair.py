@@ -249,7 +249,11 @@ def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
     power = cost_power(config.cost)
     if power is None or config.unbalanced:  # P is no coupling of a and b: no W_p
         return {}
-    return {"p": power, "w_p": max(cost, 0.0) ** (1.0 / power)}
+    try:
+        w_p = max(cost, 0.0) ** (1.0 / power)
+    except OverflowError:  # a tiny --p: cost^(1/p) is beyond float64
+        w_p = float("inf")
+    return {"p": power, "w_p": w_p}
 
 
 def _exact_report(

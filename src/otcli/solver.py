@@ -94,6 +94,11 @@ class LoopOutput:
     iterations: torch.Tensor  # (B,) int64, annealing stages included
 
 
+#: Most ε-annealing stages: a factor so close to 1 that it needs more (0.999999999999 over
+#: a cost range of 1e3 wants 10¹³ stages, a (K, B) schedule of terabytes) buys nothing more;
+#: the last stage then steps straight to the target ε.
+MAX_ANNEALING_STAGES = 10_000
+
 ProgressFn = Callable[[int, float, float], None]
 """Called at each convergence check with (iteration, ε, largest marginal error in the batch).
 
@@ -209,7 +214,8 @@ def sinkhorn_loop(
 
     # Stages advance at most once per iteration: max_iter + 1 keeps a run that ends while
     # annealing short of the target (it then takes one plain step there, below).
-    schedule = eps_schedule(geom.max_cost(), eps, opts.scaling, opts.max_iter + 1)
+    stages = min(opts.max_iter + 1, MAX_ANNEALING_STAGES)
+    schedule = eps_schedule(geom.max_cost(), eps, opts.scaling, stages)
     schedule = torch.cat([schedule, eps[None]])  # (K+1, B)
     last = schedule.shape[0] - 1
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
