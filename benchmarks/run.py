@@ -358,7 +358,8 @@ def batch_floor(data, iterations: int, repeats: int) -> float:
     No batched Sinkhorn in this form beats it at that iteration count on this machine: it
     leaves out the kernels' construction, every vector operation and all convergence checks.
     """
-    from otcli.buckets import DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTRIES, plan_buckets
+    from otcli.buckets import DEFAULT_MAX_ENTRIES, plan_buckets
+    from otcli.config import DEFAULT_MAX_BATCH
 
     shapes = [(len(x), len(y)) for x, y in data]
     total = 0.0

@@ -43,20 +43,12 @@ Example::
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from otcli.errors import DeviceError, InputError, OptionError, OtcliError, SolverError
 
 __version__ = "0.1.0"
 
-# Torch's OpenMP threads spin at every barrier by default; where another process shares a
-# core, each barrier then waits a whole time slice (a small batched product went from 85 us
-# to 8 ms on the 2-core machines here). Sleeping waits cost a few microseconds when idle.
-# Only before torch is loaded, and never over the user's own setting.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Where each public name lives; loaded by ``__getattr__`` on first use.
 _LAZY = {

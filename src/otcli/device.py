@@ -104,21 +104,42 @@ def resolve_threads(spec: str | int | None) -> int | None:
 
 
 def auto_threads() -> int:
-    """The cores this process may use, less those other work keeps busy (the 1-minute load
-    average, rounded down), at least one.
+    """The cores this process may use, less those other work keeps busy right now, at least one.
 
     Torch's worker threads meet at a barrier after every parallel operation: where another
-    process shares a core, each barrier waits for a time slice, and a solve of small problems
-    slowed 10-100x on the 2-core machines here (a 45 x 180 x 180 batched product took 8 ms
-    beside other work instead of 85 us on one thread). A thread that does not share its core
-    never waits.
+    process shares a core, each barrier can wait for a time slice, and a solve of small
+    problems slowed 10-100x on the 2-core machines here under heavy load (a 45 x 180 x 180
+    batched product took 8 ms instead of 85 us on one thread). A thread that does not share
+    its core never waits. "Busy right now" is the count of other runnable processes
+    (``/proc/loadavg``'s fourth field), the least of three looks 2 ms apart so that a passing
+    process does not count; where that is not available, the 1-minute load average, which
+    lags: a pipeline's previous step would still count for a minute.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0])
-    except OSError:
-        busy = 0
+    busy = _runnable_others()
+    if busy is None:
+        try:
+            busy = int(os.getloadavg()[0])
+        except (AttributeError, OSError):
+            busy = 0
     return max(1, min(cores, cores - busy))
+
+
+def _runnable_others() -> int | None:
+    """Other processes runnable now (least of three looks), or None off Linux."""
+    import time
+
+    seen = []
+    for k in range(3):
+        try:
+            with open("/proc/loadavg") as fh:
+                running = int(fh.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        seen.append(max(0, running - 1))  # this process is one of them
+        if k < 2:
+            time.sleep(0.002)
+    return min(seen)
