@@ -334,32 +334,3 @@ def _threads_on_host(nthreads: dict[str, int]) -> dict[str, int]:
     for addr, count in nthreads.items():
         hosts[get_address_host(addr)] += count
     return dict(hosts)
-
-
-def _shard_result(future: Any) -> Any:
-    """A finished shard's value; a shard the cluster could not compute is a SolverError."""
-    try:
-        return future.result()
-    except OtcliError:
-        raise
-    except Exception as exc:
-        raise SolverError(
-            f"--scheduler: the cluster could not compute a shard ({type(exc).__name__}: {exc})"
-        ) from None
-
-
-def _portable(path: str) -> str:
-    """A path a worker can open: absolute (workers need not share the client's folder), or a
-    URL as given (``s3://...``, read through fsspec)."""
-    from otcli.io.common import is_url
-
-    return path if is_url(path) else os.path.abspath(path)
-
-
-def _threads_on_host(nthreads: dict[str, int]) -> dict[str, int]:
-    from distributed.comm import get_address_host
-
-    hosts: Counter[str] = Counter()
-    for addr, count in nthreads.items():
-        hosts[get_address_host(addr)] += count
-    return dict(hosts)
