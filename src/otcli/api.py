@@ -7,18 +7,17 @@ buckets of similar sizes, each bucket one batched loop, each problem with its ow
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from otcli import config as _config
 from otcli.buckets import plan_buckets
+from otcli.checks import check_cost_range, check_pair
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
 from otcli.config import (
     DEFAULT_MAX_ITER,
@@ -28,15 +27,17 @@ from otcli.config import (
     dense_bytes,
     eps_values,
 )
-from otcli.costs import CostFn, check_points_for_cost, working_cost
+from otcli.costs import CostFn, working_cost
 from otcli.device import format_bytes
 from otcli.errors import InputError, OptionError, SolverError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry
+from otcli.keywords import _keyword_errors
+from otcli.measure import plan_statistics
 from otcli.result import DivergenceResult, SinkhornResult
+from otcli.scale import mean_costs, pair_eps
 from otcli.solver import (
     ProgressFn,
     SolverOptions,
-    plan_statistics,
     report_stage,
     sinkhorn_loop,
 )
@@ -50,54 +51,11 @@ __all__ = [
     "divergence",
     "make_config",
     "make_geometry",
+    "mean_costs",
+    "pair_eps",
     "solve",
     "solve_clouds",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: The keyword of :func:`solve` / :func:`make_config` behind each CLI option that the checks
-#: name: a Python caller passed ``max_iter=``, not ``--max-iter``.
-KEYWORDS = {
-    "--eps": "eps", "--eps-rel": "eps_rel", "--cost": "cost", "--p": "p",
-    "--max-iter": "max_iter", "--tol": "tol", "--scaling": "scaling", "--device": "device",
-    "--dtype": "dtype", "--geometry": "geometry", "--memory": "memory",
-    "--max-batch": "max_batch",
-}  # fmt: skip
-#: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
-_VALUED = ("--cost", "--device", "--dtype", "--geometry")
-_FLAG = re.compile(r"(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")
-
-
-def keyword_error(exc: OptionError) -> OptionError:
-    """``exc`` with the CLI options it names (where and in its text) as Python keywords."""
-
-    def keyword(match: re.Match[str]) -> str:
-        flag, value = match.group(1), match.group(2)
-        if flag not in KEYWORDS:
-            return match.group(0)
-        if value is not None and flag in _VALUED:
-            return f"{KEYWORDS[flag]}={value!r}"
-        return KEYWORDS[flag] + ("" if value is None else f" {value}")
-
-    return type(exc)(KEYWORDS.get(exc.where, exc.where), _FLAG.sub(keyword, exc.what))
-
-
-def _keyword_errors(fn: F) -> F:
-    """Errors of a Python call name the keywords it was given. A call with ``config=`` (the
-    CLI's single-pair run, :mod:`otcli.pair`) keeps the options' CLI names."""
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("config") is not None:
-            return fn(*args, **kwargs)
-        try:
-            return fn(*args, **kwargs)
-        except OptionError as exc:
-            raise keyword_error(exc).with_traceback(exc.__traceback__) from None
-
-    return call  # type: ignore[return-value]
-
 
 #: :func:`otcli.config.make_config` for Python callers: its errors name the keywords.
 make_config = _keyword_errors(_config.make_config)
@@ -220,71 +178,6 @@ def divergence(
         for r1, r2, r3 in zip(xy, xx, yy, strict=True)  # type: ignore[call-overload]
     ]
     return out if batched else out[0]
-
-
-def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
-    """Refuse a pair the solver cannot take: different dimensions, points the cost rejects,
-    or costs too large for the working ``dtype`` (see :func:`check_cost_range`)."""
-    if x.dim != y.dim:
-        raise InputError(y.source, f"points have {y.dim} coordinates but {x.source} has {x.dim}")
-    check_points_for_cost(cost_fn, x.points, x.source)
-    check_points_for_cost(cost_fn, y.points, y.source)
-    if cost_fn.coordinate_formula:
-        check_cost_range(x, y, cost_fn, dtype)
-
-
-#: The largest cost a solve accepts, as a fraction of the working dtype's largest number:
-#: sums of up to 2^40 costs (a mean cost over n × m entries) must stay finite.
-COST_HEADROOM = 2.0**-40
-
-
-def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
-    """Refuse a pair whose costs would overflow the working ``dtype`` (float32 or float64).
-
-    The costs are evaluated as a solve evaluates them, on a few probe points: for a
-    translation-invariant cost (here each grows with every |x_k − y_k|) the corners of the
-    pair's bounding box, centred as a solve centres them, whose cost bounds every other;
-    for the others (cosine) the point of each cloud with the largest coordinate. A probe
-    point's cost to itself must stay 0: overflow in the cost's intermediates (norms) shows
-    there. Without this, coordinates of 1e20 made C infinite in float32 and the solve ended
-    in an OverflowError or in a meaningless number.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        if cost_fn.translation_invariant:
-            centre = x.points.mean(axis=0)
-            lo = np.minimum(x.points.min(axis=0), y.points.min(axis=0)) - centre
-            hi = np.maximum(x.points.max(axis=0), y.points.max(axis=0)) - centre
-            points = [lo, hi, np.where(np.abs(lo) > np.abs(hi), lo, hi)]
-        else:
-            centre = 0 * x.points[0]
-            points = [c.points[np.abs(c.points).max(axis=1).argmax()] for c in (x, y)]
-    probe = torch.as_tensor(np.stack(points), dtype=torch.float64)[None]  # (1, k, d)
-
-    def largest(name: str) -> float:
-        """The probe's largest cost in ``name``, or inf where it overflows or breaks down."""
-        c = working_cost(cost_fn, probe, probe, getattr(torch, name))[0].to(torch.float64)
-        top = float(c.max())
-        if not (torch.isfinite(c).all() and c.diagonal().abs().max() <= 1e-3 * max(top, 1.0)):
-            return math.inf
-        return top
-
-    top = largest(dtype)
-    limit = torch.finfo(getattr(torch, dtype)).max * COST_HEADROOM
-    if top <= limit:
-        return
-    with np.errstate(over="ignore", invalid="ignore"):
-        reach = [np.abs(c.points - centre).max() for c in (x, y)]
-    where, other = (x, y) if reach[0] >= reach[1] else (y, x)
-    costs = f"reach {top:.3g}" if math.isfinite(top) else "overflow"
-    what = (
-        f"coordinates up to {max(reach):.3g} from the pair's centre: costs against "
-        f"{other.source} {costs}, beyond what {dtype} holds safely ({limit:.1e}); "
-    )
-    if dtype == "float32" and largest("float64") <= torch.finfo(torch.float64).max * COST_HEADROOM:
-        what += "use --dtype float64, or rescale the coordinates (change their units)"
-    else:
-        what += "rescale the coordinates (change their units)"
-    raise InputError(where.source, what)
 
 
 def solve_clouds(
@@ -414,53 +307,6 @@ def _failure_hints(eps: float, scale: float, dtype: str) -> str:
     if dtype == "float32":
         return "try --dtype float64 or a larger --eps"
     return "try a larger --eps, or rescale the coordinates (change their units)"
-
-
-#: Cost entries per problem that :func:`mean_costs` reads when it samples rows.
-MEAN_SAMPLE_ENTRIES = 1 << 20
-
-
-def mean_costs(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    mask_x: torch.Tensor,
-    mask_y: torch.Tensor,
-    cost_fn: CostFn,
-    dtype: torch.dtype,
-    dense: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """(B,) float64: each problem's mean cost over its real (unpadded) pairs, the scale that
-    ``eps_rel`` multiplies and that a report compares ε with.
-
-    Exact from ``dense`` (B, n, m) or when n·m ≤ 2^20; beyond, over every k-th row of C
-    (a fixed stride: the same clouds always give the same ε).
-    """
-    n, m = x.shape[1], y.shape[1]
-    count = mask_x.sum(1).to(torch.float64) * mask_y.sum(1).to(torch.float64)  # (B,)
-    if dense is not None:
-        # mask_xᵀ C mask_y as two products: no n×m temporary (report only, float32 sums).
-        mx, my = mask_x.to(dense.dtype)[:, None, :], mask_y.to(dense.dtype)[:, :, None]
-        total = torch.bmm(torch.bmm(mx, dense), my)[:, 0, 0].to(torch.float64)
-        return total / count.clamp(min=1)
-    stride = max(1, -(-n * m // MEAN_SAMPLE_ENTRIES))
-    rows = slice(0, n, stride)
-    c = working_cost(cost_fn, x[:, rows], y, dtype).to(torch.float64)  # (B, r, m)
-    keep = (mask_x[:, rows, None] & mask_y[:, None, :]).to(torch.float64)
-    return (c * keep).sum(dim=(1, 2)) / keep.sum(dim=(1, 2)).clamp(min=1)
-
-
-def pair_eps(x: Cloud, y: Cloud, config: SolveConfig) -> tuple[float, float]:
-    """(ε, mean cost) for one pair before solving it: the config's absolute ε, or ``eps_rel``
-    times the mean cost, computed exactly as a solve computes it."""
-    dev, hi = config.torch_device, torch.float32 if config.device == "mps" else torch.float64
-    centre = x.points.mean(axis=0) if config.cost.translation_invariant else 0 * x.points[0]
-    xt = torch.as_tensor(x.points - centre, dtype=hi, device=dev)[None]
-    yt = torch.as_tensor(y.points - centre, dtype=hi, device=dev)[None]
-    mx = torch.ones(xt.shape[:2], dtype=torch.bool, device=dev)
-    my = torch.ones(yt.shape[:2], dtype=torch.bool, device=dev)
-    scale = float(mean_costs(xt, yt, mx, my, config.cost, config.torch_dtype)[0])
-    eps = config.eps if config.eps_rel is None else config.eps_rel * scale
-    return config.check_eps(eps), scale  # type: ignore[arg-type]
 
 
 def _block_rows(batch_cols: int, device: torch.device) -> int:
