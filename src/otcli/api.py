@@ -265,16 +265,16 @@ def solve_clouds(
     results = []
     for k, (cx, cy) in enumerate(zip(xs, ys, strict=True)):
         hints = _failure_hints(eps_list[k], float(host["scale"][k]), config.dtype)
-        if not (np.isfinite(host["cost"][k]) and np.isfinite(host["obj"][k])):
-            raise SolverError(
-                f"{cx.source} vs {cy.source}: the solver produced a non-finite result "
-                f"(ε={eps_list[k]:g}); {hints}"
-            )
-        if not host["marg"][k] <= MAX_MARGINAL_ERROR:
+        if not host["marg"][k] <= MAX_MARGINAL_ERROR:  # NaN and inf too: checked first
             raise SolverError(
                 f"{cx.source} vs {cy.source}: no transport plan found: its row and column sums "
                 f"miss the masses by {host['marg'][k]:.2e} in all (marginal error; a plan "
                 f"misses by at most --tol {tol:g}) at ε={eps_list[k]:g}; {hints}"
+            )
+        if not (np.isfinite(host["cost"][k]) and np.isfinite(host["obj"][k])):
+            raise SolverError(
+                f"{cx.source} vs {cy.source}: the solver produced a non-finite result "
+                f"(ε={eps_list[k]:g}); {hints}"
             )
         results.append(
             SinkhornResult(

@@ -184,28 +184,33 @@ def sinkhorn_loop(
     done: dict[str, torch.Tensor] | None = None
     target = eps
     rho_a, rho_b = opts.rho_a, opts.rho_b
+    # The marginals of balanced sides, fixed: the error checks need them every time.
+    mass_a = None if rho_a is not None else log_a.exp()
+    mass_b = None if rho_b is not None else log_b.exp()
 
-    def f_step(g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        scale = (damping(rho_a, e) * e)[:, None]  # τ_a ε, (B, 1)
-        return -scale * geom.lse_over_cols(log_b + g / e[:, None], e)  # (B, n)
+    def f_step(g: torch.Tensor, c: _StepConstants) -> torch.Tensor:
+        h = torch.addcmul(log_b, g, c.inv_eps)  # log b + g/ε
+        return torch.mul(geom.lse_over_cols(h, c.eps), c.neg_scale_a)  # −τ_a ε lse, (B, n)
 
-    def g_step(f: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        scale = (damping(rho_b, e) * e)[:, None]  # τ_b ε, (B, 1)
-        return -scale * geom.lse_over_rows(log_a + f / e[:, None], e)  # (B, m)
+    def g_step(f: torch.Tensor, c: _StepConstants) -> torch.Tensor:
+        h = torch.addcmul(log_a, f, c.inv_eps)  # log a + f/ε
+        return torch.mul(geom.lse_over_rows(h, c.eps), c.neg_scale_b)  # −τ_b ε lse, (B, m)
 
     def side_error(
         log_w: torch.Tensor,
+        mass: torch.Tensor | None,
         pot: torch.Tensor,
         hat: torch.Tensor,
-        e: torch.Tensor,
+        inv_scale: torch.Tensor,
         rho: float | None,
     ) -> torch.Tensor:
         # The plan of the current potentials has rows summing to a_i exp(f_i/ε − f̂_i/(τε))
         # (f̂ the damped half-step); the optimum's rows sum to ã_i = a_i exp(−f_i/ρ), and
         # since 1/ε + 1/ρ = 1/(τε) their ratio is exp((f_i − f̂_i)/(τε)): the L1 distance
         # between the two is Σ ã |expm1((f − f̂)/(τε))| (with τ = 1, ã = a when balanced).
-        scale = (damping(rho, e) * e)[:, None]
-        return (relaxed_marginal(log_w, pot, rho) * torch.expm1((pot - hat) / scale).abs()).sum(1)
+        target_mass = relaxed_marginal(log_w, pot, rho) if mass is None else mass
+        ratio = torch.sub(pot, hat).mul_(inv_scale).expm1_().abs_()
+        return ratio.mul_(target_mass).sum(1)
 
     def flag(t: torch.Tensor) -> torch.Tensor:
         return t[:, None]
@@ -218,11 +223,13 @@ def sinkhorn_loop(
     last = schedule.shape[0] - 1
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
     stage = torch.where(schedule[stage, rows] == eps, last, stage)
+    all_last = bool((stage == last).all())  # no problem anneals any more: a leaner check
     e = schedule[stage, rows]
+    c = _StepConstants.of(e, rho_a, rho_b)
     # Start from g = 0 with an f half-step: a kernel geometry builds its kernel there, and
     # the g half-step that follows can already use it.
-    f = f_step(log_b.new_zeros(log_b.shape), e)
-    g_hat = g_step(f, e)  # G(f): the g that makes columns sum to b for the current f
+    f = f_step(log_b.new_zeros(log_b.shape), c)
+    g_hat = g_step(f, c)  # G(f): the g that makes columns sum to b for the current f
     g = g_hat
     active = torch.ones(B, dtype=torch.bool, device=eps.device)
     iterations = torch.ones(B, dtype=torch.int64, device=eps.device)
@@ -235,51 +242,72 @@ def sinkhorn_loop(
     since = torch.zeros_like(iterations)  # iterations since ``best`` last fell by 1%
     restarted = torch.zeros_like(active)  # restarted once from zero after a stall
     # The best state measured at the target ε: what a problem returns if it ends worse.
-    best_f, best_g, best_err = f.clone(), g.clone(), err.clone()
+    # (The loop never writes f or g in place, so a state is kept by reference.)
+    best_f, best_g, best_err = f, g, err.clone()
     # ω is re-estimated at checks only: a window that is a whole number of check intervals.
     window = opts.check_every * max(1, math.ceil(opts.relax_window / opts.check_every))
     all_active = True
+    half_tol = 0.5 * opts.tol
     for it in range(1, opts.max_iter + 1):
-        f_hat = f_step(g, e)
+        f_hat = f_step(g, c)
         if it % opts.check_every == 0 or it == opts.max_iter:
             # The plan of (f, g) has rows summing to a_i exp((f_i − f̂_i)/ε) and columns to
             # b_j exp((g_j − ĝ_j)/ε) (balanced): together these give the whole marginal L1
             # error; relaxed sides measure it against the relaxed marginals (side_error).
-            row_err = side_error(log_a, f, f_hat, e, rho_a)  # (B,)
-            col_err = side_error(log_b, g, g_hat, e, rho_b)  # (B,)
-            err = torch.where(active, row_err + col_err, err)
+            row_err = side_error(log_a, mass_a, f, f_hat, c.inv_scale_a, rho_a)  # (B,)
+            col_err = side_error(log_b, mass_b, g, g_hat, c.inv_scale_b, rho_b)  # (B,)
+            both = row_err.add_(col_err)
+            err = both if all_active else torch.where(active, both, err)
             # The loop aims at half the tolerance: the final float64 evaluation of the plan
             # may differ from this working-precision estimate by a few per cent.
-            ok = err <= torch.where(stage == last, 0.5 * opts.tol, opts.stage_tol)
-            # A stage that cannot reach its tolerance (float32 at small ε) must not hold the
-            # problem at a larger ε than asked: move on after ``stage_max_iter`` iterations.
-            ready = ok | (stage_iters >= opts.stage_max_iter)
-            # Annealing problems advance together, once all of them are ready: each stage
-            # change costs the batch an extra half-step (and a kernel update), whoever moves.
-            annealing = active & (stage < last)
-            advance = annealing & ~(annealing & ~ready).any()
+            if all_last:  # the common case: every problem at its target ε
+                ok = finished = err <= half_tol
+                better = err < 0.99 * best
+                record = err < best_err
+                since = torch.where(better, 0, since + opts.check_every)
+                advance = None
+            else:
+                at_last = stage == last
+                ok = err <= torch.where(at_last, half_tol, opts.stage_tol)
+                finished = ok & at_last
+                # A stage that cannot reach its tolerance (float32 at small ε) must not hold
+                # the problem at a larger ε than asked: move on after ``stage_max_iter``.
+                ready = ok | (stage_iters >= opts.stage_max_iter)
+                # Annealing problems advance together, once all of them are ready: each stage
+                # change costs the batch an extra half-step (and a kernel update), whoever moves.
+                annealing = active & ~at_last
+                advance = annealing & ~(annealing & ~ready).any()
+                better = at_last & (err < 0.99 * best)
+                record = at_last & (err < best_err)
+                since = torch.where(better | ~at_last, 0, since + opts.check_every)
+            best = torch.where(better, err, best)
             # At the target ε, a problem whose error has not fallen 1% in ``patience``
             # iterations has hit its precision floor (float32 at small ε): stop it there.
-            at_last = stage == last
-            record = active & at_last & (err < best_err)
-            best_f = torch.where(flag(record), f, best_f)
-            best_g = torch.where(flag(record), g, best_g)
-            best_err = torch.where(record, err, best_err)
-            better = at_last & (err < 0.99 * best)
-            best = torch.where(better, err, best)
-            since = torch.where(better | ~at_last, 0, since + opts.check_every)
-            stalled = active & ~(ok & at_last) & (since >= opts.patience)
+            stalled = (since >= opts.patience) & ~finished
+            if not all_active:
+                record &= active
+                stalled &= active
             # First stall: annealing can leave a problem with near-ties (a near-permutation
             # plan) in a flat dual direction that Sinkhorn leaves at a crawl. Keep what it
             # reached and restart it once, plainly, from zero potentials at the target ε.
             restart = stalled & ~restarted
-            active = active & ~(ok & at_last) & ~(stalled & ~restart)
-            flags = torch.stack(
-                [active.any(), advance.any(), restart.any(), active.all(), active.sum()]
-            ).tolist()
-            any_active, any_advance, any_restart, all_active, n_active = flags
+            active = active & ~finished & ~(stalled & restarted)
+            counts = [active.sum(), restart.sum(), record.sum()]
+            if advance is not None:
+                counts.append(advance.sum())
+            counted = torch.stack(counts).tolist()  # the one host sync of a check
+            n_active, n_restart, n_record = counted[:3]
+            any_active, any_restart = n_active > 0, n_restart > 0
+            any_advance = advance is not None and counted[3] > 0
+            all_active = n_active == len(where)
+            if n_record == len(where):  # everyone improved: keep these states
+                best_f, best_g, best_err = f, g, err
+            elif n_record:
+                best_f = torch.where(flag(record), f, best_f)
+                best_g = torch.where(flag(record), g, best_g)
+                best_err = torch.where(record, err, best_err)
             # What follows touches only problems that advance or restart, which most checks
-            # have none of: the flags above skip that bookkeeping (one host sync per check).
+            # have none of: the counts above skip that bookkeeping.
             if any_restart:
                 restarted = restarted | restart
             if any_advance:
@@ -287,16 +315,19 @@ def sinkhorn_loop(
                 # Stages at the target already (a problem whose costs are smaller than the
                 # batch's largest) are skipped: each stage change resets ω.
                 stage = torch.where(schedule[stage, rows] == target, last, stage)
+                all_last = bool((stage == last).all())
                 e = schedule[stage, rows]
+                c = _StepConstants.of(e, rho_a, rho_b)
             if it % window == 0:
                 omega, err_ref, settling = _relaxation(
                     omega, err, err_ref, settling, window, opts.max_omega
                 )
             if any_advance or any_restart:
-                fresh = advance | restart
+                fresh = restart if advance is None else advance | restart
                 omega = torch.where(fresh, 1.0, omega)
                 err_ref = torch.where(fresh, math.inf, err_ref)
-                stage_iters = torch.where(advance, 0, stage_iters)
+                if advance is not None:
+                    stage_iters = torch.where(advance, 0, stage_iters)
                 best = torch.where(restart, math.inf, best)
                 since = torch.where(restart, 0, since)
             if progress is not None:
@@ -319,9 +350,12 @@ def sinkhorn_loop(
                 geom = geom.select(keep)
                 where, rows = where[keep], torch.arange(len(keep), device=eps.device)
                 log_a, log_b = log_a[keep], log_b[keep]
+                mass_a = None if mass_a is None else mass_a[keep]
+                mass_b = None if mass_b is None else mass_b[keep]
                 target = target[keep]
                 schedule = schedule[:, keep]
                 stage, e, f, g, f_hat, g_hat = (t[keep] for t in (stage, e, f, g, f_hat, g_hat))
+                c = _StepConstants.of(e, rho_a, rho_b)
                 active, iterations, err, omega = (t[keep] for t in (active, iterations, err, omega))
                 stage_iters, err_ref, settling = (t[keep] for t in (stage_iters, err_ref, settling))
                 best, since, restarted = (t[keep] for t in (best, since, restarted))
@@ -329,33 +363,56 @@ def sinkhorn_loop(
                 all_active = True
             if any_restart:
                 f = torch.where(flag(restart), 0.0, f)
-                g_hat = g_step(f, e)
+                g_hat = g_step(f, c)
                 g = torch.where(flag(restart), g_hat, g)
             if any_advance or any_restart:  # new ε or potentials: redo the half-step
-                f_hat = f_step(g, e)
+                f_hat = f_step(g, c)
         if all_active:  # the common case, above all for one problem: no masking
-            f = f + flag(omega) * (f_hat - f)
-            g_hat = g_step(f, e)
-            g = g + flag(omega) * (g_hat - g)
+            f = torch.lerp(f, f_hat, flag(omega))  # f + ω(f̂ − f)
+            g_hat = g_step(f, c)
+            g = torch.lerp(g, g_hat, flag(omega))
+            iterations += 1
         else:
-            f = torch.where(flag(active), f + flag(omega) * (f_hat - f), f)
-            g_hat = g_step(f, e)
-            g = torch.where(flag(active), g + flag(omega) * (g_hat - g), g)
-        stage_iters += 1
-        iterations += active
+            f = torch.where(flag(active), torch.lerp(f, f_hat, flag(omega)), f)
+            g_hat = g_step(f, c)
+            g = torch.where(flag(active), torch.lerp(g, g_hat, flag(omega)), g)
+            iterations += active
+        if not all_last:
+            stage_iters += 1
     f, g = _best_of(f, g, err, best_f, best_g, best_err)
     behind = stage < last
-    if bool(behind.any()):
+    if not all_last and bool(behind.any()):
         # Stopped by max_iter while still annealing: potentials of a larger ε would put
         # exp((f + g − C)/ε) out of range at the target. One plain step at the target ε
         # gives a finite plan whose marginal error tells how far from done it is.
-        f = torch.where(flag(behind), f_step(g, target), f)
-        g = torch.where(flag(behind), g_step(f, target), g)
+        t = _StepConstants.of(target, rho_a, rho_b)
+        f = torch.where(flag(behind), f_step(g, t), f)
+        g = torch.where(flag(behind), g_step(f, t), g)
     if done is not None:
         done["f"][where], done["g"][where] = f, g
         done["iterations"][where] = iterations
         f, g, iterations = done["f"], done["g"], done["iterations"]
     return LoopOutput(f=f, g=g, iterations=iterations)
+
+
+@dataclass(frozen=True)
+class _StepConstants:
+    """What the half-steps and error checks need of ε, computed once per ε (B,) tensor:
+    1/ε, −τ_a ε and −τ_b ε (the half-steps' factors) and 1/(τ_a ε), 1/(τ_b ε), as (B, 1)."""
+
+    eps: torch.Tensor
+    inv_eps: torch.Tensor
+    neg_scale_a: torch.Tensor
+    neg_scale_b: torch.Tensor
+    inv_scale_a: torch.Tensor
+    inv_scale_b: torch.Tensor
+
+    @classmethod
+    def of(cls, eps: torch.Tensor, rho_a: float | None, rho_b: float | None) -> _StepConstants:
+        col = eps[:, None]
+        scale_a = col if rho_a is None else damping(rho_a, eps)[:, None] * col
+        scale_b = col if rho_b is None else damping(rho_b, eps)[:, None] * col
+        return cls(eps, 1.0 / col, -scale_a, -scale_b, 1.0 / scale_a, 1.0 / scale_b)
 
 
 def _best_of(

@@ -97,6 +97,16 @@ class KernelGeometry:
         self.exact_eps = exact_eps
         self.squarings = torch.zeros(B, dtype=torch.int64, device=cost.device)  # since a build
         self._vector_dtype = vector_dtype
+        self._padded_x, self._padded_y = not bool(mask_x.all()), not bool(mask_y.all())
+        # e^{h − absorbed} in the kernel's dtype, reused every half-step; the row one is
+        # as long as the slabs, its tail zero.
+        self._w_cols = cost.new_empty((B, m))
+        self._w_rows = cost.new_zeros((B, n_pad))
+        # Caches keyed on the ε tensor the loop passes (a new tensor whenever ε changes):
+        # whether every kernel was built for it, and whether it was checked for squarings.
+        self._eps_seen: torch.Tensor | None = None
+        self._eps_match: bool | None = None
+        self._eps_squared: torch.Tensor | None = None
 
     def select(self, idx: torch.Tensor) -> KernelGeometry:
         """Problems ``idx`` only: C and the kernels are copied, with the potentials and ε
@@ -110,8 +120,9 @@ class KernelGeometry:
         new.eps_k, new.squarings = self.eps_k[idx], self.squarings[idx]
         return new
 
-    def _times(self, w: torch.Tensor, over_cols: bool) -> torch.Tensor:
-        """K̃ w, (B, m) → (B, n) (``over_cols``), or wᵀ K̃, (B, n) → (B, m), in K̃'s dtype.
+    def _times(self, over_cols: bool) -> torch.Tensor:
+        """K̃ w, (B, m) → (B, n) (``over_cols``), or wᵀ K̃, (B, n) → (B, m), in K̃'s dtype,
+        for w in the buffer ``_w_cols`` or ``_w_rows`` (whose zero tail pads the slabs).
 
         Both run as batched vector-times-matrix products, the fast form of torch's CPU bmm,
         over ``splits`` row slabs per problem: torch parallelises bmm over the batch only,
@@ -121,47 +132,74 @@ class KernelGeometry:
         s = self._splits
         slabs = self._full.view(B * s, n_pad // s, m)
         if over_cols:
-            ws = w[:, None, None, :].expand(B, s, 1, m).reshape(B * s, 1, m)
-            return torch.bmm(ws, slabs.transpose(1, 2)).view(B, n_pad)[:, : self._n]
-        wp = w if n_pad == self._n else torch.nn.functional.pad(w, (0, n_pad - self._n))
-        return torch.bmm(wp.view(B * s, 1, n_pad // s), slabs).view(B, s, m).sum(dim=1)
+            w = self._w_cols
+            ws = w[:, None, :] if s == 1 else w[:, None, None, :].expand(B, s, 1, m)
+            r = torch.bmm(ws.reshape(B * s, 1, m), slabs.transpose(1, 2)).view(B, n_pad)
+            return r if n_pad == self._n else r[:, : self._n]
+        r = torch.bmm(self._w_rows.view(B * s, 1, n_pad // s), slabs)
+        return r.view(B, m) if s == 1 else r.view(B, s, m).sum(dim=1)
 
     def _usable(self, d: torch.Tensor, eps: torch.Tensor, massless: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: kernel built for this ε and h − absorbed within reach where there is mass.
-
-        (``torch.isfinite`` is several times slower than these few passes on small batches.)
-        """
+        """(B,) bool: kernel built for this ε and h − absorbed within reach where there is mass."""
         spread = d.masked_fill(massless, 0.0).abs_().amax(dim=1)
         return (eps == self.eps_k) & (spread <= self.reach)
 
+    def _within_reach(self, d: torch.Tensor, eps: torch.Tensor, padded: bool) -> bool:
+        """Whether every problem's kernel is usable: built for ``eps``, and h − absorbed
+        within reach. Two reductions over the whole batch and a cached comparison of ε: the
+        common case pays for no per-problem mask (see :meth:`_usable` for the rare one)."""
+        if eps is not self._eps_seen or self._eps_match is None:
+            self._eps_seen, self._eps_match = eps, bool((eps == self.eps_k).all())
+        if not self._eps_match:
+            return False
+        if padded:  # padding holds −inf in h: only points with mass count
+            return bool(torch.nan_to_num(d, neginf=0.0).abs_().max() <= self.reach)
+        return bool(d.abs().max() <= self.reach)
+
+    def _half_step(
+        self, h: torch.Tensor, eps: torch.Tensor, over_cols: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log K̃ e^{h − β} − α (``over_cols``) or log K̃ᵀ e^{h − α} − β, in h's dtype, and the
+        problems (indices) whose answer is not exact and must be recomputed (None: none).
+
+        Runs in a handful of operations over the whole batch: the kernel product is taken
+        for every problem, and the rare problem whose kernel turns out unusable (stale ε,
+        potentials out of reach) or whose result is not finite is named for a redo.
+        """
+        absorbed, other = (self.beta, self.alpha) if over_cols else (self.alpha, self.beta)
+        massless = self._massless_y if over_cols else self._massless_x
+        padded = self._padded_y if over_cols else self._padded_x
+        d = h - absorbed  # (B, m) or (B, n)
+        fine = self._within_reach(d, eps, padded)
+        w = self._w_cols if over_cols else self._w_rows[:, : self._n]
+        torch.exp(d, out=w)  # in the kernel's dtype; padding: exp(−inf) = 0
+        out = self._times(over_cols).to(h.dtype).log_().sub_(other)
+        if not over_cols and self._padded_y:
+            out = out.masked_fill_(self._massless_y, 0.0)
+        if fine and math.isfinite(float(out.sum())):  # a sum is finite iff all terms are
+            return out, None
+        redo = ~(self._usable(d, eps, massless) & torch.isfinite(out.sum(dim=1)))
+        return out, (redo.nonzero().squeeze(1) if bool(redo.any()) else None)
+
     def lse_over_cols(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        if self.exact_eps is not None:
+        if self.exact_eps is not None and eps is not self._eps_squared:
+            # Only a new ε can call for a squaring: checked once per ε tensor.
+            self._eps_squared = eps
             halved = (2 * eps == self.eps_k) & (eps != self.exact_eps)
             halved &= self.squarings < _MAX_SQUARINGS
             if bool(halved.any()):
                 self._square(halved.nonzero().squeeze(1), h)
-        d = h - self.beta  # (B, m)
-        usable = self._usable(d, eps, self._massless_y)
-        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, m)
-        r = self._times(w, over_cols=True).to(h.dtype)  # (B, n): K̃ e^d
-        out = r.log_().sub_(self.alpha)
-        redo = ~(usable & torch.isfinite(out.sum(dim=1)))  # a sum is finite iff all are
-        if bool(redo.any()):
-            idx = redo.nonzero().squeeze(1)
+        out, idx = self._half_step(h, eps, over_cols=True)
+        if idx is not None:
             out[idx] = self._rebuild(idx, h[idx], eps[idx])
         return out
 
     def lse_over_rows(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        d = h - self.alpha  # (B, n)
-        usable = self._usable(d, eps, self._massless_x)
-        w = torch.where(usable[:, None], d, -math.inf).exp().to(self.kernel.dtype)  # (B, n)
-        r = self._times(w, over_cols=False).to(h.dtype)  # (B, m): K̃ᵀ e^d
-        out = torch.where(self.mask_y, r.log_().sub_(self.beta), 0)
-        redo = ~(usable & torch.isfinite(out.sum(dim=1)))  # a sum is finite iff all are
-        if bool(redo.any()):
-            idx = redo.nonzero().squeeze(1)
+        out, idx = self._half_step(h, eps, over_cols=False)
+        if idx is not None:
             out[idx] = self._exact_rows(idx, h[idx], eps[idx])
             self.eps_k[idx] = math.nan  # rebuilt at their next column half-step
+            self._eps_match = None
         return out
 
     def _square(self, idx: torch.Tensor, h: torch.Tensor) -> None:
@@ -180,6 +218,7 @@ class KernelGeometry:
         ok = shift.amax(dim=1) <= _SQUARE_MAX_SHIFT
         if not bool(ok.all()):
             self.eps_k[idx[~ok]] = math.nan
+            self._eps_match = None
             idx, hb, shift = idx[ok], hb[ok], shift[ok]
             whole = False
             if idx.numel() == 0:
@@ -202,6 +241,7 @@ class KernelGeometry:
         self.beta[idx] = torch.where(torch.isfinite(hb), hb, 0)
         fine = torch.isfinite(alpha).all(dim=1)
         self.eps_k[idx] = torch.where(fine, self.eps_k[idx] / 2, math.nan)
+        self._eps_match = None
         self.squarings[idx] += 1
 
     def _rebuild(self, idx: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -235,6 +275,7 @@ class KernelGeometry:
         self.alpha[idx] = -out
         self.beta[idx] = torch.where(torch.isfinite(h), h, 0)  # padding: −inf in h, 0 in β
         self.eps_k[idx] = eps
+        self._eps_match = None
         self.squarings[idx] = 0
         self.rebuilds += int(idx.numel())
         return out
