@@ -158,13 +158,17 @@ def test_extreme_options_that_still_solve(
 
 
 def test_eps_schedule_counts_stages_in_logs() -> None:
-    """C_max / ε = 1e330 overflows float64; the schedule is still finite and capped."""
+    """C_max / ε = 1e330 overflows float64; the schedule is still finite and capped: it
+    starts ANNEALING_START × ε above the target (64ε: 6 halvings), not at C_max."""
     f64 = torch.float64
     sched = eps_schedule(
         torch.tensor([1e30], dtype=f64), torch.tensor([1e-300], dtype=f64), 0.5, 50
     )
-    assert sched.shape == (50, 1) and torch.isfinite(sched).all()
-    assert sched[0, 0] == 1e30 and sched[-1, 0] == 1e30 * 0.5**49
+    assert sched.shape == (6, 1) and torch.isfinite(sched).all()
+    assert sched[0, 0] == 64e-300 and sched[-1, 0] == 64e-300 * 0.5**5
+    assert eps_schedule(torch.tensor([1e30], dtype=f64), torch.tensor([1.0], dtype=f64), 0.5, 3)[
+        :, 0
+    ].tolist() == [64.0, 32.0, 16.0]
     # A factor just below 1 would need 10^13 stages: no more than the loop can run.
     sched = eps_schedule(torch.tensor([1e6]), torch.tensor([1e-6], dtype=f64), 1 - 1e-12, 7)
     assert sched.shape == (7, 1)

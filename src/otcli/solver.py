@@ -97,6 +97,14 @@ class LoopOutput:
 #: the last stage then steps straight to the target ε.
 MAX_ANNEALING_STAGES = 10_000
 
+#: Annealing starts at most this factor above the target ε (else at the largest cost):
+#: stages far above it cost a kernel update and a few iterations each and leave potentials
+#: too coarse to help. Measured (2-core CPU, kernel engine) against starting at C_max:
+#: 10–15% faster on unit-cube pairs at ε = 0.01 of 1,000–4,000 points, on 300 ragged pairs
+#: and on the 45 digit pairs at ε = 10; the same at ε = 1e-4 of the costs, where annealing
+#: matters most (a start of 4ε there needed 3× the iterations; 8ε to 64ε did not).
+ANNEALING_START = 64.0
+
 ProgressFn = Callable[[int, float, float], None]
 """Called at each convergence check with (iteration, ε, largest marginal error in the batch).
 
@@ -119,10 +127,11 @@ def eps_schedule(
 ) -> torch.Tensor:
     """(K, B) annealing ε values, from the cost's scale down to (excluding) the target ε.
 
-    Stage k uses max(C_max · s^k, ε); a problem whose target is reached early just repeats its
-    target ε, which is harmless. With ``scaling=None`` the schedule is empty. The number of
-    stages is counted in logs (C_max / ε overflows for ε = 1e-300) and capped at
-    ``max_stages``: a loop of ``max_stages - 1`` iterations never gets further.
+    Stage k uses max(ε₀ · s^k, ε) with ε₀ = min(C_max, :data:`ANNEALING_START` · ε); a
+    problem whose target is reached early just repeats its target ε, which is harmless. With
+    ``scaling=None`` the schedule is empty. The number of stages is counted in logs (C_max / ε
+    overflows for ε = 1e-300) and capped at ``max_stages``: a loop of ``max_stages - 1``
+    iterations never gets further.
     """
     if scaling is None:
         return eps.new_zeros((0, eps.shape[0]))
@@ -132,11 +141,13 @@ def eps_schedule(
             "the cost matrix holds non-finite values (the coordinates are too large for the "
             "working precision); rescale the coordinates"
         )
+    log_ratio = min(log_ratio, math.log(ANNEALING_START))
     stages = math.ceil(log_ratio / -math.log(scaling)) if log_ratio > 0 else 0
     if max_stages is not None:
         stages = min(stages, max_stages)
     powers = scaling ** torch.arange(stages, dtype=eps.dtype, device=eps.device)  # (K,)
-    return torch.maximum(max_cost[None, :] * powers[:, None], eps[None, :])
+    start = torch.minimum(max_cost.to(eps.dtype), ANNEALING_START * eps)  # (B,)
+    return torch.maximum(start[None, :] * powers[:, None], eps[None, :])
 
 
 def sinkhorn_loop(
