@@ -102,6 +102,23 @@ class KernelGeometry:
         # as long as the slabs, its tail zero.
         self._w_cols = cost.new_empty((B, m))
         self._w_rows = cost.new_zeros((B, n_pad))
+        # The products' operands and results as slab views, made once: a half-step is then
+        # one bmm into a reused buffer.
+        s = self._splits
+        self._slabs = self._full.view(B * s, n_pad // s, m)
+        self._slabs_t = self._slabs.transpose(1, 2)
+        self._w_cols_slabs = (
+            self._w_cols.view(B, 1, m)
+            if s == 1
+            else self._w_cols.view(1, 1, m).expand(s, 1, m)
+            if B == 1
+            else None
+        )
+        self._w_rows_slabs = self._w_rows.view(B * s, 1, n_pad // s)
+        self._r_cols = cost.new_empty((B * s, 1, n_pad // s))
+        self._r_cols_view = self._r_cols.view(B, n_pad)[:, :n]
+        self._r_rows = cost.new_empty((B * s, 1, m))
+        self._r_rows_view = self._r_rows.view(B, m) if s == 1 else self._r_rows.view(B, s, m)
         # Caches keyed on the ε tensor the loop passes (a new tensor whenever ε changes):
         # whether every kernel was built for it, and whether it was checked for squarings.
         self._eps_seen: torch.Tensor | None = None
@@ -128,16 +145,18 @@ class KernelGeometry:
         over ``splits`` row slabs per problem: torch parallelises bmm over the batch only,
         so a lone large problem would otherwise leave all cores but one idle.
         """
-        B, n_pad, m = self._full.shape
-        s = self._splits
-        slabs = self._full.view(B * s, n_pad // s, m)
         if over_cols:
-            w = self._w_cols
-            ws = w[:, None, :] if s == 1 else w[:, None, None, :].expand(B, s, 1, m)
-            r = torch.bmm(ws.reshape(B * s, 1, m), slabs.transpose(1, 2)).view(B, n_pad)
-            return r if n_pad == self._n else r[:, : self._n]
-        r = torch.bmm(self._w_rows.view(B * s, 1, n_pad // s), slabs)
-        return r.view(B, m) if s == 1 else r.view(B, s, m).sum(dim=1)
+            w = self._w_cols_slabs if self._w_cols_slabs is not None else self._w_cols_copy()
+            torch.bmm(w, self._slabs_t, out=self._r_cols)
+            return self._r_cols_view
+        torch.bmm(self._w_rows_slabs, self._slabs, out=self._r_rows)
+        return self._r_rows_view if self._splits == 1 else self._r_rows_view.sum(dim=1)
+
+    def _w_cols_copy(self) -> torch.Tensor:
+        """w repeated for each slab of its problem: a copy where B > 1 (a view where B = 1)."""
+        B, m = self._w_cols.shape
+        s = self._splits
+        return self._w_cols[:, None, None, :].expand(B, s, 1, m).reshape(B * s, 1, m)
 
     def _usable(self, d: torch.Tensor, eps: torch.Tensor, massless: torch.Tensor) -> torch.Tensor:
         """(B,) bool: kernel built for this ε and h − absorbed within reach where there is mass."""
@@ -173,7 +192,8 @@ class KernelGeometry:
         fine = self._within_reach(d, eps, padded)
         w = self._w_cols if over_cols else self._w_rows[:, : self._n]
         torch.exp(d, out=w)  # in the kernel's dtype; padding: exp(−inf) = 0
-        out = self._times(over_cols).to(h.dtype).log_().sub_(other)
+        r = self._times(over_cols)  # may be a view of a reused buffer: never written
+        out = (torch.log(r) if r.dtype == h.dtype else r.to(h.dtype).log_()).sub_(other)
         if not over_cols and self._padded_y:
             out = out.masked_fill_(self._massless_y, 0.0)
         if fine and math.isfinite(float(out.sum())):  # a sum is finite iff all terms are
