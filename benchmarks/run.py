@@ -358,12 +358,12 @@ def batch_floor(data, iterations: int, repeats: int) -> float:
     No batched Sinkhorn in this form beats it at that iteration count on this machine: it
     leaves out the kernels' construction, every vector operation and all convergence checks.
     """
-    from otcli.buckets import DEFAULT_MAX_ENTRIES, plan_buckets
-    from otcli.config import DEFAULT_MAX_BATCH
+    from otcli.buckets import plan_buckets
+    from otcli.config import DEFAULT_MAX_BATCH, make_config
 
     shapes = [(len(x), len(y)) for x, y in data]
     total = 0.0
-    for bucket in plan_buckets(shapes, max_entries=DEFAULT_MAX_ENTRIES,
+    for bucket in plan_buckets(shapes, max_entries=make_config(device="cpu").bucket_entries(),
                                max_batch=DEFAULT_MAX_BATCH):  # fmt: skip
         B = len(bucket)
         n, m = max(shapes[k][0] for k in bucket), max(shapes[k][1] for k in bucket)

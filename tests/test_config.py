@@ -14,7 +14,7 @@ import pytest
 
 import otcli
 from otcli.batch import Engine, Problem
-from otcli.buckets import DEFAULT_MAX_ENTRIES
+from otcli.buckets import CPU_BUCKET_BYTES
 from otcli.cli import run
 from otcli.cloud import make_cloud
 from otcli.config import DEFAULT_TOL, SolveConfig, dense_bytes, eps_values, make_config
@@ -70,7 +70,7 @@ def test_one_memory_model_for_buckets_and_geometry():
     """A bucket planned within the budget is solved densely: both use dense_bytes."""
     c = make_config(memory=10_000_000, device="cpu")
     entries = c.bucket_entries()
-    assert entries == min(DEFAULT_MAX_ENTRIES, 10_000_000 // (2 * 4))
+    assert entries == min(CPU_BUCKET_BYTES // 4, 10_000_000 // (2 * 4))
     assert dense_bytes(1, entries, 1, c.itemsize) <= c.memory_budget()
     assert dense_bytes(1, entries + 1, 1, c.itemsize) > c.memory_budget()
 

@@ -136,10 +136,12 @@ class SolveConfig:
 
     def bucket_entries(self, budget: int | None = None) -> int:
         """Padded cost entries one batched solve may hold within the memory budget."""
-        from otcli.buckets import bucket_entries
+        from otcli.buckets import CPU_BUCKET_BYTES, DEFAULT_MAX_ENTRIES, bucket_entries
 
         budget = self.memory_budget() if budget is None else budget
-        return bucket_entries(budget, DENSE_MATRICES * self.itemsize)
+        cpu = self.torch_device.type == "cpu"
+        cap = CPU_BUCKET_BYTES // self.itemsize if cpu else DEFAULT_MAX_ENTRIES
+        return bucket_entries(budget, DENSE_MATRICES * self.itemsize, cap)
 
     def check_eps(self, eps: float, option: str = "--eps") -> float:
         """One ε value (the default or a per-problem override), refused unless usable."""
