@@ -186,10 +186,13 @@ def solve_clouds(
     eps: Sequence[float | None],
     config: SolveConfig,
     progress: ProgressFn | None = None,
+    checked: bool = False,
 ) -> list[SinkhornResult]:
     """Solve paired clouds in one padded batch on the config's device, ε checked per pair.
 
     An ε of ``None`` is the config's: absolute, or ``eps_rel`` times the pair's mean cost.
+    ``checked``: every pair already passed :func:`otcli.checks.check_pair` (batch runs
+    check up front, so that a bad pair becomes its own error row).
     """
     start = time.perf_counter()
     if len(eps) != len(xs):
@@ -199,7 +202,8 @@ def solve_clouds(
     if config.threads is not None and torch.get_num_threads() != config.threads:
         torch.set_num_threads(config.threads)
     for cx, cy in zip(xs, ys, strict=True):
-        check_pair(cx, cy, cost_fn, config.dtype)
+        if not checked:
+            check_pair(cx, cy, cost_fn, config.dtype)
 
     px, py = pad_clouds(xs), pad_clouds(ys)
     # Centre each pair on a common point where the cost allows: costs are unchanged and the

@@ -76,7 +76,7 @@ class Engine:
         so that one bad pair becomes one error row instead of failing its whole bucket."""
         from otcli.api import check_pair
 
-        check_pair(x, y, self.config.cost)
+        check_pair(x, y, self.config.cost, self.config.dtype)
 
     def pair_eps(self, x: Cloud, y: Cloud) -> float:
         """The pair's absolute ε under the config (``eps_rel`` × its mean cost if relative)."""
@@ -84,28 +84,34 @@ class Engine:
 
         return pair_eps(x, y, self.config)[0]
 
-    def solve(self, problems: Sequence[Problem]) -> list[SinkhornResult | str]:
-        """One batched solve; if it fails, each problem alone, so only bad ones fail."""
+    def solve(
+        self, problems: Sequence[Problem], checked: bool = False
+    ) -> list[SinkhornResult | str]:
+        """One batched solve; if it fails, each problem alone, so only bad ones fail.
+
+        ``checked``: every pair already passed :meth:`check_pair` (not checked twice).
+        """
         from otcli import api
 
         try:
             xs, ys = [p.x for p in problems], [p.y for p in problems]
-            return list(api.solve_clouds(xs, ys, [p.eps for p in problems], self.config))
+            eps = [p.eps for p in problems]
+            return list(api.solve_clouds(xs, ys, eps, self.config, checked=checked))
         except Exception as exc:  # whatever one pair raises fails that pair only
             if len(problems) == 1:
                 p = problems[0]
                 return [failure_message(exc, f"{p.x.source} vs {p.y.source}")]
-        return [self.solve([p])[0] for p in problems]
+        return [self.solve([p], checked)[0] for p in problems]
 
     def solve_in_buckets(
-        self, problems: Sequence[Problem]
+        self, problems: Sequence[Problem], checked: bool = False
     ) -> Iterator[tuple[list[int], list[SinkhornResult | str]]]:
         """Yield ``(indices, outcomes)`` bucket by bucket, as each batched solve finishes."""
         shapes = [(p.x.n, p.y.n) for p in problems]
         for idx in plan_buckets(
             shapes, max_entries=self.max_entries, max_batch=self.config.max_batch
         ):
-            yield idx, self.solve([problems[k] for k in idx])
+            yield idx, self.solve([problems[k] for k in idx], checked)
 
 
 class CloudLoader:

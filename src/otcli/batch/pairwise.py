@@ -154,7 +154,7 @@ def _solve_all(
         problems.append(Problem(ci, cj, eps))  # type: ignore[arg-type]
     if hook is not None and failed_now:
         hook(failed_now, failed_now)
-    for idx, outs in engine.solve_in_buckets(problems):
+    for idx, outs in engine.solve_in_buckets(problems, checked=True):
         for k, o in zip(idx, outs, strict=True):
             outcomes[keys[k]] = o
             shares[keys[k]] = 0.0 if isinstance(o, str) else o.seconds / len(idx)

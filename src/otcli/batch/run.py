@@ -130,7 +130,7 @@ class BatchRun:
             self.record(bad)
         if self.divergence:
             self._solve_self_terms(problems)
-        for idx, outcomes in self.engine.solve_in_buckets(problems):
+        for idx, outcomes in self.engine.solve_in_buckets(problems, checked=True):
             rows = [
                 self._row(owners[k], problems[k], out, len(idx))
                 for k, out in zip(idx, outcomes, strict=True)
