@@ -342,7 +342,7 @@ def sinkhorn_loop(
                 best = torch.where(restart, math.inf, best)
                 since = torch.where(restart, 0, since)
             if progress is not None:
-                progress(it, float(e.max()), float(err.max()))
+                progress(it, c.largest, float(err.max()))
             if it == opts.max_iter or not any_active:
                 break
             quiet = not (any_advance or any_restart)  # their masks are for the whole batch
@@ -412,6 +412,7 @@ class _StepConstants:
     1/ε, −τ_a ε and −τ_b ε (the half-steps' factors) and 1/(τ_a ε), 1/(τ_b ε), as (B, 1)."""
 
     eps: torch.Tensor
+    largest: float  # the largest ε, for progress reports
     inv_eps: torch.Tensor
     neg_scale_a: torch.Tensor
     neg_scale_b: torch.Tensor
@@ -423,7 +424,9 @@ class _StepConstants:
         col = eps[:, None]
         scale_a = col if rho_a is None else damping(rho_a, eps)[:, None] * col
         scale_b = col if rho_b is None else damping(rho_b, eps)[:, None] * col
-        return cls(eps, 1.0 / col, -scale_a, -scale_b, 1.0 / scale_a, 1.0 / scale_b)
+        return cls(
+            eps, float(eps.max()), 1.0 / col, -scale_a, -scale_b, 1.0 / scale_a, 1.0 / scale_b
+        )
 
 
 def _best_of(
