@@ -210,6 +210,36 @@ def test_cost_specific_check_is_per_pair(capfd, tmp_path):
     )
 
 
+def test_costs_too_large_for_float32_fail_up_front_with_the_single_pair_message(
+    capfd, tmp_path, monkeypatch
+):
+    """A pair whose float32 costs overflow is its own error row, found by the up-front check
+    in the working dtype; the batched solve is told the pairs are checked (not twice)."""
+    import otcli.api
+
+    rng = np.random.default_rng(5)
+    write_csv(tmp_path / "a.csv", rng.random((8, 2)))
+    write_csv(tmp_path / "b.csv", rng.random((6, 2)))
+    write_csv(tmp_path / "huge.csv", rng.random((5, 2)) * 1e20)  # costs ~1e40 > float32
+    (tmp_path / "m.csv").write_text("id,a,b\nok,a.csv,b.csv\nbig,a.csv,huge.csv\n")
+    real, seen = otcli.api.solve_clouds, []
+
+    def spy(xs, ys, *args, **kw):
+        seen.append(kw.get("checked"))
+        return real(xs, ys, *args, **kw)
+
+    monkeypatch.setattr(otcli.api, "solve_clouds", spy)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = otdist(capfd, "batch", "m.csv", "-o", "r.jsonl")
+    assert code == 1, err
+    got = {r["id"]: r for r in read_out(tmp_path / "r.jsonl")}
+    assert got["ok"]["status"] == "ok" and got["big"]["status"] == "error"
+    single_code, _, single_err = otdist(capfd, "a.csv", "huge.csv")
+    assert single_code == 2 and single_err == f"Error: {got['big']['error']}\n"
+    assert "use --dtype float64" in got["big"]["error"]
+    assert seen == [True]  # one bucket, the good pair only, not checked again
+
+
 def test_solver_failure_in_a_bucket_fails_only_that_pair(capfd, tmp_path, monkeypatch):
     import otcli.api
 

@@ -46,7 +46,7 @@ MaxIterOpt = Annotated[
 ScalingOpt = Annotated[
     float,
     typer.Option(
-        help="ε-annealing factor in (0, 1): ε goes from the cost's scale down to --eps.",
+        help="ε-annealing factor in (0, 1): ε goes from min(largest cost, 64 ε) down to --eps.",
         rich_help_panel=SOLVER,
     ),
 ]

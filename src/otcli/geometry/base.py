@@ -63,7 +63,7 @@ class Geometry(Protocol):
         ...
 
     def max_cost(self) -> torch.Tensor:
-        """(B,): the largest cost between real (unpadded) points, where ε-scaling starts."""
+        """(B,): the largest cost between real (unpadded) points, where ε-scaling may start."""
         ...
 
 
