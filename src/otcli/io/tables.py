@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from otcli.errors import InputError, OtcliError
-from otcli.io.common import is_url, os_reason
+from otcli.io.common import arrow_array, is_url, os_reason
 from otcli.io.writers import atomic_write
 from otcli.safetext import json_dumps, printable
 
@@ -256,7 +256,7 @@ def rows_table(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Any:
         values = [_clean(r.get(name)) for r in rows]
         if name in _TEXT_FIELDS:
             values = [None if v is None else printable(str(v)) for v in values]
-        columns[name] = pa.array(values, type=types[name])
+        columns[name] = arrow_array(values, types[name])
     return pa.table(columns)
 
 

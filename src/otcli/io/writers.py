@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from otcli.errors import OptionError, OtcliError
-from otcli.io.common import os_reason
+from otcli.io.common import arrow_array, os_reason
 
 #: Extensions :func:`write_matrix` understands: ``.npy`` dense, the others long format.
 OUTPUT_SUFFIXES = (".npy", ".csv", ".tsv", ".parquet")
@@ -247,7 +247,7 @@ def _long_batches(
     import pyarrow as pa
 
     id_arrays = [
-        (name, None if v is None else pa.array(np.asarray(v, dtype=str)))
+        (name, None if v is None else arrow_array([str(x) for x in v], pa.string()))
         for name, v in zip(("i_id", "j_id"), ids, strict=True)
     ]
 
@@ -266,11 +266,12 @@ def _long_batches(
             if values.size:
                 i = ii.astype(np.int64) + (i0 + r0)
                 j = jj.astype(np.int64) + j0
-                columns = [pa.array(i), pa.array(j), pa.array(values)]
+                columns = [arrow_array(i, pa.int64()), arrow_array(j, pa.int64())]
+                columns.append(arrow_array(values, pa.float64()))
                 names = ["i", "j", "value"]
                 for (name, labels), index in zip(id_arrays, (i, j), strict=True):
                     if labels is not None:
-                        columns.append(labels.take(pa.array(index)))
+                        columns.append(labels.take(arrow_array(index, pa.int64())))
                         names.append(name)
                 yield pa.record_batch(columns, names=names)
 
