@@ -257,3 +257,40 @@ def test_huge_weights_give_the_same_cost_as_their_ratios(
     plan = ot.sinkhorn(np.full(3, 1 / 3), np.full(3, 1 / 3), cost, 1.0, stopThr=1e-14)
     assert out_huge == out_ones
     assert float(out_huge) == pytest.approx(float((plan * cost).sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "cost", ["sqeuclidean", "euclidean", "cityblock", "pnorm:3", "pnorm:0.5", "pnorm:1.5"]
+)
+def test_the_quick_range_bound_never_passes_a_pair_the_probe_refuses(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, cost: str
+) -> None:
+    """check_cost_range skips its torch probe where a box bound says the costs are far below
+    the limit; at every scale from 1e-30 to 1e300 the outcome is the probe's own."""
+    import otcli.checks
+    from otcli.costs import get_cost
+    from otcli.errors import InputError
+
+    name, _, p = cost.partition(":")
+    cost_fn = get_cost(name, float(p)) if p else get_cost(name)
+    rng = np.random.default_rng(7)
+    skipped = 0
+    for exponent in range(-30, 301, 3):
+        pts = rng.standard_normal((2, 5, 3)) * 10.0**exponent
+        x, y = (make_cloud(q, source=s) for q, s in zip(pts, "xy", strict=True))
+        fast = otcli.checks.far_below  # the bound, then the probe on its own
+        with monkeypatch.context() as m:
+            m.setattr(otcli.checks, "far_below", lambda *a: False)
+            try:
+                otcli.checks.check_cost_range(x, y, cost_fn, dtype)
+                probe_ok = True
+            except InputError:
+                probe_ok = False
+        lo = np.minimum(pts[0].min(0), pts[1].min(0))
+        hi = np.maximum(pts[0].max(0), pts[1].max(0))
+        limit = torch.finfo(getattr(torch, dtype)).max * otcli.checks.COST_HEADROOM
+        if fast(lo, hi, cost_fn.power, limit):
+            skipped += 1
+            assert probe_ok, (exponent, cost, dtype)
+    assert skipped > 5  # the bound does decide the ordinary scales

@@ -31,6 +31,19 @@ def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> N
 COST_HEADROOM = 2.0**-40
 
 
+def far_below(lo: np.ndarray, hi: np.ndarray, power: float | None, limit: float) -> bool:
+    """Whether every cost between points of the box [lo, hi] (d corners), and every
+    intermediate its formula computes (|x_k − y_k|, its square, its p-th power, their sum
+    over the d coordinates), is clearly below ``limit``: all are at most d·max(R, R², R^p)
+    for the box's widest side R. ``power``: the cost's p (None: no such bound)."""
+    if power is None:
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = np.max(hi - lo) if lo.size else np.float64(0.0)
+        bound = lo.size * np.max([span, span * span, np.power(span, power)])
+    return bool(bound <= limit / 16)
+
+
 def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
     """Refuse a pair whose costs would overflow the working ``dtype`` (float32 or float64).
 
@@ -51,6 +64,9 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
         else:
             centre = 0 * x.points[0]
             points = [c.points[np.abs(c.points).max(axis=1).argmax()] for c in (x, y)]
+    limit = torch.finfo(getattr(torch, dtype)).max * COST_HEADROOM
+    if cost_fn.translation_invariant and far_below(lo, hi, cost_fn.power, limit):
+        return  # the probe below is a few dozen small torch operations: most of a check
     probe = torch.as_tensor(np.stack(points), dtype=torch.float64)[None]  # (1, k, d)
 
     def largest(name: str) -> float:
@@ -62,7 +78,6 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
         return top
 
     top = largest(dtype)
-    limit = torch.finfo(getattr(torch, dtype)).max * COST_HEADROOM
     if top <= limit:
         return
     with np.errstate(over="ignore", invalid="ignore"):
