@@ -235,6 +235,7 @@ def sinkhorn_loop(
     stage = torch.zeros(B, dtype=torch.int64, device=eps.device)
     stage = torch.where(schedule[stage, rows] == eps, last, stage)
     all_last = bool((stage == last).all())  # no problem anneals any more: a leaner check
+    one_stage = bool((stage == stage[0]).all())  # all problems at one stage: leaner still
     e = schedule[stage, rows]
     c = _StepConstants.of(e, rho_a, rho_b)
     # Start from g = 0 with an f half-step: a kernel geometry builds its kernel there, and
@@ -271,52 +272,62 @@ def sinkhorn_loop(
             err = both if all_active else torch.where(active, both, err)
             # The loop aims at half the tolerance: the final float64 evaluation of the plan
             # may differ from this working-precision estimate by a few per cent.
-            if all_last:  # the common case: every problem at its target ε
-                ok = finished = err <= half_tol
-                better = err < 0.99 * best
-                record = err < best_err
-                since = torch.where(better, 0, since + opts.check_every)
-                advance = None
+            if not all_last and one_stage and all_active:
+                # Every problem at one annealing stage: none can finish, stall or record a
+                # best state there, so the check only asks whether all are ready to move on
+                # (a stage that cannot reach its tolerance moves on after stage_max_iter).
+                ready = (err <= opts.stage_tol) | (stage_iters >= opts.stage_max_iter)
+                any_advance = bool(ready.all())
+                advance = ready if any_advance else None
+                restart, any_restart, any_active, n_active = None, False, True, len(where)
             else:
-                at_last = stage == last
-                ok = err <= torch.where(at_last, half_tol, opts.stage_tol)
-                finished = ok & at_last
-                # A stage that cannot reach its tolerance (float32 at small ε) must not hold
-                # the problem at a larger ε than asked: move on after ``stage_max_iter``.
-                ready = ok | (stage_iters >= opts.stage_max_iter)
-                # Annealing problems advance together, once all of them are ready: each stage
-                # change costs the batch an extra half-step (and a kernel update), whoever moves.
-                annealing = active & ~at_last
-                advance = annealing & ~(annealing & ~ready).any()
-                better = at_last & (err < 0.99 * best)
-                record = at_last & (err < best_err)
-                since = torch.where(better | ~at_last, 0, since + opts.check_every)
-            best = torch.where(better, err, best)
-            # At the target ε, a problem whose error has not fallen 1% in ``patience``
-            # iterations has hit its precision floor (float32 at small ε): stop it there.
-            stalled = (since >= opts.patience) & ~finished
-            if not all_active:
-                record &= active
-                stalled &= active
-            # First stall: annealing can leave a problem with near-ties (a near-permutation
-            # plan) in a flat dual direction that Sinkhorn leaves at a crawl. Keep what it
-            # reached and restart it once, plainly, from zero potentials at the target ε.
-            restart = stalled & ~restarted
-            active = active & ~finished & ~(stalled & restarted)
-            counts = [active.sum(), restart.sum(), record.sum()]
-            if advance is not None:
-                counts.append(advance.sum())
-            counted = torch.stack(counts).tolist()  # the one host sync of a check
-            n_active, n_restart, n_record = counted[:3]
-            any_active, any_restart = n_active > 0, n_restart > 0
-            any_advance = advance is not None and counted[3] > 0
-            all_active = n_active == len(where)
-            if n_record == len(where):  # everyone improved: keep these states
-                best_f, best_g, best_err = f, g, err
-            elif n_record:
-                best_f = torch.where(flag(record), f, best_f)
-                best_g = torch.where(flag(record), g, best_g)
-                best_err = torch.where(record, err, best_err)
+                if all_last:  # the common case: every problem at its target ε
+                    ok = finished = err <= half_tol
+                    better = err < 0.99 * best
+                    record = err < best_err
+                    since = torch.where(better, 0, since + opts.check_every)
+                    advance = None
+                else:
+                    at_last = stage == last
+                    ok = err <= torch.where(at_last, half_tol, opts.stage_tol)
+                    finished = ok & at_last
+                    # A stage that cannot reach its tolerance (float32 at small ε) must not hold
+                    # the problem at a larger ε than asked: move on after ``stage_max_iter``.
+                    ready = ok | (stage_iters >= opts.stage_max_iter)
+                    # Annealing problems advance together, once all of them are ready: each
+                    # stage change costs the batch an extra half-step (and a kernel update),
+                    # whoever moves.
+                    annealing = active & ~at_last
+                    advance = annealing & ~(annealing & ~ready).any()
+                    better = at_last & (err < 0.99 * best)
+                    record = at_last & (err < best_err)
+                    since = torch.where(better | ~at_last, 0, since + opts.check_every)
+                best = torch.where(better, err, best)
+                # At the target ε, a problem whose error has not fallen 1% in ``patience``
+                # iterations has hit its precision floor (float32 at small ε): stop it there.
+                stalled = (since >= opts.patience) & ~finished
+                if not all_active:
+                    record &= active
+                    stalled &= active
+                # First stall: annealing can leave a problem with near-ties (a near-permutation
+                # plan) in a flat dual direction that Sinkhorn leaves at a crawl. Keep what it
+                # reached and restart it once, plainly, from zero potentials at the target ε.
+                restart = stalled & ~restarted
+                active = active & ~finished & ~(stalled & restarted)
+                counts = [active.sum(), restart.sum(), record.sum()]
+                if advance is not None:
+                    counts.append(advance.sum())
+                counted = torch.stack(counts).tolist()  # the one host sync of a check
+                n_active, n_restart, n_record = counted[:3]
+                any_active, any_restart = n_active > 0, n_restart > 0
+                any_advance = advance is not None and counted[3] > 0
+                all_active = n_active == len(where)
+                if n_record == len(where):  # everyone improved: keep these states
+                    best_f, best_g, best_err = f, g, err
+                elif n_record:
+                    best_f = torch.where(flag(record), f, best_f)
+                    best_g = torch.where(flag(record), g, best_g)
+                    best_err = torch.where(record, err, best_err)
             # What follows touches only problems that advance or restart, which most checks
             # have none of: the counts above skip that bookkeeping.
             if any_restart:
@@ -327,6 +338,7 @@ def sinkhorn_loop(
                 # batch's largest) are skipped: each stage change resets ω.
                 stage = torch.where(schedule[stage, rows] == target, last, stage)
                 all_last = bool((stage == last).all())
+                one_stage = bool((stage == stage[0]).all())
                 e = schedule[stage, rows]
                 c = _StepConstants.of(e, rho_a, rho_b)
             if it % window == 0:
@@ -334,13 +346,20 @@ def sinkhorn_loop(
                     omega, err, err_ref, settling, window, opts.max_omega
                 )
             if any_advance or any_restart:
-                fresh = restart if advance is None else advance | restart
+                fresh = (
+                    advance
+                    if restart is None
+                    else restart
+                    if advance is None
+                    else advance | restart
+                )
                 omega = torch.where(fresh, 1.0, omega)
                 err_ref = torch.where(fresh, math.inf, err_ref)
                 if advance is not None:
                     stage_iters = torch.where(advance, 0, stage_iters)
-                best = torch.where(restart, math.inf, best)
-                since = torch.where(restart, 0, since)
+                if restart is not None:
+                    best = torch.where(restart, math.inf, best)
+                    since = torch.where(restart, 0, since)
             if progress is not None:
                 progress(it, c.largest, float(err.max()))
             if it == opts.max_iter or not any_active:
