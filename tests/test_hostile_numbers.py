@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+import otcli
 from conftest import otdist
 from otcli.cloud import make_cloud
 from otcli.errors import SolverError
@@ -266,8 +267,9 @@ def test_huge_weights_give_the_same_cost_as_their_ratios(
 def test_the_quick_range_bound_never_passes_a_pair_the_probe_refuses(
     monkeypatch: pytest.MonkeyPatch, dtype: str, cost: str
 ) -> None:
-    """check_cost_range skips its torch probe where a box bound says the costs are far below
-    the limit; at every scale from 1e-30 to 1e300 the outcome is the probe's own."""
+    """check_cost_range skips its torch probe where a box bound says the costs are far from
+    both ends of the dtype's range; at every scale from 1e-30 to 1e300 the outcome is the
+    probe's own."""
     import otcli.checks
     from otcli.costs import get_cost
     from otcli.errors import InputError
@@ -289,8 +291,40 @@ def test_the_quick_range_bound_never_passes_a_pair_the_probe_refuses(
                 probe_ok = False
         lo = np.minimum(pts[0].min(0), pts[1].min(0))
         hi = np.maximum(pts[0].max(0), pts[1].max(0))
-        limit = torch.finfo(getattr(torch, dtype)).max * otcli.checks.COST_HEADROOM
-        if fast(lo, hi, cost_fn.power, limit):
+        info = torch.finfo(getattr(torch, dtype))
+        if fast(lo, hi, cost_fn.power, info.max * otcli.checks.COST_HEADROOM, info.tiny):
             skipped += 1
             assert probe_ok, (exponent, cost, dtype)
     assert skipped > 5  # the bound does decide the ordinary scales
+
+
+def test_costs_too_small_for_float32_are_refused_not_reported_as_zero(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Coordinates of 1e-25: every float32 cost underflowed to 0 and otdist printed cost 0
+    with exit 0. Now exit 2 with the fix; float64 solves it (cost as POT's on the data)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random((20, 3)) * 1e-25, (rng.random((25, 3)) + 0.5) * 1e-25
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    code, out, err = otdist(capfd, tmp_path / "x.npy", tmp_path / "y.npy", "--eps", "6e-52")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert "lose their digits in float32" in err and "use --dtype float64" in err
+    fields = json_run(capfd, tmp_path / "x.npy", tmp_path / "y.npy", "--eps", "6e-52",
+                      "--dtype", "float64")  # fmt: skip
+    M = ot.dist(x, y)
+    want = ot.sinkhorn2(np.full(20, 1 / 20), np.full(25, 1 / 25), M / 1e-50, 6e-52 / 1e-50,
+                        method="sinkhorn_log", stopThr=1e-12, numItermax=100000) * 1e-50  # fmt: skip
+    assert fields["cost"] == pytest.approx(float(want), rel=1e-4)
+    # at every scale down to where float64 itself gives up: solved or refused, never 0
+    for scale in (1e-18, 1e-21, 1e-40, 1e-150, 1e-200):
+        for dtype in ("float32", "float64"):
+            try:
+                r = otcli.solve(x / 1e-25 * scale, y / 1e-25 * scale, eps_rel=0.05, dtype=dtype)
+                message = ""
+            except otcli.OtcliError as exc:
+                message = str(exc)
+            if message:
+                assert "lose their digits" in message or "vanish" in message or "ε" in message
+            else:
+                assert r.cost / scale**2 == pytest.approx(0.9068395, rel=1e-5)

@@ -31,21 +31,45 @@ def check_pair(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> N
 COST_HEADROOM = 2.0**-40
 
 
-def far_below(lo: np.ndarray, hi: np.ndarray, power: float | None, limit: float) -> bool:
+def far_below(
+    lo: np.ndarray, hi: np.ndarray, power: float | None, limit: float, floor: float = 0.0
+) -> bool:
     """Whether every cost between points of the box [lo, hi] (d corners), and every
     intermediate its formula computes (|x_k − y_k|, its square, its p-th power, their sum
-    over the d coordinates), is clearly below ``limit``: all are at most d·max(R, R², R^p)
-    for the box's widest side R. ``power``: the cost's p (None: no such bound)."""
+    over the d coordinates), is clearly below ``limit``, and the largest of each clearly
+    above ``floor``: the largest are d·max(R, R², R^p) and min(R, R², R^p) at most, at
+    least, for the box's widest side R. ``power``: the cost's p (None: no such bound)."""
     if power is None:
         return False
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         span = np.max(hi - lo) if lo.size else np.float64(0.0)
-        bound = lo.size * np.max([span, span * span, np.power(span, power)])
-    return bool(bound <= limit / 16)
+        sizes = np.array([span, span * span, np.power(span, power)])
+        bound, least = lo.size * np.max(sizes), np.min(sizes)
+    return bool(bound <= limit / 16 and (span == 0 or least >= 16 * floor))
+
+
+def _lost_digits(cost_fn: CostFn, probe: torch.Tensor, top: float, power: float) -> float | None:
+    """The probe's largest cost where ``top`` (its value in the working dtype) has lost
+    digits to underflow, else None.
+
+    The reference is the same cost in float64 on coordinates scaled by 2^k to a unit span
+    (exact), compared with ``top`` scaled by 2^(k·p), so that no underflow of the
+    coordinates' own scale spoils it.
+    """
+    span = float((probe.amax(dim=1) - probe.amin(dim=1)).max())
+    if not (span > 0 and math.isfinite(span)):
+        return None
+    k = -math.floor(math.log2(span))
+    reference = float(working_cost(cost_fn, probe * 2.0**k, probe * 2.0**k, torch.float64).max())
+    scaled_top = math.exp(math.log(top) + k * power * math.log(2.0)) if top > 0 else 0.0
+    if abs(scaled_top - reference) <= 1e-5 * reference:
+        return None
+    return reference * 2.0 ** (-k * power) if k * power < 1074 else 0.0
 
 
 def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
-    """Refuse a pair whose costs would overflow the working ``dtype`` (float32 or float64).
+    """Refuse a pair whose costs would overflow the working ``dtype`` (float32 or float64),
+    or be so small that the dtype rounds their digits away.
 
     The costs are evaluated as a solve evaluates them, on a few probe points: for a
     translation-invariant cost (here each grows with every |x_k − y_k|) the corners of the
@@ -64,8 +88,11 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
         else:
             centre = 0 * x.points[0]
             points = [c.points[np.abs(c.points).max(axis=1).argmax()] for c in (x, y)]
-    limit = torch.finfo(getattr(torch, dtype)).max * COST_HEADROOM
-    if cost_fn.translation_invariant and far_below(lo, hi, cost_fn.power, limit):
+    info = torch.finfo(getattr(torch, dtype))
+    limit = info.max * COST_HEADROOM
+    floor = info.tiny  # below it a number has fewer digits than the dtype holds
+    power = cost_fn.power if cost_fn.translation_invariant else None
+    if power is not None and far_below(lo, hi, power, limit, floor):
         return  # the probe below is a few dozen small torch operations: most of a check
     probe = torch.as_tensor(np.stack(points), dtype=torch.float64)[None]  # (1, k, d)
 
@@ -79,7 +106,23 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
 
     top = largest(dtype)
     if top <= limit:
-        return
+        lost = None if power is None else _lost_digits(cost_fn, probe, top, power)
+        if lost is None:
+            return
+        # Costs so small that the dtype rounds them away (coordinates of 1e-25 made every
+        # float32 cost 0 and the solve reported a cost of 0).
+        span = float(np.max(hi - lo))
+        fix = "rescale the coordinates (change their units)"
+        if dtype == "float32" and lost >= 16 * torch.finfo(torch.float64).tiny:
+            fix = "use --dtype float64, or " + fix
+        raise InputError(
+            y.source,
+            f"the points of the pair span only {span:.3g}: costs against {x.source} of about "
+            f"{lost:.3g} lose their digits in {dtype} (below {floor:.1e}); {fix}"
+            if lost > 0
+            else f"the points of the pair span only {span:.3g}: costs against {x.source} "
+            f"vanish in every precision; {fix}",
+        )
     with np.errstate(over="ignore", invalid="ignore"):
         reach = [np.abs(c.points - centre).max() for c in (x, y)]
     where, other = (x, y) if reach[0] >= reach[1] else (y, x)

@@ -127,11 +127,14 @@ def eps_schedule(
 ) -> torch.Tensor:
     """(K, B) annealing ε values, from the cost's scale down to (excluding) the target ε.
 
-    Stage k uses max(ε₀ · s^k, ε) with ε₀ = min(C_max, :data:`ANNEALING_START` · ε); a
-    problem whose target is reached early just repeats its target ε, which is harmless. With
-    ``scaling=None`` the schedule is empty. The number of stages is counted in logs (C_max / ε
-    overflows for ε = 1e-300) and capped at ``max_stages``: a loop of ``max_stages - 1``
-    iterations never gets further.
+    The batch's first ε is top = max_k min(C_maxₖ, :data:`ANNEALING_START` · εₖ); problem k
+    starts at ε₀ₖ = min(C_maxₖ, top) and stage j gives it max(ε₀ₖ · s^j, εₖ). With one ε for
+    the whole batch every problem starts at most 64ε above it; where the targets differ, a
+    problem with a larger target reaches it in fewer stages and leaves the annealing while
+    the others go on (all problems anneal from the same ε values, so none holds the others
+    back at a stage that is hard for it alone). With ``scaling=None`` the schedule is
+    empty. The number of stages is counted in logs (top / ε overflows for ε = 1e-300) and
+    capped at ``max_stages``: a loop of ``max_stages - 1`` iterations never gets further.
     """
     if scaling is None:
         return eps.new_zeros((0, eps.shape[0]))
@@ -141,12 +144,15 @@ def eps_schedule(
             "the cost matrix holds non-finite values (the coordinates are too large for the "
             "working precision); rescale the coordinates"
         )
-    log_ratio = min(log_ratio, math.log(ANNEALING_START))
-    stages = math.ceil(log_ratio / -math.log(scaling)) if log_ratio > 0 else 0
+    cost = max_cost.to(eps.dtype)
+    top = torch.minimum(cost, ANNEALING_START * eps).max()
+    start = torch.minimum(cost, top)  # (B,)
+    log_ratio = (start.log() - eps.log()).max().item()  # log(ε₀ / ε), the most stages
+    # (less a rounding's worth: 64ε / ε is six halvings, not seven)
+    stages = math.ceil(log_ratio / -math.log(scaling) - 1e-9) if log_ratio > 0 else 0
     if max_stages is not None:
         stages = min(stages, max_stages)
     powers = scaling ** torch.arange(stages, dtype=eps.dtype, device=eps.device)  # (K,)
-    start = torch.minimum(max_cost.to(eps.dtype), ANNEALING_START * eps)  # (B,)
     return torch.maximum(start[None, :] * powers[:, None], eps[None, :])
 
 
@@ -277,7 +283,7 @@ def sinkhorn_loop(
                 # best state there, so the check only asks whether all are ready to move on
                 # (a stage that cannot reach its tolerance moves on after stage_max_iter).
                 ready = (err <= opts.stage_tol) | (stage_iters >= opts.stage_max_iter)
-                any_advance = bool(ready.all())
+                any_advance = it < opts.max_iter and bool(ready.all())
                 advance = ready if any_advance else None
                 restart, any_restart, any_active, n_active = None, False, True, len(where)
             else:
@@ -299,6 +305,8 @@ def sinkhorn_loop(
                     # whoever moves.
                     annealing = active & ~at_last
                     advance = annealing & ~(annealing & ~ready).any()
+                    if it == opts.max_iter:  # no step left at a new ε: the plain step below
+                        advance = None
                     better = at_last & (err < 0.99 * best)
                     record = at_last & (err < best_err)
                     since = torch.where(better | ~at_last, 0, since + opts.check_every)
