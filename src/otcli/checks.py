@@ -64,7 +64,10 @@ def _lost_digits(cost_fn: CostFn, probe: torch.Tensor, top: float, power: float)
     scaled_top = math.exp(math.log(top) + k * power * math.log(2.0)) if top > 0 else 0.0
     if abs(scaled_top - reference) <= 1e-5 * reference:
         return None
-    return reference * 2.0 ** (-k * power) if k * power < 1074 else 0.0
+    try:
+        return reference * 2.0 ** (-k * power)
+    except OverflowError:
+        return math.inf
 
 
 def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:

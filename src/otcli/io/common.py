@@ -361,7 +361,10 @@ def arrow_array(values: Sequence[Any] | np.ndarray, typ: Any) -> Any:
         fill = "" if pa.types.is_string(typ) else 0
         filled = [fill if v is None else v for v in values]
     if pa.types.is_string(typ):
-        data = [str(v).encode("utf-8", "surrogateescape") for v in filled]
+        try:
+            data = [str(v).encode("utf-8") for v in filled]
+        except UnicodeEncodeError:  # lone surrogates: pyarrow's own way (and its error)
+            return pa.array([None if v is None else str(v) for v in values], type=typ)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum([len(b) for b in data], out=offsets[1:])
         if offsets[-1] >= 2**31:  # beyond a string array's 32-bit offsets
