@@ -313,8 +313,12 @@ def test_divergence_batched(line):
         assert d.divergence == pytest.approx(oracle, rel=1e-7)
 
 
+# Coordinates on a 1e-6 grid: a pair whose whole extent underflows the dtype's costs (points
+# 5e-324 apart) is refused by design (test_hostile_numbers), not solved.
 small_cloud = arrays(
-    np.float64, st.tuples(st.integers(1, 6), st.just(2)), elements=st.floats(-1, 1)
+    np.float64,
+    st.tuples(st.integers(1, 6), st.just(2)),
+    elements=st.floats(-1, 1).map(lambda v: round(v, 6)),
 )
 
 

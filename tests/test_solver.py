@@ -354,7 +354,11 @@ def test_zero_tolerance_runs_to_max_iter(line):
 # 10⁵–10⁶ Sinkhorn iterations (POT's sinkhorn_log took 700,010 on x = (−2.9, 0), (−3.8, 0),
 # (0, 0) vs y = (0, 0), (4, 0), (0, 0) at ε = 1), which is a fact about Sinkhorn, not a bug.
 
-coords = st.floats(-5, 5, allow_nan=False, allow_infinity=False, width=64)
+# Rounded to 1e-6: a pair whose whole extent is so small that its costs underflow the dtype
+# (points 5e-324 apart) is refused by design (test_hostile_numbers), not solved.
+coords = st.floats(-5, 5, allow_nan=False, allow_infinity=False, width=64).map(
+    lambda v: round(v, 6)
+)
 
 
 @st.composite

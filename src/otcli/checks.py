@@ -60,7 +60,8 @@ def _lost_digits(cost_fn: CostFn, probe: torch.Tensor, top: float, power: float)
     if not (span > 0 and math.isfinite(span)):
         return None
     k = -math.floor(math.log2(span))
-    reference = float(working_cost(cost_fn, probe * 2.0**k, probe * 2.0**k, torch.float64).max())
+    scaled = probe * 2.0 ** (k // 2) * 2.0 ** (k - k // 2)  # 2^k may overflow a float alone
+    reference = float(working_cost(cost_fn, scaled, scaled, torch.float64).max())
     scaled_top = math.exp(math.log(top) + k * power * math.log(2.0)) if top > 0 else 0.0
     if abs(scaled_top - reference) <= 1e-5 * reference:
         return None
