@@ -99,10 +99,11 @@ MAX_ANNEALING_STAGES = 10_000
 
 #: Annealing starts at most this factor above the target ε (else at the largest cost):
 #: stages far above it cost a kernel update and a few iterations each and leave potentials
-#: too coarse to help. Measured (2-core CPU, kernel engine) against starting at C_max:
-#: 10–15% faster on unit-cube pairs at ε = 0.01 of 1,000–4,000 points, on 300 ragged pairs
-#: and on the 45 digit pairs at ε = 10; the same at ε = 1e-4 of the costs, where annealing
-#: matters most (a start of 4ε there needed 3× the iterations; 8ε to 64ε did not).
+#: too coarse to help.
+#: Measured (2-core CPU, kernel engine) against starting at C_max: 10–15% faster on
+#: unit-cube pairs at ε = 0.01 of 1,000–4,000 points, on 300 ragged pairs and on the 45
+#: digit pairs at ε = 10; the same at ε = 1e-4 of the costs, where annealing matters most
+#: (a start of 4ε there needed 3× the iterations; 8ε to 64ε did not).
 ANNEALING_START = 64.0
 
 ProgressFn = Callable[[int, float, float], None]
@@ -127,14 +128,14 @@ def eps_schedule(
 ) -> torch.Tensor:
     """(K, B) annealing ε values, from the cost's scale down to (excluding) the target ε.
 
-    The batch's first ε is top = max_k min(C_maxₖ, :data:`ANNEALING_START` · εₖ); problem k
-    starts at ε₀ₖ = min(C_maxₖ, top) and stage j gives it max(ε₀ₖ · s^j, εₖ). With one ε for
-    the whole batch every problem starts at most 64ε above it; where the targets differ, a
-    problem with a larger target reaches it in fewer stages and leaves the annealing while
-    the others go on (all problems anneal from the same ε values, so none holds the others
-    back at a stage that is hard for it alone). With ``scaling=None`` the schedule is
-    empty. The number of stages is counted in logs (top / ε overflows for ε = 1e-300) and
-    capped at ``max_stages``: a loop of ``max_stages - 1`` iterations never gets further.
+    Stage j gives problem k max(ε₀ₖ · s^j, εₖ) with ε₀ₖ = min(C_maxₖ,
+    :data:`ANNEALING_START` · εₖ). The problems still annealing move to the next stage
+    together (see :func:`sinkhorn_loop`), so in a batch that mixes very different ratios
+    C_maxₖ / εₖ a problem with an easy target walks its stages at the pace of its hardest
+    neighbour (its result is the same; it just reports more iterations). With
+    ``scaling=None`` the schedule is empty. The number of stages is counted in logs
+    (C_max / ε overflows for ε = 1e-300) and capped at ``max_stages``: a loop of
+    ``max_stages - 1`` iterations never gets further.
     """
     if scaling is None:
         return eps.new_zeros((0, eps.shape[0]))
@@ -145,8 +146,7 @@ def eps_schedule(
             "working precision); rescale the coordinates"
         )
     cost = max_cost.to(eps.dtype)
-    top = torch.minimum(cost, ANNEALING_START * eps).max()
-    start = torch.minimum(cost, top)  # (B,)
+    start = torch.minimum(cost, ANNEALING_START * eps)  # (B,)
     log_ratio = (start.log() - eps.log()).max().item()  # log(ε₀ / ε), the most stages
     # (less a rounding's worth: 64ε / ε is six halvings, not seven)
     stages = math.ceil(log_ratio / -math.log(scaling) - 1e-9) if log_ratio > 0 else 0
