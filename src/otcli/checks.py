@@ -48,9 +48,12 @@ def far_below(
     return bool(bound <= limit / 16 and (span == 0 or least >= 16 * floor))
 
 
-def _lost_digits(cost_fn: CostFn, probe: torch.Tensor, top: float, power: float) -> float | None:
+def _lost_digits(
+    cost_fn: CostFn, probe: torch.Tensor, top: float, power: float, floor: float
+) -> float | None:
     """The probe's largest cost where ``top`` (its value in the working dtype) has lost
-    digits to underflow, else None.
+    digits to underflow, or lies below ``floor`` (where the pair's smaller costs do), else
+    None.
 
     The reference is the same cost in float64 on coordinates scaled by 2^k to a unit span
     (exact), compared with ``top`` scaled by 2^(k·p), so that no underflow of the
@@ -63,12 +66,13 @@ def _lost_digits(cost_fn: CostFn, probe: torch.Tensor, top: float, power: float)
     scaled = probe * 2.0 ** (k // 2) * 2.0 ** (k - k // 2)  # 2^k may overflow a float alone
     reference = float(working_cost(cost_fn, scaled, scaled, torch.float64).max())
     scaled_top = math.exp(math.log(top) + k * power * math.log(2.0)) if top > 0 else 0.0
-    if abs(scaled_top - reference) <= 1e-5 * reference:
-        return None
     try:
-        return reference * 2.0 ** (-k * power)
+        largest = reference * 2.0 ** (-k * power)
     except OverflowError:
-        return math.inf
+        largest = math.inf
+    if abs(scaled_top - reference) <= 1e-5 * reference and largest >= floor:
+        return None
+    return largest
 
 
 def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64") -> None:
@@ -94,7 +98,9 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
             points = [c.points[np.abs(c.points).max(axis=1).argmax()] for c in (x, y)]
     info = torch.finfo(getattr(torch, dtype))
     limit = info.max * COST_HEADROOM
-    floor = info.tiny  # below it a number has fewer digits than the dtype holds
+    # Costs below 2^10 × the smallest normal number: the smaller costs of the pair are then
+    # subnormal and keep fewer digits than the dtype holds (iris × 7e-21 in float32: 4e-5).
+    floor = info.tiny * 1024
     power = cost_fn.power if cost_fn.translation_invariant else None
     if power is not None and far_below(lo, hi, power, limit, floor):
         return  # the probe below is a few dozen small torch operations: most of a check
@@ -110,14 +116,14 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
 
     top = largest(dtype)
     if top <= limit:
-        lost = None if power is None else _lost_digits(cost_fn, probe, top, power)
+        lost = None if power is None else _lost_digits(cost_fn, probe, top, power, floor)
         if lost is None:
             return
         # Costs so small that the dtype rounds them away (coordinates of 1e-25 made every
         # float32 cost 0 and the solve reported a cost of 0).
         span = float(np.max(hi - lo))
         fix = "rescale the coordinates (change their units)"
-        if dtype == "float32" and lost >= 16 * torch.finfo(torch.float64).tiny:
+        if dtype == "float32" and lost >= 1024 * torch.finfo(torch.float64).tiny:
             fix = "use --dtype float64, or " + fix
         raise InputError(
             y.source,
