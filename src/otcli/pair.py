@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otcli.config import EPS_REL_FLOOR, ReadOptions, SolveConfig
-from otcli.errors import OptionError
+from otcli.config import EPS_REL_CEILING, EPS_REL_FLOOR, ReadOptions, SolveConfig
+from otcli.errors import OptionError, SolverError
 from otcli.solver import ProgressFn, report_stage
 
 
@@ -125,12 +125,15 @@ def run_pair(
     progress: ProgressFn | None = None,
     warn: Callable[[str], None] | None = None,
     note: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> PairReport:
     """Solve the clouds in files ``a`` and ``b`` (``-``: standard input) and write ``outputs``.
 
     ε is resolved on the pair first (absolute, or ``eps_rel`` times the mean cost); where it
-    is below :data:`~otcli.config.EPS_REL_FLOOR` of the mean cost, ``warn`` hears so before
-    the solve, with the ways out. Raises :class:`~otcli.errors.OtcliError` for bad input,
+    is below :data:`~otcli.config.EPS_REL_FLOOR` of the mean cost or above
+    :data:`~otcli.config.EPS_REL_CEILING` of it, ``warn`` hears so before the solve, with the
+    ways out. ``strict``: a pair that does not converge is a :class:`SolverError` and
+    nothing is written. Raises :class:`~otcli.errors.OtcliError` for bad input,
     options or outputs (before any solving where it can be known),
     :class:`~otcli.errors.SolverError` when the numbers fail. ``exact`` solves the
     unregularised problem instead (:mod:`otcli.exact`; no ε, no divergence). ``note`` hears
@@ -179,8 +182,9 @@ def run_pair(
     if exact:
         return _exact_report(a, b, x, y, config, outputs)
     return solve_pair(
-        a, b, x, y, config, outputs=outputs, divergence=divergence, progress=progress, warn=warn
-    )
+        a, b, x, y, config, outputs=outputs, divergence=divergence, progress=progress, warn=warn,
+        strict=strict,
+    )  # fmt: skip
 
 
 def solve_pair(
@@ -195,6 +199,7 @@ def solve_pair(
     progress: ProgressFn | None = None,
     warn: Callable[[str], None] | None = None,
     dim: int | None = None,
+    strict: bool = False,
 ) -> PairReport:
     """Solve two checked clouds, write ``outputs`` and report under the names ``a``, ``b``.
 
@@ -204,21 +209,19 @@ def solve_pair(
     from otcli import api
 
     eps, scale = api.pair_eps(x, y, config)
-    if warn is not None and eps < EPS_REL_FLOOR * scale:
-        warn(small_eps_message(eps, scale, config.max_iter))
+    message = eps_message(eps, scale, config.max_iter)
+    if warn is not None and message is not None:
+        warn(message)
     div = None
     if divergence:
         div = api.divergence(x, y, eps=eps, config=config, progress=progress)
         res = div.xy  # type: ignore[union-attr]
     else:
         res = api.solve(x, y, eps=eps, config=config, progress=progress)
-    if outputs.coupling is not None or outputs.cost_matrix is not None or outputs.plot:
-        report_stage(progress, "writing the outputs")
-    _write_outputs(res, outputs, (x, y), config)
     seconds = res.seconds  # type: ignore[union-attr]
     if div is not None:
         seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
-    return PairReport(
+    report = PairReport(
         a=a, b=b, cost=res.cost, objective=res.objective, eps=res.eps,  # type: ignore[union-attr]
         eps_rel=res.eps / scale if scale > 0 else float("inf"), cost_scale=scale,  # type: ignore[union-attr]
         iterations=res.iterations,  # type: ignore[union-attr]
@@ -231,6 +234,15 @@ def solve_pair(
         **_w_p(res.cost, config), **_columns(x, y),  # type: ignore[union-attr]
         **_relaxed(res),
     )  # fmt: skip
+    if strict and not report.converged:
+        raise SolverError(
+            f"{a} vs {b}: {not_converged_message(report, config.max_iter)}; with --strict "
+            "nothing is printed or written"
+        )
+    if outputs.coupling is not None or outputs.cost_matrix is not None or outputs.plot:
+        report_stage(progress, "writing the outputs")
+    _write_outputs(res, outputs, (x, y), config)
+    return report
 
 
 def _columns(x: Any, y: Any) -> dict[str, Any]:
@@ -295,14 +307,29 @@ def _write_outputs(
         )  # fmt: skip
 
 
-def small_eps_message(eps: float, scale: float, max_iter: int) -> str:
-    """Said before solving when ε is too small against the costs for Sinkhorn to converge."""
-    return (
-        f"ε = {eps:g} is {eps / scale:.1e} of the mean cost {scale:.4g} between the clouds; "
-        f"below {EPS_REL_FLOOR:g} of it Sinkhorn needs far more than --max-iter {max_iter} "
-        f"iterations or does not converge at all; use --eps-rel 0.05 (ε = {0.05 * scale:.4g}) "
-        "for an entropic estimate, or --exact for the unregularised optimum"
-    )
+def eps_message(eps: float, scale: float, max_iter: int) -> str | None:
+    """Said before solving when ε is outside the sensible range against the pair's mean
+    cost ``scale``: too small for Sinkhorn to converge, or so large that the entropy swamps
+    the cost (standardized diabetes halves at ε = 0.1, 2.3× their mean cost, "converged" at
+    3.7× the exact W₂², silently). None when ε is sensible (or the costs are all zero)."""
+    if not scale > 0:
+        return None
+    if eps < EPS_REL_FLOOR * scale:
+        return (
+            f"ε = {eps:g} is {eps / scale:.1e} of the mean cost {scale:.4g} between the clouds; "
+            f"below {EPS_REL_FLOOR:g} of it Sinkhorn needs far more than --max-iter {max_iter} "
+            f"iterations or does not converge at all; use --eps-rel 0.05 (ε = "
+            f"{0.05 * scale:.4g}) for an entropic estimate, or --exact for the unregularised "
+            "optimum"
+        )
+    if eps > EPS_REL_CEILING * scale:
+        return (
+            f"ε = {eps:g} is {eps / scale:.3g}× the mean cost {scale:.4g} between the clouds; "
+            f"above {EPS_REL_CEILING:g}× the entropy outweighs the cost and ⟨P, C⟩ is close to "
+            "the mean cost of the independent coupling, not the transport cost; use --eps-rel "
+            f"0.05 (ε = {0.05 * scale:.4g}) or --exact"
+        )
+    return None
 
 
 def not_converged_message(report: PairReport, max_iter: int) -> str:
@@ -326,8 +353,8 @@ def not_converged_message(report: PairReport, max_iter: int) -> str:
 __all__ = [
     "PairOutputs",
     "PairReport",
+    "eps_message",
     "not_converged_message",
     "run_pair",
-    "small_eps_message",
     "solve_pair",
 ]

@@ -63,8 +63,10 @@ class SinkhornResult(PlanMatrices):
       a·exp(−f/ρ_a) (b·exp(−g/ρ_b)), not against a: zero exactly at the optimum, it is the
       fixed-point residual in units of mass (how far P1 is from a is ``mass`` and the KL).
     - ``converged``: ``marginal_error`` ≤ ``tol``. A problem can stop before the iteration
-      limit without converging when its error stalls (no 1% progress in 200 iterations,
-      even after one restart from zero potentials): ``iterations`` is then below the limit.
+      limit without converging when its error stalls (no 1% progress in 500 iterations
+      nor in half of those at the target ε, even after one restart from zero potentials),
+      or when an error far above ``tol`` falls too slowly to reach it within the limit:
+      ``iterations`` is then below the limit.
     - ``f``, ``g``: dual potentials, with P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε).
     - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
       ``plan()`` rebuild bit for bit the cost matrix the solver used.

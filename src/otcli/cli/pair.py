@@ -145,6 +145,15 @@ def pair(
             "--quiet", "-q", help="Print only the cost (or the divergence).", rich_help_panel=OUTPUT
         ),
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="A pair that does not converge to --tol fails: exit 1, nothing on stdout and "
+            "no output file (without it: a warning on stderr, exit 0).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -201,7 +210,7 @@ def pair(
         return run_pair(
             a, b, config, read=_read_options(columns, weights, exclude, id_column),
             outputs=outputs, divergence=divergence, exact=exact, progress=bar,
-            warn=render.warning, note=render.note,
+            warn=render.warning, note=render.note, strict=strict,
         )  # fmt: skip
 
     report = _guarded(call, bar.close, "interrupted; no output was written")
