@@ -150,3 +150,27 @@ def test_strict_fails_an_unconverged_pair(capfd, tmp_path, diabetes_halves):
     plan.unlink()
     code, out, _ = otdist(capfd, *diabetes_halves, "--eps", 1.0, "--strict", "-q")
     assert code == 0 and float(out) > 0
+
+
+# --- the base of --eps-rel: the exact mean cost --------------------------------------------
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean", "cityblock"])
+def test_cost_scale_is_the_exact_mean_cost_of_large_pairs(cost):
+    """1,500 × 1,000 = 1.5 M entries (above the old 2²⁰ row sample): the mean to 1e-9,
+    from scikit-learn's digits (unscaled 0–16 pixels, so the mean cost is large)."""
+    from otcli.costs import CostFn
+    from otcli.scale import mean_costs
+
+    pixels = datasets.load_digits().data
+    x, y = pixels[:1500] + 0.25, pixels[-1000:]
+    distance = pytest.importorskip("scipy.spatial.distance")
+    exact = distance.cdist(x, y, cost).mean()
+    xt, yt = torch.as_tensor(x)[None], torch.as_tensor(y)[None]
+    ones = torch.ones((1, 1500), dtype=torch.bool), torch.ones((1, 1000), dtype=torch.bool)
+    got = float(mean_costs(xt, yt, *ones, CostFn(cost), torch.float32)[0])
+    assert got == pytest.approx(exact, rel=1e-6 if cost != "sqeuclidean" else 1e-12)
+    res = otcli.solve(x[:300], y[:200], eps_rel=0.05, cost=cost, max_iter=1)
+    sub = distance.cdist(x[:300], y[:200], cost).mean()
+    assert res.cost_scale == pytest.approx(sub, rel=1e-6)
+    assert res.eps == pytest.approx(0.05 * sub, rel=1e-6)

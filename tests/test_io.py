@@ -228,7 +228,7 @@ BAD_INPUT = {
     "label-column": (
         "l.csv",
         "x,y,label\n1,2,a\n",
-        {},
+        {"columns": ["x", "y", "label"]},  # by default a text column is left out
         ["line 2", "column 'label'", "'a' is not a number", "--columns"],
     ),
     "bad-cell": ("b.csv", "x,y\n1,2\n3,oops\n", {}, ["line 3", "column 'y'", "'oops'"]),
@@ -283,7 +283,7 @@ BAD_INPUT = {
     "parquet-string": (
         "p.parquet",
         parquet({"x": [1.0], "name": ["a"]}),
-        {},
+        {"columns": ["x", "name"]},  # by default a string column is left out
         ["column 'name'", "type string", "--columns"],
     ),
     "parquet-bool": ("p.parquet", parquet({"x": [True]}), {}, ["type bool", "not a number"]),

@@ -117,20 +117,61 @@ def test_columns_keeps_the_index(tmp_path):
     np.testing.assert_array_equal(cloud.points[:, 0], np.arange(50))
 
 
-def test_label_column_is_kept_but_named_and_exclude_drops_it(capfd, tmp_path):
+def test_label_column_is_left_out_with_a_note_and_columns_keeps_it(capfd, tmp_path):
     (a, b), (x, y) = _iris(tmp_path, target=True, index=False)
-    code, out, err = otdist(capfd, a, b, "--quiet")
+    code, out, err = otdist(capfd, a, b, "--eps", "0.1", "--json")
     assert code == 0
-    used = ", ".join([*IRIS_COLUMNS, "target"])
     assert err.splitlines()[0] == (
-        f"Note: {a}: using 5 columns as coordinates ({used}); 'target' looks like a class "
-        "label, not a coordinate: use --exclude target if it is one"
+        f"Note: {a}: left out column 'target' (named like a class label, not a coordinate); "
+        "use --columns to keep it"
     )
-    code, out, err = otdist(capfd, a, b, "--exclude", "target", "--eps", "0.1", "--json")
-    assert code == 0 and err == ""
     got = json.loads(out)
     assert got["columns"] == IRIS_COLUMNS
     assert got["cost"] == pytest.approx(_sinkhorn_cost(x, y, 0.1), rel=1e-4)
+    code, out, err = otdist(capfd, a, b, "--columns", "0-4", "--json")
+    assert code == 0 and err == ""
+    assert json.loads(out)["columns"] == [*IRIS_COLUMNS, "target"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_text_columns_are_left_out_with_a_note(capfd, tmp_path, suffix):
+    """A species name beside the measurements: left out (as pandas writes it, in every
+    format), the cost that of the numeric columns alone; --columns naming it is an error."""
+    pd = pytest.importorskip("pandas")
+    (a, b), (x, y) = _iris(tmp_path, index=False)
+    paths = []
+    for name, pts in (("a", x), ("b", y)):
+        frame = pd.DataFrame(pts, columns=IRIS_COLUMNS)
+        frame.insert(
+            2, "species", ["setosa", "versicolor"] * (len(pts) // 2) + ["x"] * (len(pts) % 2)
+        )
+        path = tmp_path / f"{name}{suffix}"
+        if suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+        paths.append(path)
+    code, out, err = otdist(capfd, *paths, "--eps", "0.1", "--json")
+    assert code == 0
+    assert f"Note: {paths[0]}: left out column 'species' (" in err
+    assert "coordinates are the numeric columns; use --columns to choose them" in err
+    got = json.loads(out)
+    assert got["columns"] == IRIS_COLUMNS
+    assert got["cost"] == pytest.approx(_sinkhorn_cost(x, y, 0.1), rel=1e-4)
+    code, _, err = otdist(capfd, *paths, "--columns", "species")
+    assert code == 2 and "species" in err
+
+
+def test_a_numeric_column_with_a_stray_word_is_still_an_error(capfd, tmp_path):
+    (tmp_path / "a.csv").write_text("x,y\n1,oops\n2,3\n4,5\n")
+    (tmp_path / "b.csv").write_text("x,y\n1,2\n2,3\n")
+    code, out, err = otdist(capfd, tmp_path / "a.csv", tmp_path / "b.csv")
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"Error: {tmp_path / 'a.csv'}: line 2, column 'y': 'oops' is not a number; use --columns "
+        "to pick only the numeric columns, or --exclude to leave out label columns (--id for a "
+        "column of point ids)"
+    )
 
 
 # --- ranges and --exclude, every reader -------------------------------------------------------

@@ -238,7 +238,7 @@ def solve_clouds(
     report_stage(progress, "building the cost matrix")
     geom = make_geometry(x_hi, y_hi, mask_x, mask_y, config, eps_t)
     geom_name, engine = geom.name, getattr(geom, "engine", geom.name)
-    if scale is None:  # for the report: from C where the geometry holds it, else sampled
+    if scale is None:  # for the report: from C where the geometry holds it
         dense = getattr(geom, "cost", None)
         scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, dense=dense)
     report_stage(progress, "solving")

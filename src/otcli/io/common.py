@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -104,6 +104,10 @@ class Selection:
     ids: int | None
     by_default: bool
     has_header: bool
+
+    def without(self, dropped: Sequence[int]) -> Selection:
+        """The same selection less the coordinates ``dropped`` (text columns a reader found)."""
+        return replace(self, coords=[k for k in self.coords if k not in dropped])
 
     @property
     def numeric(self) -> list[int]:
@@ -224,16 +228,31 @@ def _span(match: re.Match[str], names: list[str], where: str) -> range:
     return range(first, last + 1)
 
 
+def text_note(names: Sequence[str], dropped: Sequence[int], what: str) -> str:
+    """The note for text columns a reader left out of the default coordinates."""
+    listed = ", ".join(repr(names[k]) for k in dropped)
+    return (
+        f"left out column{'s' if len(dropped) > 1 else ''} {listed} ({what}, not numbers): "
+        "coordinates are the numeric columns; use --columns to choose them"
+    )
+
+
 def pick_columns(
-    sel: Selection, values: Mapping[int, np.ndarray], ids: Sequence[str] | None, where: str
+    sel: Selection,
+    values: Mapping[int, np.ndarray],
+    ids: Sequence[str] | None,
+    where: str,
+    notes: Sequence[str] = (),
 ) -> Picked:
     """Stack the coordinates read (``values`` by column index) into points.
 
     With the default selection a pandas index column (see :data:`PANDAS_INDEX_NAMES`, holding
-    distinct non-negative integers) is dropped, and a coordinate named like a class label is
-    pointed out; both as notes for the user.
+    distinct non-negative integers) and columns named like a class label
+    (:data:`LABEL_NAMES`: a diabetes answer went from 918 to 18,785 with its ``target``) are
+    left out while another coordinate remains, each with a note for the user; ``notes`` are
+    the reader's own (text columns it left out).
     """
-    coords, notes = list(sel.coords), []
+    coords, notes = list(sel.coords), list(notes)
     if sel.by_default and sel.has_header:
         k = _pandas_index(sel, coords, values)
         if k is not None:
@@ -242,12 +261,14 @@ def pick_columns(
                 f"dropped column {k} (a pandas index: {_index_header(sel.names[k])}, "
                 f"{_index_values(values[k])}); use --columns to keep it"
             )
-        labels = [sel.names[k] for k in coords if sel.names[k].strip().lower() in LABEL_NAMES]
-        if labels:
-            used = ", ".join(sel.names[k] for k in coords)
+        labels = [k for k in coords if sel.names[k].strip().lower() in LABEL_NAMES]
+        if labels and len(labels) < len(coords):
+            coords = [k for k in coords if k not in labels]
+            listed = ", ".join(repr(sel.names[k]) for k in labels)
+            plural = len(labels) > 1
             notes.append(
-                f"using {len(coords)} columns as coordinates ({used}); {labels[0]!r} looks like "
-                f"a class label, not a coordinate: use --exclude {labels[0]} if it is one"
+                f"left out column{'s' if plural else ''} {listed} (named like a class label, "
+                f"not a coordinate); use --columns to keep {'them' if plural else 'it'}"
             )
     points = np.column_stack([values[k] for k in coords])
     w = None if sel.weights is None else values[sel.weights]

@@ -20,6 +20,7 @@ from otcli.io.common import (
     open_input,
     pick_columns,
     select_columns,
+    text_note,
 )
 
 
@@ -52,6 +53,12 @@ def read_parquet(
             raise invalid(exc) from None
         names = list(schema.names)
         sel = select_columns(names, columns, weights, where, exclude=exclude, id_column=id_column)
+        notes = []
+        text = [k for k in sel.coords if not _is_numeric(schema.field(k).type)]
+        if sel.by_default and text and len(text) < len(sel.coords):
+            kinds = sorted({str(schema.field(k).type) for k in text})
+            notes.append(text_note(names, text, "of type " + " / ".join(kinds)))
+            sel = sel.without(text)
         needed = sel.numeric
         for k in needed:
             _check_parquet_type(schema.field(k).type, names[k], where)
@@ -85,13 +92,17 @@ def read_parquet(
     if sel.ids is not None:
         column = table.column(names[sel.ids]).to_pylist()
         ids = ["" if v is None else str(v) for v in column]
-    return pick_columns(sel, arrays, ids, where)
+    return pick_columns(sel, arrays, ids, where, notes)
+
+
+def _is_numeric(typ: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ))
 
 
 def _check_parquet_type(typ: Any, name: str, where: str) -> None:
-    import pyarrow as pa
-
-    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+    if _is_numeric(typ):
         return
     raise InputError(
         where,

@@ -33,6 +33,7 @@ from otcli.io.common import (
     os_reason,
     pick_columns,
     select_columns,
+    text_note,
 )
 
 # What pyarrow's CSV reader accepts as a float64 (checked against it): used to detect a header
@@ -297,20 +298,45 @@ def read_text(
         names, columns, weights, where, exclude=exclude, id_column=id_column,
         has_header=has_header,
     )  # fmt: skip
-    needed = sel.numeric
+    # With the default selection, coordinates whose first value is not a number may be text
+    # columns (a species name): read as text, they are left out if no value is a number.
+    maybe_text = []
+    if sel.by_default and has_header and second_fields is not None:
+        maybe_text = [
+            k
+            for k in sel.coords
+            if k < len(second_fields) and not _is_number(second_fields[k].strip())
+        ]
+        if len(maybe_text) == len(sel.coords):
+            maybe_text = []  # no numeric column would be left: the error names the cell
+    needed = [k for k in sel.numeric if k not in maybe_text]
 
     def explain(reason: str) -> NoReturn:
         _explain_text(data, fmt, body, names, needed, has_header, first_no, where, reason)
 
-    table = _arrow_parse(data, body, fmt, len(names), needed, explain, text=sel.ids)
+    ids = [] if sel.ids is None else [sel.ids]
+    table = _arrow_parse(data, body, fmt, len(names), needed, explain, text=ids + maybe_text)
+    notes = []
+    if maybe_text:
+        numbers = [k for k in maybe_text if _holds_a_number(table.column(f"c{k}"))]
+        if numbers:  # a numeric column with a bad value: read as numbers, and explained
+            needed = sorted([*needed, *numbers])
+            explain(f"column {column_label(names, numbers[0], has_header)} is not numeric")
+        notes.append(text_note(names, maybe_text, "text"))
+        sel = sel.without(maybe_text)
     cols = {k: table.column(f"c{k}") for k in needed}
     if any(col.null_count for col in cols.values()):
         explain("a value is missing")
     arrays = {k: arrow_numbers(col) for k, col in cols.items()}
     if not all(np.isfinite(v).all() for v in arrays.values()):
         explain("a value is not a finite number")
-    ids = None if sel.ids is None else table.column(f"c{sel.ids}").to_pylist()
-    return pick_columns(sel, arrays, ids, where)
+    ids = None if sel.ids is None else table.column(f"c{sel.ids}").to_pylist()  # type: ignore[assignment]
+    return pick_columns(sel, arrays, ids, where, notes)
+
+
+def _holds_a_number(column: Any) -> bool:
+    """Whether any value of a text column reads as a number (or is empty, a missing one)."""
+    return any(v is None or not v.strip() or _is_number(v.strip()) for v in column.to_pylist())
 
 
 def _arrow_parse(
@@ -320,17 +346,17 @@ def _arrow_parse(
     n_cols: int,
     needed: list[int],
     explain: Callable[[str], NoReturn],
-    text: int | None = None,
+    text: Sequence[int] = (),
 ) -> Any:
     """Parse the data lines with pyarrow, reading only the ``needed`` columns as float64
-    (and column ``text``, the points' ids, as strings)."""
+    (and the columns ``text``, the points' ids and possible label columns, as strings)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     internal = [f"c{k}" for k in range(n_cols)]  # header names may repeat or be empty
     types = {internal[k]: pa.float64() for k in needed}
-    if text is not None:
-        types[internal[text]] = pa.string()
+    for k in text:
+        types[internal[k]] = pa.string()
     try:
         return pacsv.read_csv(
             pa.BufferReader(pa.py_buffer(data)[body:]),
