@@ -138,7 +138,7 @@ def test_text_columns_are_left_out_with_a_note(capfd, tmp_path, suffix):
     """A species name beside the measurements: left out (as pandas writes it, in every
     format), the cost that of the numeric columns alone; --columns naming it is an error."""
     pd = pytest.importorskip("pandas")
-    (a, b), (x, y) = _iris(tmp_path, index=False)
+    _, (x, y) = _iris(tmp_path, index=False)
     paths = []
     for name, pts in (("a", x), ("b", y)):
         frame = pd.DataFrame(pts, columns=IRIS_COLUMNS)
