@@ -2,7 +2,7 @@
 
 Run on demand (not part of the tests; minutes at the default sizes, seconds with --quick):
 
-    python benchmarks/run.py [--only pair,smalleps,batch,cli,real,contention,floor] [--quick]
+    python benchmarks/run.py [--only pair,smalleps,exact,batch,cli,real,contention,floor] [--quick]
                              [--repeats 3]
                              [--sizes 1000 4000 10000] [--pairs 1000] [--json results.json]
 
@@ -26,6 +26,9 @@ starts from the points. Workloads:
   base): the relative gap |⟨P, C⟩ / emd2 − 1| and whether it is within 1 %. POT's kernel
   solver underflows here (its row says what it returned); ``sinkhorn_log`` needs
   ``--include-slow`` (and then stops at ``--slow-iters`` iterations).
+- exact: ``otcli``'s exact solver (C built in float64 included) against POT's ``ot.emd`` on
+  the same clouds: n = m = 2000 uniform (otcli: an assignment problem) and 1500 × 2000
+  (network simplex in both).
 - batch: ``--pairs`` pairs of 100–500 points (bench_batch.py's data and runners): otcli's
   library on the lists, ``otdist batch`` end to end, POT ``sinkhorn2`` in a loop, GeomLoss in
   a loop, POT ``ot.batch`` (log-domain, one run: slow) on the first 32 pairs, padded with
@@ -334,6 +337,44 @@ def workload_smalleps(args) -> dict:
     return {"emd2": exact, "rows": rows}
 
 
+def otcli_exact(x, y) -> dict:
+    import otcli
+    from otcli.exact import solve_exact
+
+    cfg = otcli.make_config(device="cpu", dtype="float64")
+    t = time.perf_counter()
+    r = solve_exact(otcli.make_cloud(x), otcli.make_cloud(y), cfg)
+    return result(time.perf_counter() - t, None, r.marginal_error, r.cost, note=r.method)
+
+
+def pot_exact(M: np.ndarray) -> dict:
+    import ot
+
+    a, b = uniform(M.shape[0]), uniform(M.shape[1])
+    t = time.perf_counter()
+    plan = ot.emd(a, b, M, numItermax=10**7)
+    return plan_result(time.perf_counter() - t, None, plan, M)
+
+
+def workload_exact(args) -> dict:
+    """--exact against POT's network simplex on the same clouds: two equal uniform clouds (an
+    assignment problem) and two of different sizes (network simplex in both)."""
+    import ot
+
+    out = {}
+    for n, m in ((args.exact_n, args.exact_n), (args.exact_n * 3 // 4, args.exact_n)):
+        x, y = clouds(n, m)
+        M = ot.dist(x, y)
+        methods = [
+            Method("otcli --exact (library, C included)", lambda x=x, y=y: otcli_exact(x, y)),
+            Method("POT ot.emd (same C)", lambda M=M: pot_exact(M)),
+        ]
+        rows = interleave(methods, args.repeats)
+        print_table(f"[exact] n = {n}, m = {m}, medians of {args.repeats}", rows, PAIR_COLUMNS)
+        out[f"{n}x{m}"] = rows
+    return out
+
+
 def batch_row(seconds: float, costs, errs, count: int, iterations=None) -> dict:
     errs = [e for e in errs if math.isfinite(e)] or [NAN]
     return result(seconds, iterations, statistics.median(errs), note="", costs=list(costs),
@@ -602,7 +643,7 @@ def workload_contention(args) -> dict:
     return bench_real.workload_contention(args)
 
 
-WORKLOADS = ("pair", "smalleps", "batch", "cli", "real", "contention", "floor")
+WORKLOADS = ("pair", "smalleps", "exact", "batch", "cli", "real", "contention", "floor")
 
 
 def warm_up() -> None:
@@ -663,6 +704,7 @@ def main() -> None:
     args.pairs = args.pairs or (40 if args.quick else 1000)
     args.ot_batch_pairs = args.ot_batch_pairs or (4 if args.quick else 32)
     args.smalleps_n = 300 if args.quick else 2000
+    args.exact_n = 300 if args.quick else 2000
     args.cli_n = 500 if args.quick else 4000
 
     meta = versions()
