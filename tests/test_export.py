@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import otcli
-from conftest import numpy_cost
+from conftest import numpy_cost, otdist
 from otcli.errors import OptionError, OtcliError
 from otcli.export import (
     BYTES_PER_ENTRY,
@@ -248,3 +248,48 @@ def test_topk_export_peak_memory_stays_within_the_budget(tmp_path):
     assert grown <= memory + (16 << 20), f"export peak grew by {grown / 2**20:.0f} MiB"
     i, _, v = read_long(tmp_path / "P.parquet")
     assert len(v) == 3 * 3000 and np.bincount(i, minlength=3000).tolist() == [3] * 3000
+
+
+# --- what a long coupling keeps, recorded and said -------------------------------------------
+
+
+def test_topk_coupling_records_its_shape_and_kept_mass(capfd, tmp_path):
+    """A top-1 coupling of 300 × 400 points keeps a small share of the mass: the run says
+    how much, the Parquet metadata records n, m and the kept mass, and ``show`` reads it as
+    a 300 × 400 coupling (the columns no row's top entry reaches are still counted)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, rng.random((300, 2)))
+    np.save(b, rng.random((400, 2)))
+    plan = tmp_path / "P.parquet"
+    code, out, err = otdist(capfd, a, b, "--eps", "0.01", "--coupling", plan, "--coupling-topk", 1, "--json")
+    assert code == 0
+    got = pq.read_table(plan)
+    meta = {k.decode(): v.decode() for k, v in pq.read_metadata(plan).metadata.items()}
+    kept = float(np.sum(got.column("value").to_numpy()))
+    assert meta["otcli.n"] == "300" and meta["otcli.m"] == "400"
+    assert meta["otcli.kind"] == "coupling" and meta["otcli.topk"] == "1"
+    assert float(meta["otcli.kept_sum"]) == pytest.approx(kept, rel=1e-12)
+    assert float(meta["otcli.eps"]) == 0.01
+    share = kept / float(meta["otcli.plan_mass"])
+    assert 0.05 < share < 0.9  # one entry of 400 per row
+    assert f"the long format keeps {share:.1%} of the plan's mass (--coupling-topk 1)" in err
+    code, out, _ = otdist(capfd, "show", plan, "--json")
+    shown = json.loads(out)
+    assert (shown["n"], shown["m"], shown["exact_shape"]) == (300, 400, True)
+    assert shown["coupling"] is True
+    assert shown["kept_share"] == pytest.approx(share, rel=1e-9)
+    code, out, _ = otdist(capfd, "show", plan)
+    assert "300 × 400" in out and f"{share:.1%} of the plan's mass (--coupling-topk 1)" in out
+
+
+def test_a_full_coupling_says_nothing_about_kept_mass(capfd, tmp_path):
+    rng = np.random.default_rng(4)
+    a = tmp_path / "a.npy"
+    np.save(a, rng.random((50, 2)))
+    code, _, err = otdist(capfd, a, a, "--coupling", tmp_path / "P.csv", "-q")
+    assert code == 0 and err == ""

@@ -13,12 +13,16 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from otcli.errors import OptionError, OtcliError
 from otcli.io import Block, atomic_write, write_matrix
 from otcli.result import SinkhornResult
+
+if TYPE_CHECKING:
+    from otcli.exact import ExactResult
 
 # A coupling entry below this fraction of the largest one is left out of long-format files.
 DEFAULT_RELATIVE_THRESHOLD = 1e-9
@@ -49,7 +53,7 @@ BlockSource = Callable[[int], Iterator[Block]]
 
 
 def write_matrices(
-    result: SinkhornResult,
+    result: SinkhornResult | ExactResult,
     *,
     coupling: str | os.PathLike[str] | None = None,
     cost_matrix: str | os.PathLike[str] | None = None,
@@ -57,6 +61,7 @@ def write_matrices(
     coupling_topk: int | None = None,
     ids: tuple[np.ndarray, np.ndarray] | None = None,
     memory: int | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the coupling and/or cost matrix by extension; return the paths written.
 
@@ -67,6 +72,11 @@ def write_matrices(
     columns with them. Blocks are sized within ``memory`` bytes (:func:`block_rows`). Files
     are renamed into place together at the end: if any write
     fails, none of them exists afterwards.
+
+    A ``.parquet`` file records in its metadata what the long format cannot say itself
+    (:func:`matrix_metadata`: n, m, the kind, ε, the cost, the threshold, top-k and the kept
+    mass); where a long coupling keeps less than :data:`KEPT_MASS_NOTE` of the plan's mass,
+    ``note`` hears how much (a top-5 coupling of a 20,000-point pair keeps about 2%).
     """
     check_threshold(coupling_threshold)
     shape = (result.n, result.m)
@@ -82,20 +92,60 @@ def write_matrices(
         blocks = result.plan_blocks
         if coupling_topk is not None:
             blocks = _top_k(result.plan_blocks, coupling_topk)
-        jobs.append((Path(coupling), blocks, coupling_threshold))
+        meta = matrix_metadata(result, "coupling", coupling_threshold, coupling_topk)
+        jobs.append((Path(coupling), blocks, coupling_threshold, meta))
     if cost_matrix is not None:
-        jobs.append((Path(cost_matrix), result.cost_blocks, -1.0))
+        meta = matrix_metadata(result, "cost", None, None)
+        jobs.append((Path(cost_matrix), result.cost_blocks, -1.0, meta))
     with contextlib.ExitStack() as stack:
-        for path, blocks, threshold in jobs:
+        for path, blocks, threshold, meta in jobs:
             tmp = stack.enter_context(atomic_write(path))
             try:
-                write_matrix(
+                kept = write_matrix(
                     tmp, blocks(rows), shape, threshold=threshold,
                     ids=None if tmp.suffix == ".npy" else point_ids,  # type: ignore[arg-type]
+                    metadata=meta,
                 )  # fmt: skip
             except OtcliError as exc:  # name the user's path, not the temporary one
                 raise type(exc)(str(path), exc.what) from exc
-    return [path for path, _, _ in jobs]
+            mass = getattr(result, "mass", 1.0) or 1.0
+            if (
+                meta["otcli.kind"] == "coupling"
+                and note is not None
+                and kept < KEPT_MASS_NOTE * mass
+            ):
+                left = (
+                    f"--coupling-topk {coupling_topk}"
+                    if coupling_topk is not None
+                    else f"entries above {threshold:.3g}"
+                )
+                note(
+                    f"{path}: the long format keeps {kept / mass:.1%} of the plan's mass "
+                    f"({left}); the rest is left out"
+                )
+    return [path for path, _, _, _ in jobs]
+
+
+#: A long coupling that keeps less than this share of the plan's mass is pointed out.
+KEPT_MASS_NOTE = 0.999
+
+
+def matrix_metadata(
+    result: SinkhornResult | ExactResult, kind: str, threshold: float | None, topk: int | None
+) -> dict[str, str]:
+    """What a stored matrix cannot say itself, as text for a Parquet file's metadata."""
+    meta = {
+        "otcli.kind": kind, "otcli.n": str(result.n), "otcli.m": str(result.m),
+        "otcli.cost": result.cost_fn.describe(),
+        # an exact plan (--exact) has no ε and carries mass 1
+        "otcli.eps": repr(float(getattr(result, "eps", 0.0))),
+        "otcli.plan_mass": repr(float(getattr(result, "mass", 1.0))),
+    }  # fmt: skip
+    if threshold is not None and threshold >= 0:
+        meta["otcli.threshold"] = repr(float(threshold))
+    if topk is not None:
+        meta["otcli.topk"] = str(topk)
+    return meta
 
 
 def _top_k(plan_blocks: BlockSource, k: int) -> BlockSource:

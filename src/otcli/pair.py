@@ -180,10 +180,10 @@ def run_pair(
     )  # fmt: skip
     api.check_pair(x, y, config.cost, "float64" if exact else config.dtype)
     if exact:
-        return _exact_report(a, b, x, y, config, outputs)
+        return _exact_report(a, b, x, y, config, outputs, note)
     return solve_pair(
         a, b, x, y, config, outputs=outputs, divergence=divergence, progress=progress, warn=warn,
-        strict=strict,
+        strict=strict, note=note,
     )  # fmt: skip
 
 
@@ -200,6 +200,7 @@ def solve_pair(
     warn: Callable[[str], None] | None = None,
     dim: int | None = None,
     strict: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> PairReport:
     """Solve two checked clouds, write ``outputs`` and report under the names ``a``, ``b``.
 
@@ -241,7 +242,7 @@ def solve_pair(
         )
     if outputs.coupling is not None or outputs.cost_matrix is not None or outputs.plot:
         report_stage(progress, "writing the outputs")
-    _write_outputs(res, outputs, (x, y), config)
+    _write_outputs(res, outputs, (x, y), config, note)
     return report
 
 
@@ -269,13 +270,19 @@ def _w_p(cost: float, config: SolveConfig) -> dict[str, float]:
 
 
 def _exact_report(
-    a: str, b: str, x: Any, y: Any, config: SolveConfig, outputs: PairOutputs
+    a: str,
+    b: str,
+    x: Any,
+    y: Any,
+    config: SolveConfig,
+    outputs: PairOutputs,
+    note: Callable[[str], None] | None = None,
 ) -> PairReport:
     """The unregularised optimum, written and reported like a Sinkhorn result."""
     from otcli.exact import solve_exact
 
     res = solve_exact(x, y, config)
-    _write_outputs(res, outputs, (x, y), config)
+    _write_outputs(res, outputs, (x, y), config, note)
     return PairReport(
         a=a, b=b, cost=res.cost, objective=res.cost, eps=0.0, eps_rel=0.0,
         cost_scale=float("nan"), iterations=0, converged=res.marginal_error <= 1e-9,
@@ -286,7 +293,11 @@ def _exact_report(
 
 
 def _write_outputs(
-    res: Any, outputs: PairOutputs, clouds: tuple[Any, Any], config: SolveConfig
+    res: Any,
+    outputs: PairOutputs,
+    clouds: tuple[Any, Any],
+    config: SolveConfig,
+    note: Callable[[str], None] | None = None,
 ) -> None:
     """The matrices and the picture: drawn first, all renamed into place at the end, or none."""
     from otcli import export
@@ -303,7 +314,7 @@ def _write_outputs(
         export.write_matrices(
             res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,
             coupling_threshold=outputs.coupling_threshold, coupling_topk=outputs.coupling_topk,
-            ids=(x.ids, y.ids), memory=config.memory,
+            ids=(x.ids, y.ids), memory=config.memory, note=note,
         )  # fmt: skip
 
 

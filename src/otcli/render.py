@@ -331,8 +331,13 @@ def _matrix_summary(out: Console, s: Any) -> None:
     shape = f"{s.n} × {s.m}" if s.exact_shape else f"{s.n} × {s.m} (largest i, j + 1)"
     table.add_row("file", _plain(f"{s.path}  ({s.layout})"))
     table.add_row("shape", shape)
-    kind = "a coupling (entries ≥ 0, sum 1)" if s.coupling else "a matrix (not a coupling)"
-    table.add_row("looks like", kind)
+    if s.kept_share is not None:
+        table.add_row("is", "a coupling (otdist's metadata)")
+        how = f" ({s.kept_by})" if s.kept_by else ""
+        table.add_row("kept", f"{s.kept_share:.1%} of the plan's mass{how}")
+    else:
+        kind = "a coupling (entries ≥ 0, sum 1)" if s.coupling else "a matrix (not a coupling)"
+        table.add_row("looks like", kind)
     mass = "mass" if s.coupling else "sum"
     table.add_row(f"total {mass}", _num(s.total))
     table.add_row(

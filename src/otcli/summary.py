@@ -8,6 +8,7 @@ Dense matrices are read in row blocks, so a memory-mapped file larger than memor
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +27,8 @@ MASS_TOLERANCE = 1e-3
 class MatrixSummary:
     """Figures of an n×m matrix. ``coupling`` is a guess from the numbers (entries ≥ 0 that
     sum to 1): a coupling's sums are masses and its largest entries its strongest links.
-    ``exact_shape`` is False for long files, whose n and m are the largest indices + 1."""
+    ``exact_shape`` is False for long files without otdist's metadata, whose n and m are the
+    largest indices + 1; with it, n, m and "coupling" are the file's own word."""
 
     path: str
     layout: str
@@ -44,6 +46,10 @@ class MatrixSummary:
     col_max: float
     top: list[tuple[int, int, float]]
     coupling: bool
+    # From otdist's Parquet metadata: what share of the plan's mass the file keeps, and how
+    # it was cut (``--coupling-topk K`` or a threshold); None where the file does not say.
+    kept_share: float | None = None
+    kept_by: str | None = None
 
     @property
     def sparsity(self) -> float:
@@ -95,7 +101,7 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
         lo = min(float(vals.min()), 0.0) if absent else float(vals.min(initial=np.inf))
         hi = max(float(vals.max()), 0.0) if absent else float(vals.max(initial=-np.inf))
         best = _top_entries(rows, cols, vals, top)
-        layout, exact = "long i, j, value", False
+        layout, exact = "long i, j, value", matrix.declared
     else:
         row_sums, col_sums = np.zeros(n), np.zeros(m)
         nonzero, lo, hi, best = 0, math.inf, -math.inf, []
@@ -112,11 +118,22 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
         layout, exact = "dense .npy", True
     total = float(row_sums.sum())
     coupling = lo >= 0 and abs(total - 1.0) <= MASS_TOLERANCE
+    kept_share, kept_by = None, None
+    info = getattr(matrix, "info", {})
+    if info.get("otcli.kind") == "coupling":
+        coupling = True
+        with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+            kept_share = total / float(info["otcli.plan_mass"])
+        if "otcli.topk" in info:
+            kept_by = f"--coupling-topk {info['otcli.topk']}"
+        elif "otcli.threshold" in info:
+            kept_by = f"entries above {info['otcli.threshold']}"
     return MatrixSummary(
         path=matrix.path, layout=layout, n=n, m=m, exact_shape=exact, stored=stored,
         nonzero=nonzero, total=total, min=lo, max=hi,
         row_min=_min(row_sums), row_max=_max(row_sums),
         col_min=_min(col_sums), col_max=_max(col_sums), top=best, coupling=coupling,
+        kept_share=kept_share, kept_by=kept_by,
     )  # fmt: skip
 
 

@@ -48,17 +48,28 @@ class DenseMatrix:
 class LongMatrix:
     """An n×m matrix as ``(rows[k], cols[k], values[k])`` entries; absent entries are zero.
 
-    The file does not record n and m: they are the largest indices plus one, so trailing
-    rows or columns whose entries were all left out (below the threshold) are not counted.
+    ``info`` is what otdist records in a ``.parquet`` file's metadata (``otcli.n``,
+    ``otcli.m``, ``otcli.kind``, ``otcli.kept_sum``, ...; see
+    :func:`otcli.export.matrix_metadata`). Without it (CSV, other writers) n and m are the
+    largest indices plus one, so trailing rows or columns whose entries were all left out
+    (below the threshold) are not counted.
     """
 
     path: str
     rows: np.ndarray
     cols: np.ndarray
     values: np.ndarray
+    info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def declared(self) -> bool:
+        """Whether the file itself says n and m (otdist's Parquet metadata)."""
+        return "otcli.n" in self.info and "otcli.m" in self.info
 
     @property
     def shape(self) -> tuple[int, int]:
+        if self.declared:
+            return int(self.info["otcli.n"]), int(self.info["otcli.m"])
         n = int(self.rows.max()) + 1 if self.rows.size else 0
         m = int(self.cols.max()) + 1 if self.cols.size else 0
         return n, m
@@ -97,7 +108,7 @@ def read_stored(path: str | os.PathLike[str]) -> DenseMatrix | LongMatrix | Resu
     table = read_table(where, "table")
     names = set(table.column_names)
     if {"i", "j", "value"} <= names:
-        return _long_matrix(where, table)
+        return _long_matrix(where, table, _otcli_metadata(where) if suffix == ".parquet" else {})
     return _result_table(where, table.to_pylist(), names)
 
 
@@ -129,7 +140,30 @@ def _read_dense_npy(where: str) -> DenseMatrix:
     return DenseMatrix(where, array)
 
 
-def _long_matrix(where: str, table: Any) -> LongMatrix:
+def _otcli_metadata(where: str) -> dict[str, str]:
+    """The ``otcli.*`` keys of a Parquet file's metadata (empty if none, or unreadable)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        raw = pq.read_metadata(where).metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return {}
+    info = {}
+    for key, value in raw.items():
+        name, text = key.decode("utf-8", "replace"), value.decode("utf-8", "replace")
+        if name.startswith("otcli."):
+            info[name] = text
+    try:  # a damaged or foreign value is ignored, not trusted
+        if "otcli.n" in info and (int(info["otcli.n"]) < 0 or int(info["otcli.m"]) < 0):
+            raise ValueError
+    except (KeyError, ValueError):
+        info.pop("otcli.n", None)
+        info.pop("otcli.m", None)
+    return info
+
+
+def _long_matrix(where: str, table: Any, info: dict[str, str]) -> LongMatrix:
     try:
         rows = table.column("i").to_numpy(zero_copy_only=False)
         cols = table.column("j").to_numpy(zero_copy_only=False)
@@ -141,7 +175,12 @@ def _long_matrix(where: str, table: Any) -> LongMatrix:
             raise InputError(where, f"column {name} must hold row/column indices (integers ≥ 0)")
     if not np.isfinite(values).all():
         raise InputError(where, "column value holds NaN or infinite entries")
-    return LongMatrix(where, rows.astype(np.int64), cols.astype(np.int64), values)
+    matrix = LongMatrix(where, rows.astype(np.int64), cols.astype(np.int64), values, info)
+    if matrix.declared:
+        n, m = matrix.shape
+        if (rows.size and rows.max() >= n) or (cols.size and cols.max() >= m):
+            matrix = LongMatrix(where, matrix.rows, matrix.cols, values)  # metadata disagrees
+    return matrix
 
 
 def _result_table(where: str, rows: list[dict[str, Any]], names: set[str]) -> ResultTable:

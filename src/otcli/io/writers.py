@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +162,10 @@ def write_matrix(
     threshold: float,
     dense_limit_bytes: int | None = None,
     ids: tuple[np.ndarray | None, np.ndarray | None] | None = None,
-) -> None:
-    """Write an ``(n, m)`` matrix given as ``(i0, j0, block)`` pieces, by the path's extension.
+    metadata: Mapping[str, str] | None = None,
+) -> float:
+    """Write an ``(n, m)`` matrix given as ``(i0, j0, block)`` pieces, by the path's extension;
+    return the sum of the entries written (a coupling's kept mass).
 
     The pieces let a matrix too large for memory be written as it is computed; a dense matrix
     is one piece ``(0, 0, M)``. ``.npy`` gets the dense float64 array (written through a
@@ -172,7 +174,10 @@ def write_matrix(
     ``value > threshold`` (every entry when ``threshold < 0``), ordered by ``i`` then ``j``
     within each block. ``ids`` (the rows' and the columns' point ids as text, either may be
     ``None``) add columns ``i_id`` and ``j_id`` after ``value`` in the long formats, so the
-    file joins back to the clouds' own data. The file appears only once it is complete.
+    file joins back to the clouds' own data. ``metadata`` goes into a ``.parquet`` file's
+    key-value metadata, with ``otcli.kept_sum`` (the returned sum) added: the long format
+    does not otherwise record n, m or what was left out. The file appears only once it is
+    complete.
     """
     where = str(path)
     suffix = Path(path).suffix.lower()
@@ -192,9 +197,8 @@ def write_matrix(
         )
     try:
         if suffix == ".npy":
-            _write_npy(path, blocks, n, m, dense_limit_bytes)
-        else:
-            _write_long(path, blocks, n, m, threshold, suffix, (i_ids, j_ids))
+            return _write_npy(path, blocks, n, m, dense_limit_bytes)
+        return _write_long(path, blocks, n, m, threshold, suffix, (i_ids, j_ids), metadata)
     except OSError as exc:
         raise OtcliError(where, f"cannot write the file ({os_reason(exc)})") from exc
 
@@ -212,7 +216,7 @@ def _write_npy(
     n: int,
     m: int,
     limit: int | None,
-) -> None:
+) -> float:
     nbytes = n * m * np.dtype(np.float64).itemsize
     if limit is not None and nbytes > limit:
         raise OptionError(
@@ -224,15 +228,18 @@ def _write_npy(
     with atomic_write(path) as tmp:
         if n * m == 0:  # a zero-length file cannot be memory-mapped
             np.save(tmp, np.zeros((n, m)))
-            return
+            return 0.0
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n, m))
+        total = 0.0
         try:
             for i0, j0, block in blocks:
                 b = _checked_block(i0, j0, block, n, m)
                 out[i0 : i0 + b.shape[0], j0 : j0 + b.shape[1]] = b
+                total += float(b.sum())
             out.flush()
         finally:
             del out
+    return total
 
 
 def _long_batches(
@@ -284,8 +291,10 @@ def _write_long(
     threshold: float,
     suffix: str,
     ids: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
-) -> None:
+    metadata: Mapping[str, str] | None = None,
+) -> float:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -295,15 +304,21 @@ def _write_long(
     ]
     schema = pa.schema(fields)
     # Python file objects, not path strings: pyarrow cannot open a name that is not UTF-8.
+    total = 0.0
     with atomic_write(path) as tmp, open(tmp, "wb") as sink:
         if suffix == ".parquet":
             with pq.ParquetWriter(sink, schema) as writer:
                 for batch in _long_batches(blocks, n, m, threshold, ids):
+                    total += float(pc.sum(batch.column(2)).as_py() or 0.0)
                     writer.write_batch(batch)
-            return
+                if metadata is not None:
+                    writer.add_key_value_metadata({**metadata, "otcli.kept_sum": repr(total)})
+            return total
         delimiter = "\t" if suffix == ".tsv" else ","
         sink.write(delimiter.join(schema.names).encode() + b"\n")  # unquoted header
         options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
         with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
             for batch in _long_batches(blocks, n, m, threshold, ids):
+                total += float(pc.sum(batch.column(2)).as_py() or 0.0)
                 writer.write_batch(batch)
+    return total
