@@ -152,7 +152,7 @@ def test_extreme_options_that_still_solve(
     monkeypatch: pytest.MonkeyPatch,
     args: list[str],
 ) -> None:
-    monkeypatch.setattr("otcli.solver.MAX_ANNEALING_STAGES", 50, raising=False)  # 10⁴: slow
+    monkeypatch.setattr("otcli.solver.MAX_ANNEALING_STAGES", 50)  # 10⁴: slow
     a = csv(tmp_path / "a.csv", "x,y\n0,0\n1,0.5\n2,2\n")
     fields = json_run(capfd, a, a, *args)
     assert math.isfinite(fields["cost"]) and fields["marginal_error"] <= 1  # type: ignore[arg-type]

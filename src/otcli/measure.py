@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from otcli.costs import CostFn, working_cost
-from otcli.solver import relaxed_marginal
+from otcli.loopstate import relaxed_marginal
 
 
 class PlanStats(NamedTuple):
