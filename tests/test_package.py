@@ -154,3 +154,51 @@ def test_renamed_errors_keep_their_class():
     assert (info.value.where, str(info.value)) == (
         "device", "device: bad CUDA device 'cuda:x'; use cuda or cuda:K"
     )  # fmt: skip
+
+
+def test_no_import_cycle_between_modules():
+    """Data flows one way: no module of src/otcli imports one that imports it back, through
+    any chain (runtime and type-checking imports alike; package ``__init__`` facades, which
+    only re-export, left out). A batch backend is called by the run, it does not import it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "otcli"
+    mods, facades = {}, set()
+    for path in root.rglob("*.py"):
+        name = ".".join(("otcli", *path.relative_to(root).with_suffix("").parts))
+        if name.endswith(".__init__"):
+            name = name.removesuffix(".__init__")
+            facades.add(name)
+        mods[name] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        if name in facades:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("otcli"):
+                found = [f"{node.module}.{a.name}" for a in node.names]
+                found = [t if t in mods else node.module for t in found]
+            elif isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in found if t in mods and t != name and t not in facades}
+    cycles, state = [], {}
+
+    def visit(u: str, stack: list[str]) -> None:
+        state[u] = "open"
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(v) :], v]))
+            elif v not in state:
+                visit(v, stack)
+        stack.pop()
+        state[u] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert cycles == []
+    assert "otcli.batch.run" not in graph["otcli.batch.cluster"] | graph["otcli.batch.shards"]

@@ -83,6 +83,27 @@ def test_divergence_matrix(capfd, tmp_path, monkeypatch):
     assert np.allclose(s, expected, atol=1e-3)
 
 
+def test_divergence_at_a_relative_eps(capfd, tmp_path, clouds):
+    """--divergence --eps-rel: each pair's ε is 0.05 of its own mean cost, and its self terms
+    are solved at that ε (the diagonal's own ε is another): every entry equals
+    ``otcli.divergence`` of the pair alone, which the single-pair command also prints."""
+    out = tmp_path / "s.parquet"
+    code, _, err = otdist(capfd, "pairwise", *clouds, "-o", out, "--divergence", "--eps-rel", 0.05,
+                          "--dtype", "float64")  # fmt: skip
+    assert code == 0, err
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 10
+    for r in rows:
+        x, y = np.load(clouds[r["i"]]), np.load(clouds[r["j"]])
+        if r["i"] == r["j"]:
+            assert r["divergence"] == 0.0
+            continue
+        alone = otcli.divergence(x, y, eps_rel=0.05, dtype="float64")
+        assert r["eps"] == pytest.approx(alone.xy.eps, rel=1e-12)
+        assert r["divergence"] == pytest.approx(alone.divergence, rel=1e-6, abs=1e-9)
+        assert r["cost"] == pytest.approx(alone.xy.cost, rel=1e-6)
+
+
 def test_a_bad_file_fails_only_its_pairs(capfd, tmp_path, clouds):
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y,z\n1,2,nan\n")

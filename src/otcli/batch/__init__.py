@@ -4,8 +4,12 @@
   the thread pool that reads clouds ahead of the solver;
 - :mod:`~otcli.batch.manifest`: the manifest's pairs (paths, ids, per-row ε);
 - :mod:`~otcli.batch.journal`: result rows, the journal and the resume rules;
+- :mod:`~otcli.batch.solving`: solving pairs in this process (a batch's windows, pairwise's
+  pairs), what the runs and a backend's workers both call;
 - :mod:`~otcli.batch.run`: the ``batch`` run itself; :mod:`~otcli.batch.pairwise`: every
-  unordered pair of N clouds.
+  unordered pair of N clouds;
+- :mod:`~otcli.batch.cluster` and :mod:`~otcli.batch.shards`: the Dask backend, its client
+  and its workers' tasks. The runs call the backend; the backend never imports the runs.
 
 Everything a user can get wrong in the manifest or the options raises
 :class:`~otcli.errors.OtcliError` before any solve; everything wrong with one pair becomes that
@@ -33,7 +37,8 @@ from otcli.batch.journal import (
     run_fingerprint,
 )
 from otcli.batch.manifest import PairSpec, read_manifest
-from otcli.batch.run import BATCH_SUFFIXES, WINDOW_PAIRS, run_batch
+from otcli.batch.run import BATCH_SUFFIXES, run_batch
+from otcli.batch.solving import WINDOW_PAIRS
 from otcli.buckets import plan_buckets
 
 __all__ = [

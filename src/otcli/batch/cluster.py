@@ -40,7 +40,7 @@ from otcli.errors import OptionError, OtcliError, SolverError
 
 if TYPE_CHECKING:
     from otcli.batch.manifest import PairSpec
-    from otcli.batch.run import BatchRun
+    from otcli.batch.solving import BatchRun
 
 #: The hint when ``--scheduler`` is given but dask.distributed is not installed.
 NEEDS_DASK = "needs dask.distributed, an optional extra: pip install 'otcli[dask]'"

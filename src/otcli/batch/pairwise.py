@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 from otcli.batch.engine import (
     CloudLoader,
     Engine,
-    Problem,
     ProgressHook,
     RunSummary,
     check_workers,
     divergence_value,
-    failure_message,
 )
+from otcli.batch.solving import solve_pairs
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import InputError, OptionError
 from otcli.io import check_output_path
@@ -76,10 +75,12 @@ def run_pairwise(
         more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
         raise InputError(missing[0], f"no such file; check the path{more}")
     check_new_output(out_path, "-o", overwrite=overwrite, inputs=files)
-    if divergence and config.eps_rel is not None:
+    relative = divergence and config.eps_rel is not None  # self terms at each pair's ε
+    if relative and backend is not None:
         raise OptionError(
             "--eps-rel",
-            "pairwise --divergence needs one ε for every pair and its self terms; give --eps",
+            "pairwise --divergence --eps-rel solves each pair's self terms at its own ε, "
+            "in this process only; drop --scheduler or give --eps",
         )
     if config.rho_a != config.rho_b:  # OT(a, b) ≠ OT(b, a): no symmetric matrix
         raise OptionError(
@@ -100,7 +101,7 @@ def run_pairwise(
             loader = CloudLoader(pool, read)
             loader.prefetch(files)
             clouds = [loader.get(f) for f in files]
-        outcomes, shares = _solve_all(clouds, engine, config.eps, hook)
+        outcomes, shares = solve_pairs(clouds, engine, config.eps, hook, self_terms=relative)
     rows = [
         _row(i, j, files, clouds, outcomes, shares, config.eps, divergence)
         for i in range(n_files)
@@ -121,54 +122,12 @@ def run_pairwise(
     return summary
 
 
-def _solve_all(
-    clouds: Sequence[Cloud | str],
-    engine: Engine,
-    eps: float | None,
-    hook: ProgressHook | None,
-    pairs: Sequence[tuple[int, int]] | None = None,
-) -> tuple[dict[tuple[int, int], SinkhornResult | str], dict[tuple[int, int], float]]:
-    """Outcome of every pair i ≤ j, or of ``pairs`` only (solved in buckets, or the reason it
-    could not be) and each solved pair's share of its bucket's seconds."""
-    outcomes: dict[tuple[int, int], SinkhornResult | str] = {}
-    shares: dict[tuple[int, int], float] = {}
-    problems: list[Problem] = []
-    keys: list[tuple[int, int]] = []
-    failed_now = 0
-    n = len(clouds)
-    if pairs is None:
-        pairs = [(i, j) for i in range(n) for j in range(i, n)]
-    for i, j in pairs:
-        ci, cj = clouds[i], clouds[j]
-        reason = ci if isinstance(ci, str) else cj if isinstance(cj, str) else None
-        if reason is None:
-            try:
-                engine.check_pair(ci, cj)  # type: ignore[arg-type]
-            except Exception as exc:  # whatever this pair raises fails this pair only
-                reason = failure_message(exc, f"{ci.source} vs {cj.source}")  # type: ignore[union-attr]
-        if reason is not None:
-            outcomes[(i, j)] = reason
-            failed_now += 1
-            continue
-        keys.append((i, j))
-        problems.append(Problem(ci, cj, eps))  # type: ignore[arg-type]
-    if hook is not None and failed_now:
-        hook(failed_now, failed_now)
-    for idx, outs in engine.solve_in_buckets(problems, checked=True):
-        for k, o in zip(idx, outs, strict=True):
-            outcomes[keys[k]] = o
-            shares[keys[k]] = 0.0 if isinstance(o, str) else o.seconds / len(idx)
-        if hook is not None:
-            hook(len(idx), sum(isinstance(o, str) for o in outs))
-    return outcomes, shares
-
-
 def _row(
     i: int,
     j: int,
     files: Sequence[str],
     clouds: Sequence[Cloud | str],
-    outcomes: dict[tuple[int, int], SinkhornResult | str],
+    outcomes: dict[tuple[int, ...], SinkhornResult | str],
     shares: dict[tuple[int, int], float],
     eps: float,
     divergence: bool,
@@ -182,7 +141,9 @@ def _row(
     )  # fmt: skip
     res = outcomes[(i, j)]
     needed = [res]
-    if divergence:
+    if divergence and (i, j, 0) in outcomes:  # self terms at this pair's own ε
+        needed += [outcomes[(i, j, 0)], outcomes[(i, j, 1)]]
+    elif divergence:
         needed += [outcomes[(i, i)], outcomes[(j, j)]]
     reason = next((o for o in needed if isinstance(o, str)), None)
     if reason is not None:

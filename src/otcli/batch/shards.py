@@ -1,6 +1,6 @@
 """The work of one Dask task of ``otdist batch`` or ``pairwise``: the in-process code on a shard.
 
-:func:`solve_batch_shard` runs the in-process :class:`~otcli.batch.run.BatchRun` on a shard's
+:func:`solve_batch_shard` runs the in-process :class:`~otcli.batch.solving.BatchRun` on a shard's
 pairs (reading their clouds, self terms, buckets, rows) and returns the rows instead of
 journaling them; :func:`solve_pairwise_shard` runs the in-process pairwise solve on a shard's
 pairs, each file read once per worker process. Both first resolve the device on this worker
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otcli.batch.engine import CloudLoader, Engine
-from otcli.batch.run import BatchRun
+from otcli.batch.solving import BatchRun, solve_pairs
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OtcliError
 
@@ -206,13 +206,11 @@ def solve_pairwise_shard(
 ) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], float], dict[int, int | str]]:
     """On a worker: the in-process pairwise code on the pairs ``keys`` of the files
     ``paths`` (index → path); each pair's figures or error, its seconds, the clouds' sizes."""
-    from otcli.batch.pairwise import _solve_all
-
     share_cores(settings.threads_on_host)
     config = worker_config(settings.config, settings.device)
     clouds = _clouds(paths, settings)
     listed = [clouds.get(i, "") for i in range(max(paths) + 1)]  # only the shard's are read
-    outcomes, shares = _solve_all(listed, Engine.create(config), config.eps, None, keys)
+    outcomes, shares = solve_pairs(listed, Engine.create(config), config.eps, None, keys)
     figures = {k: o if isinstance(o, str) else PairFigures.of(o) for k, o in outcomes.items()}
     sizes = {i: c if isinstance(c, str) else c.n for i, c in clouds.items()}
     return figures, shares, sizes
