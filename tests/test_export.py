@@ -266,7 +266,9 @@ def test_topk_coupling_records_its_shape_and_kept_mass(capfd, tmp_path):
     np.save(a, rng.random((300, 2)))
     np.save(b, rng.random((400, 2)))
     plan = tmp_path / "P.parquet"
-    code, out, err = otdist(capfd, a, b, "--eps", "0.01", "--coupling", plan, "--coupling-topk", 1, "--json")
+    code, out, err = otdist(
+        capfd, a, b, "--eps", "0.01", "--coupling", plan, "--coupling-topk", 1, "--json"
+    )
     assert code == 0
     got = pq.read_table(plan)
     meta = {k.decode(): v.decode() for k, v in pq.read_metadata(plan).metadata.items()}

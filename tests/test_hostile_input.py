@@ -357,3 +357,80 @@ def test_the_process_ends_without_interpreter_teardown(tmp_path: Path) -> None:
     )  # fmt: skip
     error = f"Error: {bad}: line 2, column 'y': the value is empty; fill it in or drop the row"
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"{error}\natexit ran\n")
+
+
+# --- second hostile round: wrong numbers at exit 0 --------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!"])
+def test_a_spreadsheet_error_cell_is_data_not_a_comment(tmp_path, cell):
+    """A row starting with a spreadsheet's error value was dropped as a comment (n = 2 for
+    3 rows, exit 0): it is a bad value, refused with its line; comments still work."""
+    path = tmp_path / "a.csv"
+    path.write_text(f"x,y\n1,2\n{cell},3\n4,5\n")
+    refused(path, "line 3", f"{cell!r} is not a number")
+    path.write_text("# made by hand\nx,y\n1,2\n# a comment between rows\n4,5\n")
+    assert read_cloud(path).n == 2
+    txt = tmp_path / "a.txt"
+    txt.write_text(f"1 2\n{cell} 3 # a trailing comment\n")
+    refused(txt, "line 2", f"{cell!r} is not a number")
+
+
+def test_repeated_parquet_column_names_are_read_by_position(capfd, tmp_path):
+    """x, y, x: --columns 2 read column 0 (0.90318 where column 2 alone gives 1.25440)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(5)
+    cols = [rng.random(6), rng.random(6), rng.random(6) + 3]
+    pq.write_table(
+        pa.table([*cols, pa.array(list("abcdef"))], names=["x", "y", "x", "x"]),
+        tmp_path / "d.parquet",
+    )
+    other = rng.random((5, 3))  # --columns applies to both files: its column 2 too
+    np.save(tmp_path / "o.npy", other)
+    for k in (0, 2):
+        got = read_cloud(tmp_path / "d.parquet", columns=[k])
+        np.testing.assert_array_equal(got.points[:, 0], cols[k])
+    got = read_cloud(tmp_path / "d.parquet", columns=[1, 2], id_column=3)
+    np.testing.assert_array_equal(got.points, np.column_stack([cols[1], cols[2]]))
+    assert list(got.ids) == list("abcdef")
+    code, out, _ = otdist(
+        capfd, tmp_path / "d.parquet", tmp_path / "o.npy", "--columns", 2, "--eps", 0.01, "-q"
+    )
+    assert code == 0
+    ot = pytest.importorskip("ot")
+    cmat = (cols[2][:, None] - other[None, :, 2]) ** 2
+    ref = ot.sinkhorn2(
+        np.full(6, 1 / 6),
+        np.full(5, 1 / 5),
+        cmat,
+        0.01,
+        method="sinkhorn_log",
+        stopThr=1e-12,
+        numItermax=100000,
+    )
+    assert float(out) == pytest.approx(float(ref), rel=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_pandas_multiindex_is_dropped_with_a_note(capfd, tmp_path, suffix):
+    """A two-level index as pandas writes it (leading empty headers in CSV, trailing
+    ``__index_level_k__`` columns in Parquet) is not two more coordinates."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(6)
+    frames = []
+    for name in ("a", "b"):
+        idx = pd.MultiIndex.from_product([[0, 1, 2], [0, 1]])
+        frame = pd.DataFrame(rng.random((6, 2)), index=idx, columns=["x", "y"])
+        path = tmp_path / f"{name}{suffix}"
+        frame.to_csv(path) if suffix == ".csv" else frame.to_parquet(path)
+        frames.append(frame)
+    cloud = read_cloud(tmp_path / f"a{suffix}")
+    assert cloud.columns == ("x", "y")
+    np.testing.assert_array_equal(cloud.points, frames[0].to_numpy())
+    assert (
+        cloud.notes[0].startswith("dropped columns ")
+        and "a pandas MultiIndex of 2 levels" in cloud.notes[0]
+    )
+    kept = read_cloud(tmp_path / f"a{suffix}", columns="0-3")
+    assert kept.dim == 4

@@ -328,3 +328,47 @@ def test_costs_too_small_for_float32_are_refused_not_reported_as_zero(
                 assert "lose their digits" in message or "vanish" in message or "ε" in message
             else:
                 assert r.cost / scale**2 == pytest.approx(0.90683952, rel=1e-6)
+
+
+# --- the objective and divergence at any ε and reach --------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-1, 1e1, 1e3, 1e6, 1e8, 1e10, 1e12])
+def test_objective_and_divergence_at_any_eps(moons, eps) -> None:
+    """OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b) ≥ ⟨P, C⟩ at every ε (at 1e6 it was below, at 1e10 −2756);
+    against POT's log-domain objective where POT runs, and against the large-ε limits where
+    ⟨P, C⟩ and OT_ε tend to ⟨a⊗b, C⟩ and S_ε to ⟨a⊗b, C⟩ − ½⟨a⊗a, C⟩ − ½⟨b⊗b, C⟩."""
+    import otcli
+
+    x, y = moons
+    res = otcli.divergence(x, y, eps=eps, dtype="float64")
+    xy = res.xy
+    assert xy.objective >= xy.cost * (1 - 1e-12)
+    cxy = ((x[:, None] - y[None]) ** 2).sum(-1)
+    if 0.1 <= eps <= 10:  # where POT's log-domain solver converges on the moons
+        ot = pytest.importorskip("ot")
+        a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
+        plan = ot.sinkhorn(a, b, cxy, eps, method="sinkhorn_log", stopThr=1e-13, numItermax=200_000)
+        pos = plan > 0
+        kl = (plan[pos] * np.log(plan[pos] / np.outer(a, b)[pos])).sum()
+        assert xy.objective == pytest.approx((plan * cxy).sum() + eps * kl, rel=1e-6)
+    if eps >= 1e6:
+        mean = lambda p, q: ((p[:, None] - q[None]) ** 2).sum(-1).mean()  # noqa: E731
+        assert xy.cost == pytest.approx(mean(x, y), rel=1e-6)
+        assert xy.objective == pytest.approx(mean(x, y), rel=2e-4)
+        limit = mean(x, y) - mean(x, x) / 2 - mean(y, y) / 2
+        assert res.divergence == pytest.approx(limit, rel=2e-3)
+
+
+@pytest.mark.parametrize("reach", [0.3, 1.0, 10.0, 1e3, 1e5, 1e10, 1e154])
+def test_unbalanced_objective_never_above_the_balanced_one(moons, reach) -> None:
+    """Relaxing the marginals can only lower OT_ε; at a large reach it is the balanced value
+    (a reach of 1e5 gave 1.971 above the balanced 1.896, 1e154 gave 7.4e296)."""
+    import otcli
+
+    x, y = moons
+    balanced = otcli.solve(x, y, eps=0.1, dtype="float64")
+    relaxed = otcli.solve(x, y, eps=0.1, dtype="float64", reach=reach)
+    assert relaxed.objective <= balanced.objective + 1e-6
+    if reach >= 1e3:
+        assert relaxed.objective == pytest.approx(balanced.objective, rel=1e-5)

@@ -42,7 +42,7 @@ def _strict_json(text: str) -> object:
 def test_summary_lines_name_each_number():
     assert summary(FIELDS).splitlines() == [
         "cost        0.1234568   ⟨P, C⟩ with sqeuclidean cost, ε = 0.05",
-        "objective   -2.5   OT_ε = ⟨a, f⟩ + ⟨b, g⟩",
+        "objective   -2.5   OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b)",
         "iterations  412, converged (marginal error 3.20e-06, tol 1e-05)",
         "points      30 × 25 in 2-D",
         "device      cpu, float32, 0.0123 s",

@@ -333,7 +333,7 @@ def test_cli_reach_reports_mass_and_penalties(capfd, moons_files):
     assert "w_p" not in got  # P is no coupling of a and b
     code, out, _ = otdist(capfd, a, b, "--rho-a", 0.25)
     lines = {line.split()[0]: line for line in out.splitlines()}
-    assert "ε KL(P‖a⊗b) + ρ_a KL(P1‖a), unbalanced" in lines["objective"]
+    assert "ε KL(P‖a⊗b) + ρ_a KL(P1‖a), in dual form" in lines["objective"]
     assert "transported, Σ P of 1 per cloud (ρ_a = 0.25)" in lines["mass"]
     assert "error to relaxed marginals" in lines["iterations"]
 

@@ -72,14 +72,14 @@ def summary(fields: dict[str, Any]) -> str:
     else:
         rel = f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""
         what = f"⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}{rel}"
-        objective = "OT_ε = ⟨a, f⟩ + ⟨b, g⟩"
+        objective = "OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b)"
         if "mass" in fields:
             terms = " + ".join(
                 f"{rho} KL({m}‖{w})"
                 for key, rho, m, w in (("rho_a", "ρ_a", "P1", "a"), ("rho_b", "ρ_b", "Pᵀ1", "b"))
                 if fields.get(key) is not None
             )
-            objective = f"⟨P, C⟩ + ε KL(P‖a⊗b) + {terms}, unbalanced"
+            objective = f"min ⟨P, C⟩ + ε KL(P‖a⊗b) + {terms}, in dual form"
         lines = [
             ("cost", f"{_num(fields['cost'])}   {what}"),
             ("objective", f"{_num(fields['objective'])}   {objective}"),

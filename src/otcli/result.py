@@ -53,11 +53,14 @@ class SinkhornResult(PlanMatrices):
 
     - ``cost``: ⟨P, C⟩, the transport cost of the entropic plan (the seed's "Sinkhorn
       distance"; with squared-Euclidean cost it estimates W₂² when ε is small against C).
-    - ``objective``: the regularised value OT_ε = ⟨a, f⟩ + ⟨b, g⟩ (dual form). Unbalanced
-      (``rho_a``/``rho_b`` set): the primal value of the returned plan with its KL terms,
-      ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b), generalised KL (with the mass
-      terms − Σr + Σw, which POT's ``sinkhorn_unbalanced2(returnCost="total")`` leaves out:
-      ours = POT's + (ε + ρ_a + ρ_b)(1 − Σ P) for unit masses).
+    - ``objective``: the regularised value OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b) of the returned plan
+      (generalised KL; never below ``cost``, right at any ε, where the dual ⟨a, f⟩ + ⟨b, g⟩
+      carries the marginal error times the potentials). Unbalanced (``rho_a``/``rho_b``
+      set): the value of ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b) in dual form,
+      −ρ_a⟨a, e^{−f/ρ_a} − 1⟩ − ρ_b⟨b, e^{−g/ρ_b} − 1⟩ − ε(Σ P − 1): right at any ρ and never
+      above the balanced value (the plan's own KL terms multiply its marginal error by ρ).
+      With the mass terms − Σr + Σw, which POT's ``sinkhorn_unbalanced2(returnCost="total")``
+      leaves out: ours = POT's + (ε + ρ_a + ρ_b)(1 − Σ P) for unit masses.
     - ``marginal_error``: ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁ of the returned plan. A relaxed side is
       measured against the marginal the unbalanced optimum has for the returned potentials,
       a·exp(−f/ρ_a) (b·exp(−g/ρ_b)), not against a: zero exactly at the optimum, it is the

@@ -254,7 +254,15 @@ def pick_columns(
     """
     coords, notes = list(sel.coords), list(notes)
     if sel.by_default and sel.has_header:
-        k = _pandas_index(sel, coords, values)
+        levels = _pandas_multiindex(sel, coords, values)
+        k = None if levels else _pandas_index(sel, coords, values)
+        if levels:
+            coords = [c for c in coords if c not in levels]
+            notes.append(
+                f"dropped columns {', '.join(map(str, levels))} (a pandas MultiIndex of "
+                f"{len(levels)} levels: {', '.join(_index_header(sel.names[c]) for c in levels)}"
+                "); use --columns to keep them"
+            )
         if k is not None:
             coords.remove(k)
             notes.append(
@@ -289,6 +297,32 @@ def _pandas_index(
             whole = bool(np.all(v >= 0) and np.all(v == np.floor(v)))
             return k if whole and np.unique(v).size == v.size else None
     return None
+
+
+_LEVEL_NAME = re.compile(r"__index_level_\d+__|Unnamed: \d+|")
+
+
+def _pandas_multiindex(
+    sel: Selection, coords: list[int], values: Mapping[int, np.ndarray]
+) -> list[int]:
+    """The coordinate columns that pandas wrote as the levels of a MultiIndex, if any: two or
+    more ``__index_level_k__`` columns (Parquet), or two or more leading unnamed columns of
+    whole numbers whose rows are distinct (``to_csv``). Used as coordinates they changed a
+    cost from 0.0841 to 0.3038."""
+    named = [k for k in coords if sel.names[k].startswith("__index_level_")]
+    if 2 <= len(named) < len(coords) and all(_LEVEL_NAME.fullmatch(sel.names[k]) for k in named):
+        return named  # pandas' own names for them (last in its Parquet files): no doubt
+    run = []  # to_csv writes the levels first, under empty headers
+    for pos, k in enumerate(coords):
+        if k != pos or not _LEVEL_NAME.fullmatch(sel.names[k]):
+            break
+        run.append(k)
+    if len(run) < 2 or len(run) == len(coords):
+        return []
+    block = np.column_stack([values[k] for k in run])
+    if not np.all(block == np.floor(block)):
+        return []
+    return run if np.unique(block, axis=0).shape[0] == block.shape[0] else []
 
 
 def _index_header(name: str) -> str:

@@ -64,14 +64,19 @@ def read_parquet(
             _check_parquet_type(schema.field(k).type, names[k], where)
         wanted = needed + ([] if sel.ids is None else [sel.ids])
         try:
-            table = pfile.read(columns=[names[k] for k in wanted])
+            if len(set(names)) == len(names):
+                table = pfile.read(columns=[names[k] for k in wanted])
+                position = {k: pos for pos, k in enumerate(wanted)}
+            else:  # repeated names (x, y, x): by name pyarrow reads the first; go by position
+                table = pfile.read()
+                position = {k: k for k in wanted}
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise invalid(exc) from None
     if table.num_rows == 0:
         raise InputError(where, "has no data rows")
     arrays = {}
-    for pos, k in enumerate(needed):
-        col = table.column(pos)
+    for k in needed:
+        col = table.column(position[k])
         if col.null_count:
             row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
             raise InputError(
@@ -90,7 +95,7 @@ def read_parquet(
         arrays[k] = values
     ids = None
     if sel.ids is not None:
-        column = table.column(names[sel.ids]).to_pylist()
+        column = table.column(position[sel.ids]).to_pylist()
         ids = ["" if v is None else str(v) for v in column]
     return pick_columns(sel, arrays, ids, where, notes)
 

@@ -41,8 +41,12 @@ from otcli.io.common import (
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.I)
 # Whole-line comments and whitespace-only lines in CSV/TSV, blanked so pyarrow skips them;
 # the regex is slow, so it runs only when some line starts with a blank or '#'.
-_BLANKABLE_LINE = re.compile(rb"(?m)^(?:[ \t]+|[ \t]*#[^\r\n]*)\r?$")
-_COMMENT = re.compile(rb"#[^\r\n]*")
+# '#' starts a comment, but not a spreadsheet's error value in a cell (#N/A, #DIV/0!, #VALUE!,
+# #REF!, #NAME?, #NUM!, #NULL!...): a row that starts with one is data, refused as not a number
+# (it was dropped as a comment: 2 points read where the file has 3).
+_NOT_A_CELL_ERROR = rb"(?!N/A|[A-Z][A-Z0-9_/]*[!?])"
+_BLANKABLE_LINE = re.compile(rb"(?m)^(?:[ \t]+|[ \t]*#" + _NOT_A_CELL_ERROR + rb"[^\r\n]*)\r?$")
+_COMMENT = re.compile(rb"#" + _NOT_A_CELL_ERROR + rb"[^\r\n]*")
 _IS_BLANK = np.zeros(256, dtype=bool)  # byte → is a field gap in TXT
 _IS_BLANK[list(b" \t\f\v\r")] = True
 _NON_SPACE = re.compile(rb"\S")
