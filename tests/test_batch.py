@@ -8,6 +8,7 @@ closed forms (a line shifted by k costs k²), POT's log-domain Sinkhorn; for res
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -706,3 +707,27 @@ def test_max_batch_1_makes_each_pair_independent_of_the_others(capfd, tmp_path):
             r["id"]: (r["cost"], r["objective"], r["iterations"]) for r in read_out(out)
         }
     assert costs["part"] == {k: costs["full"][k] for k in costs["part"]}
+
+
+def test_a_second_run_on_the_same_output_is_refused(capfd, tmp_path):
+    """While one run holds OUT (as ``otdist batch`` does from its journal's opening to OUT's
+    rename), another one on the same OUT, --resume or --overwrite alike, is refused at once:
+    two writers interleaved journal lines and lost every scored row."""
+    from otcli.batch.lock import lock_path, output_lock
+
+    rng = np.random.default_rng(8)
+    for name in ("a", "b"):
+        np.save(tmp_path / f"{name}.npy", rng.random((6, 2)))
+    (tmp_path / "m.csv").write_text("a,b\na.npy,b.npy\n")
+    out = tmp_path / "r.parquet"
+    with output_lock(out):
+        assert lock_path(out).read_text() == str(os.getpid())
+        for extra in ((), ("--resume",), ("--overwrite",)):
+            code, _, err = otdist(capfd, "batch", tmp_path / "m.csv", "-o", out, *extra)
+            assert code == 2
+            assert "is being written by another otdist run" in err and str(os.getpid()) in err
+            assert not out.exists()
+    assert not lock_path(out).exists()
+    code, _, err = otdist(capfd, "batch", tmp_path / "m.csv", "-o", out)
+    assert code == 0, err
+    assert out.exists() and not lock_path(out).exists()

@@ -95,3 +95,57 @@ def test_exact_without_pot_says_what_to_install(capfd, monkeypatch):
         "Error: --exact: needs POT's network simplex, an optional extra: "
         "pip install 'otcli[exact]'\n"
     )
+
+
+# --- --exact in batch and pairwise -----------------------------------------------------------
+
+
+def test_batch_and_pairwise_exact_equal_emd2(capfd, tmp_path):
+    """Every pair's unregularised optimum, as ot.emd2 gives it on the same float64 costs
+    (equal uniform clouds: an assignment; others: network simplex); eps 0 in the rows; a bad
+    pair fails alone."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    clouds = [rng.random((n, 2)) + k for k, n in enumerate((12, 12, 20, 7))]
+    paths = [_write(tmp_path / f"c{k}.npy", c) for k, c in enumerate(clouds)]
+    bad = tmp_path / "bad.npy"
+    np.save(bad, rng.random((5, 3)))
+    pairs = [(0, 1), (0, 2), (2, 3), (3, 3)]
+    rows = "\n".join(f"{paths[i].name},{paths[j].name}" for i, j in pairs)
+    (tmp_path / "m.csv").write_text(f"a,b\n{rows}\nc0.npy,bad.npy\n")
+    code, _, err = otdist(
+        capfd, "batch", tmp_path / "m.csv", "-o", tmp_path / "r.parquet", "--exact"
+    )
+    assert code == 1 and "1 of 5 pairs failed" in err
+    got = pq.read_table(tmp_path / "r.parquet").to_pylist()
+
+    def emd2(i, j):
+        x, y = clouds[i], clouds[j]
+        cmat = ((x[:, None] - y[None]) ** 2).sum(-1)
+        return ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cmat)
+
+    for row, (i, j) in zip(got, pairs, strict=False):
+        assert row["status"] == "ok" and row["eps"] == 0.0 and row["converged"]
+        assert row["cost"] == pytest.approx(emd2(i, j), rel=1e-9, abs=1e-12)
+    assert got[-1]["status"] == "error" and "3 coordinates" in got[-1]["error"]
+    code, _, err = otdist(capfd, "pairwise", *paths, "-o", tmp_path / "w.npy", "--exact")
+    assert code == 0, err
+    w = np.load(tmp_path / "w.npy")
+    for i in range(4):
+        for j in range(4):
+            assert w[i, j] == pytest.approx(emd2(i, j), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--eps", "0.1"), "Error: --exact: solves without ε; drop --eps\n"),
+    (("--divergence",), "Error: --exact: solves without ε: no divergence (its self terms are 0); drop --divergence\n"),
+])  # fmt: skip
+def test_batch_exact_refuses_what_it_cannot_do(capfd, tmp_path, extra, message):
+    a = _write(tmp_path / "a.npy", np.zeros((3, 2)))
+    (tmp_path / "m.csv").write_text(f"a,b\n{a.name},{a.name}\n")
+    code, out, err = otdist(
+        capfd, "batch", tmp_path / "m.csv", "-o", tmp_path / "r.csv", "--exact", *extra
+    )
+    assert (code, out, err) == (2, "", message)
+    assert not (tmp_path / "r.csv").exists()

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from otcli.buckets import plan_buckets
 from otcli.config import ReadOptions, SolveConfig
@@ -45,6 +45,24 @@ def check_workers(workers: int) -> None:
         raise OptionError("--workers", f"must be ≥ 1, got {workers}")
 
 
+def check_exact(exact: bool, *, divergence: bool, backend: object | None) -> None:
+    """``--exact`` in a batch or pairwise run: POT installed, no divergence, in-process."""
+    if not exact:
+        return
+    from otcli.exact import INSTALL_HINT, _have_pot
+
+    if not _have_pot():
+        raise OptionError(
+            "--exact", f"needs POT's network simplex, an optional extra: {INSTALL_HINT}"
+        )
+    if divergence:
+        raise OptionError(
+            "--exact", "solves without ε: no divergence (its self terms are 0); drop --divergence"
+        )
+    if backend is not None:
+        raise OptionError("--exact", "runs in this process only; drop --scheduler")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One OT problem to solve: two validated clouds of one dimension and its ε."""
@@ -65,11 +83,12 @@ class Engine:
 
     config: SolveConfig
     max_entries: int
+    exact: bool = False  # the unregularised optimum of each pair (``--exact``), one by one
 
     @classmethod
-    def create(cls, config: SolveConfig) -> Engine:
+    def create(cls, config: SolveConfig, exact: bool = False) -> Engine:
         """Size buckets from the config's memory budget (read once, here)."""
-        return cls(config, config.bucket_entries())
+        return cls(config, config.bucket_entries(), exact)
 
     def check_pair(self, x: Cloud, y: Cloud) -> None:
         """The checks ``solve_clouds`` makes per pair, with the same messages, made up front
@@ -93,6 +112,8 @@ class Engine:
         """
         from otcli import api
 
+        if self.exact:
+            return [self._solve_exact(p) for p in problems]
         try:
             xs, ys = [p.x for p in problems], [p.y for p in problems]
             eps = [p.eps for p in problems]
@@ -102,6 +123,15 @@ class Engine:
                 p = problems[0]
                 return [failure_message(exc, f"{p.x.source} vs {p.y.source}")]
         return [self.solve([p], checked)[0] for p in problems]
+
+    def _solve_exact(self, p: Problem) -> Any:
+        """One pair's exact optimum (:func:`otcli.exact.solve_exact`), or why it failed."""
+        from otcli.exact import solve_exact
+
+        try:
+            return solve_exact(p.x, p.y, self.config)
+        except Exception as exc:  # whatever one pair raises fails that pair only
+            return failure_message(exc, f"{p.x.source} vs {p.y.source}")
 
     def solve_in_buckets(
         self, problems: Sequence[Problem], checked: bool = False

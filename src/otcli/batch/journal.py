@@ -27,9 +27,13 @@ JOURNAL_SUFFIX = ".journal.jsonl"
 JOURNAL_VERSION = 1
 
 
-def run_fingerprint(config: SolveConfig, read: ReadOptions, divergence: bool) -> dict[str, Any]:
-    """The options that change a run's numbers: a resumed run must use the same ones."""
-    return {**config.fingerprint(), "divergence": divergence, **read.fingerprint()}
+def run_fingerprint(
+    config: SolveConfig, read: ReadOptions, divergence: bool, exact: bool = False
+) -> dict[str, Any]:
+    """The options that change a run's numbers: a resumed run must use the same ones.
+    (``exact`` only where set: journals of earlier Sinkhorn runs still resume.)"""
+    extra = {"exact": True} if exact else {}
+    return {**config.fingerprint(), "divergence": divergence, **extra, **read.fingerprint()}
 
 
 def check_workers(workers: int) -> None:
@@ -43,14 +47,15 @@ def check_workers(workers: int) -> None:
 _OPTIONS = {
     "eps": "--eps", "eps_rel": "--eps-rel", "cost": "--cost", "p": "--p", "dtype": "--dtype",
     "tol": "--tol", "max_iter": "--max-iter", "scaling": "--scaling",
-    "divergence": "--divergence", "columns": "--columns", "weights": "--weights",
+    "divergence": "--divergence", "exact": "--exact", "columns": "--columns",
+    "weights": "--weights",
 }  # fmt: skip
 
 
 def _setting(key: str, value: Any) -> str:
     """One fingerprint entry as the command line would give it."""
     option = _OPTIONS.get(key, key)
-    if key == "divergence":
+    if key in ("divergence", "exact"):
         return option if value else f"no {option}"
     if key == "scaling" and value is None:
         return "--no-scaling"

@@ -23,6 +23,7 @@ from otcli.batch.engine import (
     Engine,
     ProgressHook,
     RunSummary,
+    check_exact,
     check_workers,
     divergence_value,
 )
@@ -54,6 +55,7 @@ def run_pairwise(
     overwrite: bool = False,
     progress: Callable[[int, int], ProgressHook] | None = None,
     backend: DaskBackend | None = None,
+    exact: bool = False,
 ) -> RunSummary:
     """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
 
@@ -88,7 +90,8 @@ def run_pairwise(
             "pairwise solves each pair once for a symmetric matrix; relax both sides alike "
             "(--reach or --rho)",
         )
-    engine = Engine.create(config)
+    check_exact(exact, divergence=divergence, backend=backend)
+    engine = Engine.create(config, exact)
     n_files = len(files)
     total = n_files * (n_files + 1) // 2
     if backend is not None:

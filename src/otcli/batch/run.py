@@ -19,6 +19,7 @@ from otcli.batch.engine import (
     Engine,
     ProgressHook,
     RunSummary,
+    check_exact,
     check_workers,
 )
 from otcli.batch.journal import (
@@ -28,6 +29,7 @@ from otcli.batch.journal import (
     prepare_output,
     run_fingerprint,
 )
+from otcli.batch.lock import output_lock
 from otcli.batch.manifest import PairSpec, check_coupling_dir, read_manifest
 from otcli.batch.solving import BatchRun
 from otcli.config import ReadOptions, SolveConfig
@@ -37,6 +39,7 @@ from otcli.io.writers import check_name_length, check_new_output, file_identitie
 
 if TYPE_CHECKING:
     from otcli.batch.cluster import DaskBackend
+
 
 #: Output formats of ``otdist batch``, by extension.
 BATCH_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -57,8 +60,11 @@ def run_batch(
     coupling_format: str = "npy",
     progress: Callable[[int, int], ProgressHook] | None = None,
     backend: DaskBackend | None = None,
+    exact: bool = False,
 ) -> RunSummary:
     """Score every pair of ``manifest`` into ``out`` (.parquet, .csv, .jsonl); resumable.
+
+    ``exact``: each pair's unregularised optimum (:mod:`otcli.exact`) instead of Sinkhorn.
 
     ``progress(total, already_done)`` may return a hook called as rows finish. Raises
     :class:`~otcli.errors.OtcliError` for a bad manifest or options (before any work) and
@@ -76,50 +82,56 @@ def run_batch(
     inputs = file_identities([manifest, *{p for q in pairs for p in (q.path_a, q.path_b)}])
     for path in (out_path, journal_path(out_path), settings_path(out_path)):
         check_new_output(path, "-o", overwrite=True, inputs=inputs)  # never over an input
-    engine = Engine.create(config)
+    check_exact(exact, divergence=divergence, backend=backend)
+    engine = Engine.create(config, exact)
     cdir = None
     if coupling_dir is not None:
         cdir = check_coupling_dir(
             coupling_dir, pairs, coupling_format, replace=overwrite or resume, inputs=inputs
         )
-    fingerprint = run_fingerprint(config, read, divergence)
+    fingerprint = run_fingerprint(config, read, divergence, exact)
     if backend is not None:
         backend.connect(config)
-    journal, previous = prepare_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
-    run = BatchRun(
-        pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
-        journal=journal,
-    )  # fmt: skip
-    by_key = {p.key: p for p in pairs}
-    for r in previous:
-        pair = by_key.get(str(r.get("id")))
-        if pair is not None and _still_valid(r, pair, config):
-            run.rows[pair.key] = r
-    todo = [p for p in pairs if run.rows.get(p.key, {}).get("status") != "ok"]
-    done = len(pairs) - len(todo)
-    if progress is not None:
-        run.progress = progress(len(pairs), done)
-    try:
-        if backend is None:
-            run.run(todo)
-        else:
-            backend.run_batch(run, todo)
-    finally:
-        journal.close()
-    fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]
-    final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
-    write_rows(out_path, final, fields, settings=fingerprint)
-    journal.path.unlink(missing_ok=True)
-    return _summary(final, len(pairs), done, time.perf_counter() - start, str(out_path))
+    with output_lock(out_path):  # one run per OUT: a second is refused at once
+        journal, previous = prepare_output(
+            out_path, fingerprint, resume=resume, overwrite=overwrite
+        )
+        run = BatchRun(
+            pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
+            journal=journal,
+        )  # fmt: skip
+        by_key = {p.key: p for p in pairs}
+        for r in previous:
+            pair = by_key.get(str(r.get("id")))
+            if pair is not None and _still_valid(r, pair, config, exact):
+                run.rows[pair.key] = r
+        todo = [p for p in pairs if run.rows.get(p.key, {}).get("status") != "ok"]
+        done = len(pairs) - len(todo)
+        if progress is not None:
+            run.progress = progress(len(pairs), done)
+        try:
+            if backend is None:
+                run.run(todo)
+            else:
+                backend.run_batch(run, todo)
+        finally:
+            journal.close()
+        fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]
+        final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
+        write_rows(out_path, final, fields, settings=fingerprint)
+        journal.path.unlink(missing_ok=True)
+        return _summary(final, len(pairs), done, time.perf_counter() - start, str(out_path))
 
 
-def _still_valid(row: dict[str, Any], pair: PairSpec, config: SolveConfig) -> bool:
+def _still_valid(
+    row: dict[str, Any], pair: PairSpec, config: SolveConfig, exact: bool = False
+) -> bool:
     """Whether a previous row (journal or output) still answers the manifest's pair of that
     id: same ``a`` and ``b``, and for a solved pair the same absolute ε. A row that does not
     is solved again, never kept under an id it no longer belongs to."""
     if pair.eps_error is not None or (row.get("a"), row.get("b")) != (pair.a, pair.b):
         return False
-    want = config.eps if pair.eps is None else pair.eps
+    want = 0.0 if exact else config.eps if pair.eps is None else pair.eps
     if row.get("status") != "ok" or want is None:  # relative ε: in the fingerprint
         return True
     got = row.get("eps")

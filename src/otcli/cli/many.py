@@ -22,6 +22,7 @@ from otcli.cli.options import (
     DTypeOpt,
     EpsOpt,
     EpsRelOpt,
+    ExactOpt,
     ExcludeOpt,
     Geometry,
     GeometryOpt,
@@ -221,6 +222,7 @@ def batch(
     ] = None,
     plot_size: PlotSizeOpt = None,
     scheduler: SchedulerOpt = None,
+    exact: ExactOpt = False,
 ) -> None:
     """Score every pair of a manifest into one table; a killed run continues with --resume.
 
@@ -253,6 +255,7 @@ def batch(
                 divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
                 fail_fast=fail_fast, coupling_dir=coupling_dir,
                 coupling_format=coupling_format.value, progress=start, backend=backend,
+                exact=_exact(exact, eps, eps_rel),
             )  # fmt: skip
         if plot is not None:
             from otcli.plot import batch_file_figure, save_figure
@@ -332,6 +335,7 @@ def pairwise(
     ] = None,
     plot_size: PlotSizeOpt = None,
     scheduler: SchedulerOpt = None,
+    exact: ExactOpt = False,
 ) -> None:
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
@@ -359,7 +363,7 @@ def pairwise(
                 paths, output, config,
                 read=_read_options(columns, weights, exclude, id_column),
                 divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
-                backend=backend,
+                backend=backend, exact=_exact(exact, eps, eps_rel),
             )  # fmt: skip
         if plot is not None:
             from otcli.plot import pairwise_file_figure, save_figure
@@ -371,6 +375,15 @@ def pairwise(
         return summary
 
     _run_many(call, progress, "interrupted; no output was written")
+
+
+def _exact(exact: bool, eps: float | None, eps_rel: float | None) -> bool:
+    """--exact, refused beside an ε (as ``otdist A B --exact`` refuses it)."""
+    if exact and (eps is not None or eps_rel is not None):
+        raise OptionError(
+            "--exact", f"solves without ε; drop {'--eps' if eps is not None else '--eps-rel'}"
+        )
+    return exact
 
 
 def _check_plot(plot: Path | None, plot_size: str | None) -> tuple[float, float] | None:

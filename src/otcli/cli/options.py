@@ -257,6 +257,16 @@ CouplingTopkOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object.", rich_help_panel=OUTPUT)
 ]
+ExactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Each pair's unregularised optimum (network simplex or assignment; optional "
+        "extra otcli\\[exact]), one pair at a time, up to 25 million cost entries each; "
+        "rows report eps 0.",
+        rich_help_panel=SOLVER,
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print only the cost.", rich_help_panel=OUTPUT)
 ]

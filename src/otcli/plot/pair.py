@@ -148,7 +148,7 @@ def pair_title(result: Any) -> str:
     """Cost, ε, iterations and convergence (or the exact method) in one line."""
     names = f"{short_name(result.x.source)} → {short_name(result.y.source)}"
     cost = f"⟨P, C⟩ = {result.cost:.6g} ({result.cost_fn.describe()} cost)"
-    if not hasattr(result, "eps"):  # an exact result: no ε, no iterations
+    if hasattr(result, "method"):  # an exact result: no ε, no iterations
         return f"{names}:  exact {cost}, {result.method}"
     state = "converged" if result.converged else "NOT converged"
     return (
