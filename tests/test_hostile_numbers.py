@@ -372,3 +372,17 @@ def test_unbalanced_objective_never_above_the_balanced_one(moons, reach) -> None
     assert relaxed.objective <= balanced.objective + 1e-6
     if reach >= 1e3:
         assert relaxed.objective == pytest.approx(balanced.objective, rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e10, 1e15, 1e30])
+def test_float32_objective_at_huge_eps_stays_at_its_limit(moons, eps) -> None:
+    """In float32 the plan's marginal error (~1e-6) times ε = 1e15 made the objective 381
+    for a true 20.07: it is bounded by ⟨a⊗b, C⟩, the independent coupling's value."""
+    import otcli
+
+    x, y = moons
+    res = otcli.divergence(x, y, eps=eps)  # float32
+    mean = lambda p, q: ((p[:, None] - q[None]) ** 2).sum(-1).mean()  # noqa: E731
+    assert res.xy.objective == pytest.approx(mean(x, y), rel=1e-5)
+    limit = mean(x, y) - mean(x, x) / 2 - mean(y, y) / 2
+    assert res.divergence == pytest.approx(limit, rel=1e-4)

@@ -114,11 +114,10 @@ def write_matrices(
                 and note is not None
                 and kept < KEPT_MASS_NOTE * mass
             ):
-                left = (
-                    f"--coupling-topk {coupling_topk}"
-                    if coupling_topk is not None
-                    else f"entries above {threshold:.3g}"
-                )
+                cuts = [f"entries above {threshold:.3g}"]
+                if coupling_topk is not None:
+                    cuts.insert(0, f"--coupling-topk {coupling_topk}")
+                left = ", ".join(cuts)
                 note(
                     f"{path}: the long format keeps {kept / mass:.1%} of the plan's mass "
                     f"({left}); the rest is left out"

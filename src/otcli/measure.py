@@ -35,6 +35,7 @@ class PlanStats(NamedTuple):
     mass: torch.Tensor
     primal: torch.Tensor
     dual: torch.Tensor
+    independent: torch.Tensor  # ⟨a⊗b, C⟩, the value of the independent coupling
 
 
 def plan_statistics(
@@ -71,10 +72,13 @@ def plan_statistics(
     row_err = torch.zeros_like(eps)
     f_dot_row = torch.zeros_like(eps)  # ⟨f, P1⟩
     kl_a = torch.zeros_like(eps)  # KL(P1‖a)
+    independent = torch.zeros_like(eps)  # ⟨a⊗b, C⟩ = Σ_i a_i (C b)_i
+    b_col = lb.exp()[:, :, None]  # (B, m, 1)
     buf = x.new_empty((B, min(block_rows, n), lb.shape[1]))  # (B, b, m), reused
     for i0 in range(0, n, block_rows):
         sl = slice(i0, i0 + block_rows)
         c = working_cost(cost_fn, x[:, sl], y, dtype) if cost is None else cost[:, sl]
+        independent += (torch.bmm(c.to(dt), b_col)[..., 0] * la[:, sl].exp()).sum(dim=1)
         p = buf[:, : c.shape[1]]
         torch.addcmul(hb, c, neg_inv_eps, out=p).add_(ha[:, sl, None]).exp_()  # P_ij
         col += p.sum(dim=1)
@@ -98,7 +102,7 @@ def plan_statistics(
     # error by ρ (a reach of 1e5 put it above the balanced value, which it cannot exceed).
     mass_ab = la.exp().sum(1) * lb.exp().sum(1)
     dual = _dual_side(la, f, rho_a) + _dual_side(lb, g, rho_b) - eps * (mass - mass_ab)
-    return PlanStats(total, row_err + col_err, mass, primal, dual)
+    return PlanStats(total, row_err + col_err, mass, primal, dual, independent)
 
 
 def _dual_side(log_w: torch.Tensor, pot: torch.Tensor, rho: float | None) -> torch.Tensor:

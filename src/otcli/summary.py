@@ -124,10 +124,12 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
         coupling = True
         with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
             kept_share = total / float(info["otcli.plan_mass"])
+        cuts = []
         if "otcli.topk" in info:
-            kept_by = f"--coupling-topk {info['otcli.topk']}"
-        elif "otcli.threshold" in info:
-            kept_by = f"entries above {info['otcli.threshold']}"
+            cuts.append(f"--coupling-topk {info['otcli.topk']}")
+        if "otcli.threshold" in info:
+            cuts.append(f"entries above {float(info['otcli.threshold']):.3g}")
+        kept_by = ", ".join(cuts) or None
     return MatrixSummary(
         path=matrix.path, layout=layout, n=n, m=m, exact_shape=exact, stored=stored,
         nonzero=nonzero, total=total, min=lo, max=hi,

@@ -54,6 +54,15 @@ def read_parquet(
         names = list(schema.names)
         sel = select_columns(names, columns, weights, where, exclude=exclude, id_column=id_column)
         notes = []
+        index = _pandas_index_columns(schema, names)
+        if sel.by_default and index and len(index) < len(sel.coords):
+            listed = ", ".join(repr(names[k]) for k in index)
+            notes.append(
+                f"dropped column{'s' if len(index) > 1 else ''} {listed} (the pandas index, as "
+                "the file's pandas metadata says); use --columns to keep "
+                f"{'them' if len(index) > 1 else 'it'}"
+            )
+            sel = sel.without(index)
         text = [k for k in sel.coords if not _is_numeric(schema.field(k).type)]
         if sel.by_default and text and len(text) < len(sel.coords):
             kinds = sorted({str(schema.field(k).type) for k in text})
@@ -98,6 +107,17 @@ def read_parquet(
         column = table.column(position[sel.ids]).to_pylist()
         ids = ["" if v is None else str(v) for v in column]
     return pick_columns(sel, arrays, ids, where, notes)
+
+
+def _pandas_index_columns(schema: Any, names: list[str]) -> list[int]:
+    """Columns the file's pandas metadata lists as the DataFrame's index (a named index
+    such as ``sample_no`` was used as a coordinate: a cost of 1e6 instead of 8.45)."""
+    try:
+        meta = schema.pandas_metadata or {}
+    except (ValueError, TypeError):  # metadata that is not pandas' JSON: no index known
+        return []
+    listed = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+    return [k for k, name in enumerate(names) if name in listed and names.count(name) == 1]
 
 
 def _is_numeric(typ: Any) -> bool:

@@ -47,6 +47,7 @@ _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infi
 _NOT_A_CELL_ERROR = rb"(?!N/A|[A-Z][A-Z0-9_/]*[!?])"
 _BLANKABLE_LINE = re.compile(rb"(?m)^(?:[ \t]+|[ \t]*#" + _NOT_A_CELL_ERROR + rb"[^\r\n]*)\r?$")
 _COMMENT = re.compile(rb"#" + _NOT_A_CELL_ERROR + rb"[^\r\n]*")
+_CELL_ERROR = re.compile(r"#(?:N/A|[A-Z][A-Z0-9_/]*[!?])")
 _IS_BLANK = np.zeros(256, dtype=bool)  # byte → is a field gap in TXT
 _IS_BLANK[list(b" \t\f\v\r")] = True
 _NON_SPACE = re.compile(rb"\S")
@@ -231,9 +232,11 @@ def _is_number(cell: str) -> bool:
 
 
 def _is_header(first: list[str], second: list[str] | None) -> bool:
-    """A header has a non-number field, unless it is a label column of headerless data."""
+    """A header has a non-number field, unless it is a label column of headerless data. A
+    spreadsheet's error value (#N/A, #DIV/0!) names no column: a first row holding one is
+    data (then refused), never a header that would drop that row silently."""
     words = [k for k, cell in enumerate(first) if cell.strip() and not _is_number(cell)]
-    if not words:
+    if not words or any(_CELL_ERROR.fullmatch(first[k].strip()) for k in words):
         return False
     filled = sum(1 for cell in first if cell.strip())
     if second is None or len(second) != len(first) or len(words) == filled:
