@@ -253,14 +253,12 @@ def solve_clouds(
     )  # fmt: skip
     del dense_cost
     f64, g64 = out.f.to(hi), out.g.to(hi)
-    # Balanced: the primal value of the returned plan, ⟨P, C⟩ + ε KL(P‖a⊗b): never below
-    # ⟨P, C⟩ and right at any ε (the dual ⟨a, f⟩ + ⟨b, g⟩ was −2756 at ε = 1e10 on the
-    # moons). Unbalanced: the dual, right at any ρ and never above the balanced value (the
+    # Balanced: the primal value of the returned plan, ⟨P, C⟩ + ε KL(P‖a⊗b) (the dual
+    # ⟨a, f⟩ + ⟨b, g⟩ was −2756 at ε = 1e10 on the moons), kept between ⟨P, C⟩ (KL ≥ 0) and
+    # ⟨a⊗b, C⟩ (the independent coupling bounds the minimum): a float32 plan's marginal error
+    # times ε = 1e15 made it 381 for a true 20.07. ⟨P, C⟩ wins where the two bounds meet
+    # within rounding (a forced plan, P = a⊗b). Unbalanced: the dual, right at any ρ (the
     # primal's ρ KL terms were 7.4e8 at a reach of 1e10).
-    # It lies between ⟨P, C⟩ (KL ≥ 0) and ⟨a⊗b, C⟩ (the independent coupling, KL = 0, bounds
-    # the minimum): a float32 plan's marginal error, times ε = 1e15, made it 381 for a true
-    # 20.07. Clamped there, the objective and the divergence reach their large-ε limits.
-    # (⟨P, C⟩ wins where the two bounds meet within rounding: a forced plan, P = a⊗b.)
     balanced = torch.maximum(torch.minimum(stats.primal, stats.independent), stats.cost)
     objective = stats.dual if config.unbalanced else balanced
     host = {

@@ -118,7 +118,7 @@ def _kl_terms(r: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
 
     Each term is w·h(u) with u = log(r/w) and h(u) = u eᵘ − eᵘ + 1 = (u − 1)(eᵘ − 1) + u ≥ 0,
     taken through expm1: r log(r/w) − r + w loses every digit to cancellation where r ≈ w,
-    and a reach of 1e10 (ρ = 1e20) multiplied that rounding into an objective of 7.4e8.
+    which a large ρ then multiplies.
     """
     w = log_w.exp()
     u = torch.where(r > 0, r.log() - log_w, 0.0)
