@@ -27,8 +27,8 @@ starts from the points. Workloads:
   solver underflows here (its row says what it returned); ``sinkhorn_log`` needs
   ``--include-slow`` (and then stops at ``--slow-iters`` iterations).
 - exact: ``otcli``'s exact solver (C built in float64 included) against POT's ``ot.emd`` on
-  the same clouds: n = m = 2000 uniform (otcli: an assignment problem) and 1500 × 2000
-  (network simplex in both).
+  the same clouds: n = m = 2000 uniform and 1500 × 2000 (network simplex in both; otcli
+  solves equal uniform clouds up to 1,000 points as an assignment).
 - batch: ``--pairs`` pairs of 100–500 points (bench_batch.py's data and runners): otcli's
   library on the lists, ``otdist batch`` end to end, POT ``sinkhorn2`` in a loop, GeomLoss in
   a loop, POT ``ot.batch`` (log-domain, one run: slow) on the first 32 pairs, padded with
