@@ -102,7 +102,7 @@ def _cost(cost_fn: CostFn, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return cost_fn(xt, yt)[0].numpy()
 
 
-def _have_pot() -> bool:
+def have_pot() -> bool:
     """Whether POT (the ``exact`` extra) is installed, found without importing it."""
     import importlib.util
     import sys
@@ -129,7 +129,7 @@ def solve_exact(x: Cloud, y: Cloud, config: SolveConfig) -> ExactResult:
     # Only the solver that runs is imported: ``import ot`` alone takes 2.2 s here, 6× the
     # assignment of 2,000 points (0.35 s), and made --exact slower than POT's own emd2.
     try:
-        if not _have_pot():  # the extra, whichever solver runs
+        if not have_pot():  # the extra, whichever solver runs
             raise ImportError("ot")
         if uniform:
             from scipy.optimize import linear_sum_assignment

@@ -49,9 +49,9 @@ def check_exact(exact: bool, *, divergence: bool, backend: object | None) -> Non
     """``--exact`` in a batch or pairwise run: POT installed, no divergence, in-process."""
     if not exact:
         return
-    from otcli.exact import INSTALL_HINT, _have_pot
+    from otcli.exact import INSTALL_HINT, have_pot
 
-    if not _have_pot():
+    if not have_pot():
         raise OptionError(
             "--exact", f"needs POT's network simplex, an optional extra: {INSTALL_HINT}"
         )

@@ -48,6 +48,7 @@ from otcli.cli.options import (
     WeightsOpt,
     WorkersOpt,
     _config,
+    _exact,
     _guarded,
     _plot_size,
     _read_options,
@@ -375,15 +376,6 @@ def pairwise(
         return summary
 
     _run_many(call, progress, "interrupted; no output was written")
-
-
-def _exact(exact: bool, eps: float | None, eps_rel: float | None) -> bool:
-    """--exact, refused beside an ε (as ``otdist A B --exact`` refuses it)."""
-    if exact and (eps is not None or eps_rel is not None):
-        raise OptionError(
-            "--exact", f"solves without ε; drop {'--eps' if eps is not None else '--eps-rel'}"
-        )
-    return exact
 
 
 def _check_plot(plot: Path | None, plot_size: str | None) -> tuple[float, float] | None:

@@ -315,6 +315,14 @@ def _guarded(call: Any, close: Any, interrupted: str) -> Any:
         close()
 
 
+def _exact(exact: bool, eps: float | None, eps_rel: float | None, divergence: bool = False) -> bool:
+    """--exact, refused beside what needs an ε (every command's words alike)."""
+    if exact and (eps is not None or eps_rel is not None or divergence):
+        given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
+        raise OptionError("--exact", f"solves without ε; drop {given}")
+    return exact
+
+
 def _config(
     *,
     eps: float | None,

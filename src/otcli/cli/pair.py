@@ -40,6 +40,7 @@ from otcli.cli.options import (
     TolOpt,
     WeightsOpt,
     _config,
+    _exact,
     _guarded,
     _plot_size,
     _read_options,
@@ -204,9 +205,7 @@ def pair(
             coupling, cost_matrix, coupling_threshold, coupling_topk, plot, plot_max_links,
             _plot_size(plot_size), overwrite=overwrite,
         )  # fmt: skip
-        if exact and (eps is not None or eps_rel is not None or divergence):
-            given = "--eps" if eps is not None else "--eps-rel" if eps_rel else "--divergence"
-            raise OptionError("--exact", f"solves without ε; drop {given}")
+        _exact(exact, eps, eps_rel, divergence)
         return run_pair(
             a, b, config, read=_read_options(columns, weights, exclude, id_column),
             outputs=outputs, divergence=divergence, exact=exact, progress=bar,
