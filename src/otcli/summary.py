@@ -115,7 +115,8 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
                 lo, hi = min(lo, float(np.nanmin(blk))), max(hi, float(np.nanmax(blk)))
             best = _merge_top(best, _top_block(blk, i0, top))
         stored = n * m
-        layout, exact = "dense .npy", True
+        labelled = matrix.labels or matrix.row_labels
+        layout, exact = "labelled .csv" if labelled else "dense .npy", True
     total = float(row_sums.sum())
     coupling = lo >= 0 and abs(total - 1.0) <= MASS_TOLERANCE
     kept_share, kept_by = None, None
@@ -180,7 +181,7 @@ def _merge_top(
 
 def table_label(row: dict[str, Any], kind: str) -> str:
     """How a row is named: its id (batch) or ``i,j`` (pairwise)."""
-    return f"{row.get('i')},{row.get('j')}" if kind == "pairwise" else str(row.get("id"))
+    return f"{row.get('i')},{row.get('j')}" if kind.startswith("pairwise") else str(row.get("id"))
 
 
 def summarise_table(table: ResultTable, listed: int = 5) -> TableSummary:

@@ -205,6 +205,21 @@ class RunSummary:
     first_error: str | None = None
     row_columns: bool = True  # OUT has status, error, converged columns (not a bare matrix)
 
+    @classmethod
+    def of_rows(
+        cls, rows: Sequence[dict[str, Any]], skipped: int, seconds: float, out: str, **kw: Any
+    ) -> RunSummary:
+        """The summary of a run's final rows (``skipped``: done by an earlier run)."""
+        s = cls(total=len(rows), skipped=skipped, seconds=seconds, out=out, **kw)
+        for r in rows:
+            if r.get("status") == "ok":
+                s.ok += 1
+                s.not_converged += not r.get("converged", True)
+            else:
+                s.failed += 1
+                s.first_error = s.first_error or r.get("error")
+        return s
+
     @property
     def pairs_per_second(self) -> float:
         done = self.total - self.skipped

@@ -36,12 +36,6 @@ def run_fingerprint(
     return {**config.fingerprint(), "divergence": divergence, **extra, **read.fingerprint()}
 
 
-def check_workers(workers: int) -> None:
-    """The loader's thread count, refused unless positive."""
-    if workers < 1:
-        raise OptionError("--workers", f"must be ≥ 1, got {workers}")
-
-
 #: Fingerprint keys as the options that set them, in the order a difference is reported
 #: (``dtype`` before ``tol``: the default tolerance follows the dtype).
 _OPTIONS = {

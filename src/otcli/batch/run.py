@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otcli.batch.engine import (
@@ -120,7 +120,7 @@ def run_batch(
         final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
         write_rows(out_path, final, fields, settings=fingerprint)
         journal.path.unlink(missing_ok=True)
-        return _summary(final, len(pairs), done, time.perf_counter() - start, str(out_path))
+        return RunSummary.of_rows(final, done, time.perf_counter() - start, str(out_path))
 
 
 def _still_valid(
@@ -141,17 +141,3 @@ def _still_valid(
 def _with_manifest_id(row: dict[str, Any], pair: PairSpec) -> dict[str, Any]:
     """A row with the manifest's id, a and b (a journal or CSV may have changed their types)."""
     return {**row, "id": pair.id, "a": pair.a, "b": pair.b}
-
-
-def _summary(
-    rows: Sequence[dict[str, Any]], total: int, skipped: int, seconds: float, out: str
-) -> RunSummary:
-    s = RunSummary(total=total, skipped=skipped, seconds=seconds, out=out)
-    for r in rows:
-        if r.get("status") == "ok":
-            s.ok += 1
-            s.not_converged += not r.get("converged", True)
-        else:
-            s.failed += 1
-            s.first_error = s.first_error or r.get("error")
-    return s

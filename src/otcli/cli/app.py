@@ -141,6 +141,7 @@ def run(argv: list[str] | None = None) -> int:
     ClickException = ce.ClickException
     NoArgsIsHelpError = getattr(ce, "NoArgsIsHelpError", ())
     cmd = get_command(app)
+    argv = spread_lists(sys.argv[1:] if argv is None else list(argv))
     try:
         code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
     except NoArgsIsHelpError as exc:
@@ -158,6 +159,37 @@ def run(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # shell completion and its install/show options end this way
         return exc.code if isinstance(exc.code, int) else 0
     return code if isinstance(code, int) else 0
+
+
+#: Options that take every word after them up to the next option, by command: click gives an
+#: option one value, so ``--against b1 b2`` is passed on as ``--against b1 --against b2``.
+LIST_OPTIONS = {"pairwise": ("--against",)}
+
+
+def spread_lists(argv: list[str]) -> list[str]:
+    """``argv`` with each list option (:data:`LIST_OPTIONS`) repeated before each of the
+    words that follow it, up to the next option or ``--``."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = LIST_OPTIONS.get(command or "", ())
+    if not names:
+        return argv
+    out: list[str] = []
+    k = 0
+    while k < len(argv):
+        word = argv[k]
+        if word == "--":
+            return out + argv[k:]
+        out.append(word)
+        k += 1
+        if word in names:
+            first = True
+            while k < len(argv) and (first or not argv[k].startswith("-") or argv[k] == "-"):
+                if not first:
+                    out.append(word)
+                out.append(argv[k])
+                first = False
+                k += 1
+    return out
 
 
 #: What a required option's absence is told, by (command, option): the option and the fix.

@@ -67,6 +67,8 @@ PAIRWISE_EXAMPLES = examples(
     "$ otdist pairwise sample_data/*.csv -o costs.csv",
     "# Debiased divergences (0 on the diagonal) as an N×N NumPy matrix",
     "$ otdist pairwise sample_data/*.csv --divergence -o divergences.npy",
+    "# Every generated cloud against every reference cloud: a resumable |A|×|B| long table",
+    "$ otdist pairwise generated/*.npy --against reference/*.npy -o cross.parquet",
 )
 
 
@@ -291,6 +293,25 @@ def pairwise(
             rich_help_panel=INPUT,
         ),
     ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            metavar="FILES...",
+            show_default=False,
+            help="Compare every FILE with each of these clouds instead of with each other: an "
+            "|A|×|B| matrix (rows: FILEs, columns: these). Takes every word after it up to "
+            "the next option.",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    against_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read more --against paths from LIST, one per line.",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
     eps: EpsOpt = None,
     eps_rel: EpsRelOpt = None,
     geometry: GeometryOpt = Geometry.auto,
@@ -324,6 +345,15 @@ def pairwise(
     threads: ThreadsOpt = None,
     max_batch: MaxBatchOpt = 64,
     workers: WorkersOpt = 4,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --against: continue a killed run, or extend a finished .parquet one "
+            "whose lists grew (pairs already scored are kept).",
+            rich_help_panel=BATCH,
+        ),
+    ] = False,
     overwrite: OverwriteOpt = False,
     progress: ManyProgressOpt = None,
     plot: Annotated[
@@ -341,7 +371,8 @@ def pairwise(
     """The cost (or --divergence) between every two of the given clouds, each pair solved once.
 
     The diagonal holds each cloud against itself: its entropic self-cost ⟨P, C⟩ (not 0), or 0
-    with --divergence. Entries of pairs that failed are NaN (empty in CSV); exit code 1.
+    with --divergence. With --against, every FILE against every one of those clouds instead
+    (rows: FILEs; resumable). Entries of pairs that failed are NaN (empty in CSV); exit code 1.
     """
 
     def call(start: Any) -> Any:
@@ -359,6 +390,16 @@ def pairwise(
         paths = list(files or [])
         if files_from is not None:
             paths += read_file_list(files_from)
+        others = list(against or [])
+        if against_from is not None:
+            others += read_file_list(against_from)
+        if against is not None or against_from is not None:
+            return _cross(paths, others, config, start)
+        if resume:
+            raise OptionError(
+                "--resume", "only a run with --against is resumable; a square matrix is "
+                "written whole at the end"
+            )  # fmt: skip
         with _backend(scheduler, device) as backend:
             summary = run_pairwise(
                 paths, output, config,
@@ -375,7 +416,26 @@ def pairwise(
             save_figure(fig, plot)
         return summary
 
-    _run_many(call, progress, "interrupted; no output was written")
+    def _cross(paths: list[str], others: list[str], config: Any, start: Any) -> Any:
+        from otcli.batch.cross import run_cross
+
+        if plot is not None:  # its MDS map needs every file against every other
+            raise OptionError("--plot", "draws a square matrix; not with --against")
+        lists = [f for f in (files_from, against_from) if f is not None]
+        with _backend(scheduler, device) as backend:
+            return run_cross(
+                paths, others, output, config,
+                read=_read_options(columns, weights, exclude, id_column),
+                divergence=divergence, workers=workers, resume=resume, overwrite=overwrite,
+                progress=start, backend=backend, exact=_exact(exact, eps, eps_rel), lists=lists,
+            )  # fmt: skip
+
+    interrupted = (
+        "interrupted; rerun the same command with --resume to continue"
+        if against is not None or against_from is not None
+        else "interrupted; no output was written"
+    )
+    _run_many(call, progress, interrupted)
 
 
 def _check_plot(plot: Path | None, plot_size: str | None) -> tuple[float, float] | None:

@@ -33,11 +33,14 @@ STORED_SUFFIXES = (".npy", ".parquet", ".csv", ".tsv", ".jsonl")
 @dataclass(frozen=True)
 class DenseMatrix:
     """An n×m matrix held whole (``values`` may be a read-only memory map of the file);
-    ``labels`` name the rows and columns of a labelled pairwise matrix, else empty."""
+    ``labels`` name the rows and columns of a labelled square pairwise matrix, else empty;
+    ``row_labels`` and ``col_labels`` those of a rectangular one (``--against``)."""
 
     path: str
     values: np.ndarray
     labels: tuple[str, ...] = ()
+    row_labels: tuple[str, ...] = ()
+    col_labels: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -191,8 +194,26 @@ def _result_table(where: str, rows: list[dict[str, Any]], names: set[str]) -> Re
             "is neither a matrix (columns i, j, value) nor a batch or pairwise output "
             f"(columns cost, status); found columns {', '.join(sorted(names)) or 'none'}",
         )
-    kind = "pairwise" if {"i", "j", "a", "b"} <= names else "batch"
+    kind = "batch"
+    if {"i", "j", "a", "b"} <= names:
+        kind = "pairwise --against" if _rectangular(rows) else "pairwise"
     return ResultTable(where, kind, rows)
+
+
+def _rectangular(rows: list[dict[str, Any]]) -> bool:
+    """Whether a long pairwise table is |A|×|B| (``--against``): pairs with i > j, or an
+    index naming one file as a row and another as a column. A square one has i ≤ j and one
+    file per index."""
+    names: dict[int, Any] = {}
+    for r in rows:
+        i, j = r.get("i"), r.get("j")
+        if not isinstance(i, int) or not isinstance(j, int):
+            continue
+        if i > j or names.setdefault(i, r.get("a")) != r.get("a"):
+            return True
+        if names.setdefault(j, r.get("b")) != r.get("b"):
+            return True
+    return False
 
 
 def _first_header_cell(where: str) -> str:
@@ -201,20 +222,27 @@ def _first_header_cell(where: str) -> str:
 
 
 def _read_labelled_csv(where: str) -> DenseMatrix:
-    """The pairwise ``.csv``: header ``file, <label>...``, one labelled row per file."""
+    """The pairwise ``.csv``: header ``file, <label>...``, one labelled row per file (the
+    same files as the columns, or with ``--against`` those of the other list)."""
     import csv
 
     with open(where, newline="", encoding="utf-8") as f:
         lines = list(csv.reader(f))
     labels = tuple(lines[0][1:])
     body = lines[1:]
-    if len(body) != len(labels) or any(len(r) != len(labels) + 1 for r in body):
-        raise InputError(where, f"is not a square labelled matrix ({len(labels)} labels)")
+    if not body or any(len(r) != len(labels) + 1 for r in body):
+        raise InputError(
+            where, f"is not a labelled matrix (a row without {len(labels)} values, one per label)"
+        )
     try:
         values = np.array([[float(v) if v else np.nan for v in r[1:]] for r in body])
     except ValueError as exc:
         raise InputError(where, f"holds a value that is not a number ({exc})") from None
-    return DenseMatrix(where, values.reshape(len(labels), len(labels)), labels)
+    rows = tuple(r[0] for r in body)
+    values = values.reshape(len(body), len(labels))
+    if rows == labels:
+        return DenseMatrix(where, values, labels)
+    return DenseMatrix(where, values, row_labels=rows, col_labels=labels)
 
 
 __all__ = ["STORED_SUFFIXES", "DenseMatrix", "LongMatrix", "ResultTable", "read_stored"]

@@ -46,6 +46,8 @@ __all__ = [
     "row_json",
     "rows_table",
     "settings_path",
+    "write_long",
+    "write_matrix",
     "write_pairwise",
     "write_rows",
 ]
@@ -376,29 +378,44 @@ def write_pairwise(
     """Pairwise output by ``out``'s extension: the N×N matrix of ``rows``' cost (divergence
     when ``div``) as .npy or as .csv with the files as labels, or the long table (.parquet),
     atomically. Failed pairs are NaN (empty in CSV)."""
-    import pyarrow.parquet as pq
-
-    suffix = out.suffix.lower()
+    if out.suffix.lower() == ".parquet":
+        write_long(out, rows, div)
+        return
     value = "divergence" if div else "cost"
+    mat = np.full((len(files), len(files)), np.nan)
+    for r in rows:
+        if r["status"] == "ok":
+            mat[r["i"], r["j"]] = mat[r["j"], r["i"]] = r[value]
+    write_matrix(out, mat, files, files)
+
+
+def write_long(
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    div: bool,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """The pairwise long table (:data:`LONG_FIELDS`, one row per pair) as Parquet, with the
+    ``settings`` that wrote it in its metadata when given (a resumable output)."""
+    write_rows(out, rows, [f for f in LONG_FIELDS if div or f != "divergence"], settings)
+
+
+def write_matrix(
+    out: Path, mat: np.ndarray, row_files: Sequence[str], col_files: Sequence[str]
+) -> None:
+    """A matrix of values between files as ``.npy`` (float64) or as ``.csv`` with the files
+    as row and column labels (NaN as an empty cell), atomically."""
     try:
         with atomic_write(out) as tmp:
-            if suffix == ".parquet":
-                fields = [f for f in LONG_FIELDS if div or f != "divergence"]
-                with open(tmp, "wb") as fh:
-                    pq.write_table(rows_table(rows, fields), fh)
+            if out.suffix.lower() == ".npy":
+                np.save(tmp, np.asarray(mat, dtype=np.float64))
                 return
-            mat = np.full((len(files), len(files)), np.nan)
-            for r in rows:
-                if r["status"] == "ok":
-                    mat[r["i"], r["j"]] = mat[r["j"], r["i"]] = r[value]
-            if suffix == ".npy":
-                np.save(tmp, mat)
-                return
-            labels = [printable(f) for f in files]
+            cols = [printable(f) for f in col_files]
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
-                w.writerow(["file", *labels])
-                for label, values in zip(labels, mat, strict=True):
-                    w.writerow([label, *("" if math.isnan(v) else repr(float(v)) for v in values)])
+                w.writerow(["file", *cols])
+                for f, values in zip(row_files, mat, strict=True):
+                    cells = ("" if math.isnan(v) else repr(float(v)) for v in values)
+                    w.writerow([printable(f), *cells])
     except OSError as exc:
         raise OtcliError(str(out), f"cannot write the file ({os_reason(exc)})") from None
