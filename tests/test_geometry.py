@@ -77,6 +77,74 @@ def test_kernel_geometry_matches_log_domain_as_potentials_drift():
         torch.testing.assert_close(got_rows[1, :20], want_rows[1, :20], rtol=1e-12, atol=1e-12)
 
 
+def _log_domain_steps(C, log_a, log_b, f, g, eps, omega, steps):
+    """The oracle: over-relaxed Sinkhorn iterations written out with torch.logsumexp."""
+    e = eps[:, None]
+    w = omega[:, None]
+    for _ in range(steps):
+        f_hat = -e * torch.logsumexp((log_b + g / e)[:, None, :] - C / e[..., None], dim=2)
+        f = f + w * (f_hat - f)
+        g_hat = -e * torch.logsumexp((log_a + f / e)[:, :, None] - C / e[..., None], dim=1)
+        g = g + w * (g_hat - g)
+    return f, g, g_hat
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernel_scaling_steps_equal_log_domain_iterations(dtype):
+    """The loop's bursts (u ← u^{1−ω}(a/K̃v)^ω, v likewise) give the log-domain iterations'
+    potentials, with padding on both sides, ω per problem, and a frozen problem (ω = 0)."""
+    x, y = _clouds(40, 30, seed=7)
+    C = get_cost("sqeuclidean")(x, y)
+    mask_x = torch.ones(2, 40, dtype=torch.bool)
+    mask_y = torch.ones(2, 30, dtype=torch.bool)
+    mask_x[1, 33:], mask_y[1, 21:] = False, False
+    log_a = torch.where(mask_x, -torch.log(mask_x.sum(1, keepdim=True).double()), -torch.inf)
+    log_b = torch.where(mask_y, -torch.log(mask_y.sum(1, keepdim=True).double()), -torch.inf)
+    eps = torch.tensor([0.05, 0.1], dtype=torch.float64)
+    geom = KernelGeometry(C.to(dtype), mask_x, mask_y, exact_eps=eps)
+    f = torch.zeros(2, 40, dtype=torch.float64)
+    g = -eps[:, None] * torch.logsumexp(
+        (log_a + f / eps[:, None])[:, :, None] - C / eps[:, None, None], dim=1
+    )
+    g = torch.where(mask_y, g, 0.0)
+    geom.lse_over_cols(log_b + g / eps[:, None], eps)  # builds the kernel, as the loop's first step
+    for omega in (torch.tensor([1.0, 1.0]), torch.tensor([1.7, 1.3]), torch.tensor([1.5, 0.0])):
+        omega = omega.double()
+        got = geom.scaling_steps(log_a, log_b, f, g, eps, omega, 7)
+        assert got is not None and got[3] == 7
+        want = _log_domain_steps(C, log_a, log_b, f, g, eps, omega, 7)
+        tol = 1e-10 if dtype == torch.float64 else 2e-5
+        for k, (have, ref) in enumerate(zip(got[:3], want, strict=True)):
+            mask = mask_x if k == 0 else mask_y
+            torch.testing.assert_close(have[mask], ref[mask], rtol=tol, atol=tol)
+        if omega[1] == 0:  # frozen: its potentials stay where they were (to rounding)
+            torch.testing.assert_close(got[0][1], f[1], rtol=0, atol=1e-5)
+
+
+def test_kernel_scaling_steps_stop_early_and_refuse_stale_kernels():
+    x, y = _clouds(30, 30, seed=8)
+    C = get_cost("sqeuclidean")(x, y)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    log_w = torch.full((2, 30), -np.log(30.0), dtype=torch.float64)
+    eps = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    geom = KernelGeometry(C, mask, mask, exact_eps=eps)
+    zeros = torch.zeros(2, 30, dtype=torch.float64)
+    assert (
+        geom.scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 5) is None
+    )  # no kernel
+    geom.lse_over_cols(log_w, eps)
+    stop = torch.full((2,), 1e-3, dtype=torch.float64)
+    f, g, _, ran = geom.scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500, stop)
+    assert 2 <= ran < 500
+    # The state it stopped at meets the error bound, measured on the plan itself.
+    P = torch.exp(log_w[:, :, None] + log_w[:, None, :] + (f[:, :, None] + g[:, None, :] - C) / 0.5)
+    err = (P.sum(2) - log_w.exp()).abs().sum(1) + (P.sum(1) - log_w.exp()).abs().sum(1)
+    assert bool((err <= 1e-3).all()) and bool((err > 1e-7).any())
+    # Potentials far from the absorbed ones: out of the kernel's reach, refused.
+    far = zeros + 100.0
+    assert geom.scaling_steps(log_w, log_w, far, zeros, eps, torch.ones(2), 5) is None
+
+
 def test_kernel_geometry_squares_through_halved_eps_and_rebuilds_at_the_target():
     """Annealing stages that halve ε square the kernel (no rebuild) and still give exact
     log-sum-exps; the target ε always gets a fresh kernel."""

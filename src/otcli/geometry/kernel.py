@@ -223,6 +223,89 @@ class KernelGeometry:
             self._eps_match = None
         return out
 
+    def scaling_steps(
+        self,
+        log_a: torch.Tensor,
+        log_b: torch.Tensor,
+        f: torch.Tensor,
+        g: torch.Tensor,
+        eps: torch.Tensor,
+        omega: torch.Tensor,
+        steps: int,
+        stop: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None:
+        """Up to ``steps`` over-relaxed balanced Sinkhorn iterations from (f, g) in the
+        scaling form, u ← u^{1−ω} (a / K̃v)^ω and v ← v^{1−ω} (b / K̃ᵀu)^ω: the new f and g,
+        ĝ (the last column half-step before relaxation, for the error check) and how many
+        ran. With ``stop`` (B,), they end early once every problem's marginal error
+        ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁, read off the products already made, is at most its
+        ``stop``. None where the kernel cannot serve them exactly: not built for ``eps``,
+        potentials out of reach at the start or the end, or a value not finite.
+
+        u = e^{log a + f/ε − α} and v = e^{log b + g/ε − β} are the very vectors the
+        log-domain half-steps exponentiate, so each iteration is two kernel products and a
+        few operations on vectors in the kernel's dtype, instead of the log domain's exps,
+        logs, reach checks and conversions. ``omega`` (B,) is ω per problem (0 freezes one).
+        """
+        if eps is not self._eps_seen or self._eps_match is None:
+            self._eps_seen, self._eps_match = eps, bool((eps == self.eps_k).all())
+        if not self._eps_match:
+            return None
+        inv_eps = (1.0 / eps)[:, None]
+        du = torch.addcmul(log_a, f, inv_eps).sub_(self.alpha)  # log u, −inf on padding
+        dv = torch.addcmul(log_b, g, inv_eps).sub_(self.beta)
+        if not self._in_reach(
+            du.masked_fill(self._massless_x, 0.0), dv.masked_fill(self._massless_y, 0.0)
+        ):
+            return None
+        kd = self.kernel.dtype
+        u, v = self._w_rows[:, : self._n], self._w_cols  # the products' operand buffers
+        torch.exp(du, out=u)
+        torch.exp(dv, out=v)
+        a, b = log_a.exp().to(kd), log_b.exp().to(kd)
+        w = omega.to(kd)[:, None]
+        w1 = 1.0 - w
+        v_hat = v
+        ran, col_err = 0, None
+        for _ in range(steps):
+            kv = self._times(True)
+            if col_err is not None:  # the error of the state the last step left
+                err = torch.addcmul(-a, u, kv).abs_().sum(1).add_(col_err)
+                if bool((err <= stop).all()):
+                    break
+            u_hat = torch.div(a, kv)
+            u.pow_(w1).mul_(u_hat.pow_(w))  # padding: 0^{1−ω} · 0 is NaN for ω > 1
+            if self._padded_x:
+                u.masked_fill_(self._massless_x, 0.0)
+            ktu = self._times(False)
+            v_hat = torch.div(b, ktu)
+            v.pow_(w1).mul_(torch.pow(v_hat, w))
+            if self._padded_y:
+                v.masked_fill_(self._massless_y, 0.0)
+            if stop is not None:
+                col_err = torch.addcmul(-b, v, ktu).abs_().sum(1)
+            ran += 1
+        hd = f.dtype
+        lu = u.to(hd).log_().masked_fill_(self._massless_x, 0.0)
+        lv = v.to(hd).log_().masked_fill_(self._massless_y, 0.0)
+        lh = v_hat.to(hd).log_().masked_fill_(self._massless_y, 0.0)
+        if not self._in_reach(lu, lv, lh):
+            return None
+        eps_col = eps[:, None]
+        f_new = (lu + self.alpha - log_a).mul_(eps_col)  # padding: −inf − (−inf), replaced
+        g_new = (lv + self.beta - log_b).mul_(eps_col)
+        g_hat = (lh + self.beta - log_b).mul_(eps_col)
+        f_new = torch.where(self.mask_x, f_new, f)
+        g_new = torch.where(self.mask_y, g_new, g)
+        g_hat = torch.where(self.mask_y, g_hat, 0.0)
+        return f_new, g_new, g_hat, ran
+
+    def _in_reach(self, *logs: torch.Tensor) -> bool:
+        """Whether every entry of these log-vectors (padding set to 0) lies within ``reach``;
+        NaN and ±inf do not. One host sync for all of them."""
+        spans = torch.stack([t.abs().amax() for t in logs])
+        return bool(spans.max() <= self.reach)
+
     def _square(self, idx: torch.Tensor, h: torch.Tensor) -> None:
         """Halve the kernel's ε for problems ``idx`` by squaring K̃: one cheap pass, no exp.
 
