@@ -228,7 +228,10 @@ def test_batch_of_different_sizes_online_equals_one_by_one():
     batched = otcli.solve(xs, ys, eps=0.05, dtype="float64", geometry="online")
     for r, x, y in zip(batched, xs, ys, strict=True):
         single = otcli.solve(x, y, eps=0.05, dtype="float64", geometry="dense")
-        assert r.cost == pytest.approx(single.cost, rel=1e-9)
+        # Each stops on its own once within tol (float64's), at its own iteration: the
+        # costs agree to the largest cost (≤ 3 in the unit cube) times the marginal errors.
+        bound = 3 * (r.marginal_error + single.marginal_error)
+        assert abs(r.cost - single.cost) <= bound and bound < 1e-6
 
 
 def test_online_float32_small_eps_converges_to_pot():

@@ -3,11 +3,12 @@
 :func:`otcli.solver.sinkhorn_loop` runs named steps over these two: a :class:`Batch` (the
 geometry, log-masses, ε schedule; fixed but for compaction) and a :class:`State` (potentials,
 stage, relaxation and convergence bookkeeping, per problem). The batch also holds the two
-half-steps and the error they give for free.
+half-steps and the error they give for free; :class:`SolverOptions` says how hard to work.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -26,9 +27,48 @@ def relaxed_marginal(log_w: torch.Tensor, pot: torch.Tensor, rho: float | None) 
     return log_w.exp() if rho is None else (log_w - pot / rho).exp()
 
 
+def every(check_every: int, iterations: int) -> int:
+    """A period of about ``iterations`` that is a whole number of check intervals."""
+    return check_every * max(1, math.ceil(iterations / check_every))
+
+
 def flag(t: torch.Tensor) -> torch.Tensor:
     """A (B,) per-problem tensor as a (B, 1) column, to mask or scale (B, n) potentials."""
     return t[:, None]
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How hard to work: target ε per problem, stopping rule and ε-annealing.
+
+    ``tol`` bounds the marginal error ‖P1 − ã‖₁ + ‖Pᵀ1 − b̃‖₁, where ã = a and b̃ = b for
+    balanced sides and ã = a exp(−f/ρ_a), b̃ = b exp(−g/ρ_b) (the marginals the optimum
+    has, see :func:`relaxed_marginal`) for sides relaxed by a finite ``rho_a``/``rho_b``
+    (``None``: balanced); ``scaling`` in (0, 1) is the
+    factor between successive ε stages (``None``: plain Sinkhorn at the target ε);
+    ``check_every`` is how often the loop measures that error (one host sync each time);
+    ``stage_tol`` and ``stage_max_iter`` decide when an annealing stage is done;
+    ``patience`` (and half the iterations spent at the target ε, when more) is how long a
+    problem's best error may go without a 1% fall there before it counts as stalled;
+    ``hopeless_window`` is how often the loop projects, from the best error's fall over that
+    many iterations, whether a problem far above ``tol`` can reach it within ``max_iter``.
+    """
+
+    max_iter: int = 1000
+    tol: float = 1e-5
+    stage_tol: float = 1e-2
+    stage_max_iter: int = 100
+    patience: int = 500
+    hopeless_window: int = 200
+    relax_window: int = 10
+    # Pairs with shared and repeated points (bootstrap resamples) contract at 0.9998 per
+    # plain iteration; ω up to 1.98 instead of 1.9 took 10–30% off bootstrap batches of
+    # wine, digits and iris, and halved the median iterations at float64's tolerance.
+    max_omega: float = 1.98
+    scaling: float | None = 0.5
+    check_every: int = 1
+    rho_a: float | None = None
+    rho_b: float | None = None
 
 
 @dataclass

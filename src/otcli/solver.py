@@ -40,8 +40,19 @@ from otcli.annealing import (
     damping,
     eps_schedule,
 )
+from otcli.burst import burst, to_next_check
 from otcli.geometry import Geometry
-from otcli.loopstate import Batch, LoopOutput, State, compact, finish, flag, relaxed_marginal
+from otcli.loopstate import (
+    Batch,
+    LoopOutput,
+    SolverOptions,
+    State,
+    compact,
+    every,
+    finish,
+    flag,
+    relaxed_marginal,
+)
 
 __all__ = [
     "ANNEALING_START",
@@ -58,40 +69,6 @@ __all__ = [
 
 #: Batches from this size on drop their finished problems once three quarters are done.
 COMPACT_MIN_BATCH = 4
-
-
-@dataclass(frozen=True)
-class SolverOptions:
-    """How hard to work: target ε per problem, stopping rule and ε-annealing.
-
-    ``tol`` bounds the marginal error ‖P1 − ã‖₁ + ‖Pᵀ1 − b̃‖₁, where ã = a and b̃ = b for
-    balanced sides and ã = a exp(−f/ρ_a), b̃ = b exp(−g/ρ_b) (the marginals the optimum
-    has, see :func:`relaxed_marginal`) for sides relaxed by a finite ``rho_a``/``rho_b``
-    (``None``: balanced); ``scaling`` in (0, 1) is the
-    factor between successive ε stages (``None``: plain Sinkhorn at the target ε);
-    ``check_every`` is how often the loop measures that error (one host sync each time);
-    ``stage_tol`` and ``stage_max_iter`` decide when an annealing stage is done;
-    ``patience`` (and half the iterations spent at the target ε, when more) is how long a
-    problem's best error may go without a 1% fall there before it counts as stalled;
-    ``hopeless_window`` is how often the loop projects, from the best error's fall over that
-    many iterations, whether a problem far above ``tol`` can reach it within ``max_iter``.
-    """
-
-    max_iter: int = 1000
-    tol: float = 1e-5
-    stage_tol: float = 1e-2
-    stage_max_iter: int = 100
-    patience: int = 500
-    hopeless_window: int = 200
-    relax_window: int = 10
-    # Pairs with shared and repeated points (bootstrap resamples) contract at 0.9998 per
-    # plain iteration; ω up to 1.98 instead of 1.9 took 10–30% off bootstrap batches of
-    # wine, digits and iris, and halved the median iterations at float64's tolerance.
-    max_omega: float = 1.98
-    scaling: float | None = 0.5
-    check_every: int = 1
-    rho_a: float | None = None
-    rho_b: float | None = None
 
 
 ProgressFn = Callable[[int, float, float], None]
@@ -221,8 +198,8 @@ def _stop_rules(
     (:mod:`otcli.convergence`). A first stall restarts the problem instead (returned):
     annealing can leave near-ties (a near-permutation plan) in a flat dual direction that
     Sinkhorn leaves at a crawl, and a plain start from zero at the target ε may not."""
-    stall_due = it % _every(opts, 10) == 0
-    projection_due = it % _every(opts, 50) == 0
+    stall_due = it % every(opts.check_every, 10) == 0
+    projection_due = it % every(opts.check_every, 50) == 0
     if not (stall_due or projection_due):
         st.active = st.active & ~finished
         return None
@@ -242,11 +219,6 @@ def _stop_rules(
     restart = stalled & ~st.restarted
     st.active = st.active & ~finished & ~(stalled & st.restarted)
     return restart
-
-
-def _every(opts: SolverOptions, iterations: int) -> int:
-    """A period of about ``iterations`` that is a whole number of check intervals."""
-    return opts.check_every * max(1, math.ceil(iterations / opts.check_every))
 
 
 def _advance(b: Batch, st: State, d: _Decision) -> StepConstants | None:
@@ -307,60 +279,6 @@ def _relaxed_step(b: Batch, st: State, c: StepConstants) -> None:
         st.stage_iters += 1
 
 
-#: Iterations from one check to the next while those between run in the kernel's scaling
-#: form (:func:`_burst`).
-BURST_PERIOD = 10
-
-
-def _to_next_check(it: int, opts: SolverOptions) -> int:
-    """Iterations from ``it`` to the next check of a burst (or to max_iter)."""
-    period = _every(opts, BURST_PERIOD)
-    return min(-(-it // period) * period, opts.max_iter) - it
-
-
-def _burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -> int:
-    """Run iterations ``it``, ``it + 1``, … short of the next check in the kernel's scaling
-    form, where the geometry has one and the problems are balanced: two kernel products and
-    a few vector operations each, instead of the log domain's dozens of operations. How
-    many ran (0: none; the loop goes on in the log domain, which also rebuilds a kernel out
-    of reach). The check that follows measures the error as ever: the burst leaves f, g and
-    ĝ = G(f) as the log-domain iterations would, to rounding.
-
-    While annealing, a stage is often done within a few iterations: the burst then ends as
-    soon as every problem is ready for the check to move it on (its error within the
-    stage's tolerance, or the target's), so a stage takes no more iterations than with a
-    check after each one."""
-    steps = _to_next_check(it, opts)
-    run = getattr(b.geom, "scaling_steps", None)
-    if steps < 2 or run is None or b.rho_a is not None or b.rho_b is not None:
-        return 0
-    omega = st.omega if st.all_active else torch.where(st.active, st.omega, 0.0)
-    stop = None
-    if not st.all_last:
-        tol = torch.where(st.stage == b.last, 0.5 * opts.tol, opts.stage_tol)
-        stop = torch.where(st.active, tol, math.inf)
-        left = opts.stage_max_iter - int(st.stage_iters.max())
-        steps = min(steps, max(left, 0))
-        if steps < 2:
-            return 0
-    out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop)
-    if out is None or out[3] == 0:
-        return 0
-    f, g, g_hat, steps = out
-    if st.all_active:
-        st.f, st.g, st.g_hat = f, g, g_hat
-        st.iterations += steps
-    else:  # frozen problems keep their potentials to the bit
-        active = flag(st.active)
-        st.f = torch.where(active, f, st.f)
-        st.g = torch.where(active, g, st.g)
-        st.g_hat = torch.where(active, g_hat, st.g_hat)
-        st.iterations += steps * st.active
-    if not st.all_last:
-        st.stage_iters += steps
-    return steps
-
-
 def sinkhorn_loop(
     geom: Geometry,
     log_a: torch.Tensor,
@@ -396,14 +314,14 @@ def sinkhorn_loop(
     """
     b, st, c = _start(geom, log_a, log_b, eps, opts)
     done: dict[str, torch.Tensor] | None = None
-    window = _every(opts, opts.relax_window)  # ω is re-estimated at checks only
+    window = every(opts.check_every, opts.relax_window)  # ω is re-estimated at checks only
     burst_from = 1  # a burst that failed waits for the next check
     it = 0
     while it < opts.max_iter:
         it += 1
         if it >= burst_from:
-            ran = _burst(b, st, c, it, opts)
-            burst_from = it + 1 if ran else it + _to_next_check(it, opts) + 1
+            ran = burst(b, st, c, it, opts)
+            burst_from = it + 1 if ran else it + to_next_check(it, opts) + 1
             it += ran
         st.f_hat = b.f_step(st.g, c)
         if it % opts.check_every == 0 or it == opts.max_iter:

@@ -1,0 +1,75 @@
+"""Bursts: the Sinkhorn loop's iterations between two checks, in the kernel's scaling form.
+
+A log-domain iteration over a kernel geometry costs dozens of small tensor operations (exps,
+logs, reach and finiteness checks, conversions) around its two kernel products; on batches
+of small clouds those operations, not the products, set the time. Between two checks no
+decision is taken, so those iterations can run in the scaling form instead
+(:meth:`otcli.geometry.kernel.KernelGeometry.scaling_steps`): two products and a few
+vector operations each. The check that follows sees the potentials the log-domain
+iterations would have left, to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from otcli.loopstate import Batch, SolverOptions, State, every, flag
+
+if TYPE_CHECKING:
+    from otcli.annealing import StepConstants
+
+#: Iterations from one check to the next while those between run in the kernel's scaling
+#: form (:func:`_burst`).
+BURST_PERIOD = 10
+
+
+def to_next_check(it: int, opts: SolverOptions) -> int:
+    """Iterations from ``it`` to the next check of a burst (or to max_iter)."""
+    period = every(opts.check_every, BURST_PERIOD)
+    return min(-(-it // period) * period, opts.max_iter) - it
+
+
+def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -> int:
+    """Run iterations ``it``, ``it + 1``, … short of the next check in the kernel's scaling
+    form, where the geometry has one and the problems are balanced: two kernel products and
+    a few vector operations each, instead of the log domain's dozens of operations. How
+    many ran (0: none; the loop goes on in the log domain, which also rebuilds a kernel out
+    of reach). The check that follows measures the error as ever: the burst leaves f, g and
+    ĝ = G(f) as the log-domain iterations would, to rounding.
+
+    While annealing, a stage is often done within a few iterations: the burst then ends as
+    soon as every problem is ready for the check to move it on (its error within the
+    stage's tolerance, or the target's), so a stage takes no more iterations than with a
+    check after each one."""
+    steps = to_next_check(it, opts)
+    run = getattr(b.geom, "scaling_steps", None)
+    if steps < 2 or run is None or b.rho_a is not None or b.rho_b is not None:
+        return 0
+    omega = st.omega if st.all_active else torch.where(st.active, st.omega, 0.0)
+    stop = None
+    if not st.all_last:
+        tol = torch.where(st.stage == b.last, 0.5 * opts.tol, opts.stage_tol)
+        stop = torch.where(st.active, tol, math.inf)
+        left = opts.stage_max_iter - int(st.stage_iters.max())
+        steps = min(steps, max(left, 0))
+        if steps < 2:
+            return 0
+    out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop)
+    if out is None or out[3] == 0:
+        return 0
+    f, g, g_hat, steps = out
+    if st.all_active:
+        st.f, st.g, st.g_hat = f, g, g_hat
+        st.iterations += steps
+    else:  # frozen problems keep their potentials to the bit
+        active = flag(st.active)
+        st.f = torch.where(active, f, st.f)
+        st.g = torch.where(active, g, st.g)
+        st.g_hat = torch.where(active, g_hat, st.g_hat)
+        st.iterations += steps * st.active
+    if not st.all_last:
+        st.stage_iters += steps
+    return steps
