@@ -171,3 +171,50 @@ def test_fuzz_option_values(
     flat = [f"{name}={value}" for name, value in options]
     data = b"x,y\n0,0\n1,0.5\n2,2\n"
     fuzz_run(capfd, "f.csv", data, "--cost", cost, "--dtype", dtype, *flat)
+
+
+#: Characters of output names: plain, control (newline, escape, tab), separators, wide and
+#: undecodable (a lone surrogate: a byte that is not UTF-8).
+NAME_CHARS = st.sampled_from(
+    [
+        "a",
+        "Z",
+        "0",
+        ".",
+        "-",
+        " ",
+        "/",
+        "\n",
+        "\r",
+        "\t",
+        "\x1b",
+        "\x7f",
+        "\u2028",
+        "é",
+        "漢",
+        "😀",
+        "\udcff",
+    ]
+)
+
+
+@FUZZ
+@given(
+    stem=st.lists(NAME_CHARS, min_size=1, max_size=12).map("".join),
+    repeat=st.sampled_from([1, 30, 120, 600]),
+    suffix=st.sampled_from([".npy", ".csv", ".parquet", ".txt", ""]),
+    option=st.sampled_from(["--coupling", "--cost-matrix"]),
+)
+def test_fuzz_output_names(
+    capfd: pytest.CaptureFixture[str], stem: str, repeat: int, suffix: str, option: str
+) -> None:
+    """Any output name (long, with control characters, separators or bytes that are not
+    UTF-8): the contract holds, and a refusal names the option on a single line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cloud = Path(tmp) / "c.csv"
+        cloud.write_bytes(b"x,y\n0,0\n1,0.5\n2,2\n")
+        out = os.path.join(tmp, stem * repeat + suffix)
+        code, stdout, err = otdist(capfd, cloud, cloud, "--json", option, out)
+    assert_contract(code, stdout, err)
+    if code == 2:
+        assert err.startswith(f"Error: {option}: "), err

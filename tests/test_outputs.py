@@ -75,7 +75,8 @@ def test_existing_outputs_are_replaced_only_with_overwrite(capfd, tmp_path, pair
                           "--cost-matrix", tmp_path / "Q.csv")  # fmt: skip
     assert (code, err) == (
         2,
-        "Error: --cost-matrix: is the same file as --coupling; give two names\n",
+        f"Error: --cost-matrix: '{tmp_path / 'Q.csv'}' is the same file as --coupling "
+        f"'{tmp_path / 'Q.csv'}': one would replace the other; give each output its own name\n",
     )
 
 

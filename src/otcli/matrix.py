@@ -152,7 +152,9 @@ def run_matrix(
 ) -> PairReport:
     """``otdist matrix``: read the matrix in ``path`` (and masses), solve, write, report.
 
-    Outputs and the memory rule are checked before the matrix is loaded; the report is a
+    Outputs and the memory rule are checked before the matrix is loaded (an output that is
+    the matrix or a mass file is refused; ``otdist matrix`` has no ``--overwrite``, and
+    replaces any other existing file, as it always has); the report is a
     single-pair report whose ``a``/``b`` name the mass files (``uniform`` without one) and
     whose ``dim`` is 0.
     """
@@ -160,12 +162,18 @@ def run_matrix(
     from otcli.device import format_bytes
     from otcli.io import check_output_path
     from otcli.io.matrices import read_cost_matrix
+    from otcli.io.writers import check_distinct_outputs, check_new_output
     from otcli.pair import PairOutputs, solve_pair
 
     outputs = PairOutputs() if outputs is None else outputs
+    inputs = [f for f in (path, a, b) if f is not None]
     for option, out in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if out is not None:
             check_output_path(out, option)
+            check_new_output(out, option, overwrite=True, inputs=inputs)  # never an input
+    check_distinct_outputs(
+        [("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)]
+    )
 
     def check_size(n: int, m: int) -> None:
         need, budget = dense_bytes(1, n, m, config.itemsize), config.memory_budget()

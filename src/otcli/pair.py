@@ -141,7 +141,7 @@ def run_pair(
     """
     from otcli import api, export
     from otcli.io import check_output_path, read_cloud
-    from otcli.io.writers import check_new_output
+    from otcli.io.writers import check_distinct_outputs, check_new_output
 
     read = ReadOptions() if read is None else read
     outputs = PairOutputs() if outputs is None else outputs
@@ -154,9 +154,10 @@ def run_pair(
         if path is not None:
             check_output_path(path, option)
             check_new_output(path, option, overwrite=outputs.overwrite, inputs=(a, b))
-    both = outputs.coupling is not None and outputs.cost_matrix is not None
-    if both and os.path.abspath(outputs.coupling) == os.path.abspath(outputs.cost_matrix):  # type: ignore[arg-type]
-        raise OptionError("--cost-matrix", "is the same file as --coupling; give two names")
+    check_distinct_outputs(
+        [("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix),
+         ("--plot", outputs.plot)]
+    )  # fmt: skip
     if outputs.plot is not None:
         from otcli import plot
 

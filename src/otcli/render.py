@@ -16,25 +16,39 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otcli.errors import OtcliError
-from otcli.safetext import json_dumps, printable
+from otcli.safetext import json_dumps, one_line, printable
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
     """``Error: <where>: <what>`` as one line on stderr (no markup, no wrapping); bytes of a
-    file name that are not UTF-8 show as ``\\xNN``."""
-    stderr.print(f"Error: {printable(message)}", style="bold red", markup=False)
+    file name that are not UTF-8 show as ``\\xNN``, control characters in it (a newline)
+    as escapes (:func:`~otcli.safetext.one_line`)."""
+    stderr.print(f"Error: {one_line(printable(message))}", style="bold red", markup=False)
 
 
 def warning(message: str) -> None:
-    stderr.print(f"Warning: {printable(message)}", style="yellow", markup=False)
+    stderr.print(f"Warning: {one_line(printable(message))}", style="yellow", markup=False)
+
+
+def require_stdout() -> None:
+    """Refuse to start a command whose result goes to stdout when stdout was closed
+    (``otdist A B >&-``): the :class:`~otcli.errors.OtcliError` of :func:`result`, before
+    the work rather than after it (:mod:`otcli.cli.streams` says why it is an error)."""
+    if sys.stdout is None:
+        raise OtcliError(
+            "stdout",
+            "is closed, so the result has nowhere to go; redirect it to a file, or to "
+            "/dev/null to drop it",
+        )
 
 
 def result(text: str) -> None:
     """``text`` and a newline on stdout, flushed now, so that a full disk or a closed pipe
     is an :class:`~otcli.errors.OtcliError` here, not a traceback at exit. After a failure
     stdout is pointed at /dev/null: Python's own flush at exit then has nothing to fail on."""
+    require_stdout()
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
@@ -51,7 +65,7 @@ def result(text: str) -> None:
 
 def note(message: str) -> None:
     """``Note: <file>: <what>`` on stderr: something otdist decided the user should know."""
-    stderr.print(f"Note: {message}", markup=False)
+    stderr.print(f"Note: {one_line(printable(message))}", markup=False)
 
 
 #: Engines that solve the unregularised problem (no ε, no iterations).

@@ -19,6 +19,16 @@ import re
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Characters that would break a one-line message or drive the terminal: C0 and C1 controls
+#: (newline, carriage return, tab, escape...) and Unicode's line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters written as Python escapes (``\\n``, ``\\x1b``,
+    ``\\u2028``), as ``repr`` writes them: a file name with a newline in it no longer splits
+    an ``Error:`` line in two, and one with an escape sequence cannot recolour the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def printable(text: str) -> str:

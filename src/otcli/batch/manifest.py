@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from otcli.errors import InputError, OptionError
+from otcli.io.common import os_reason
 from otcli.io.tables import read_table, resolve_path
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -53,6 +54,12 @@ def read_manifest(path: str | os.PathLike[str]) -> list[PairSpec]:
     or a duplicate id.
     """
     where = os.fspath(path)
+    if where == "-":  # its relative paths need a folder; an idle pipe would hang the run
+        raise InputError(
+            "-",
+            "a manifest is read from a file, not standard input (its relative paths are "
+            "taken from its folder); save it as .csv, .tsv or .parquet and give its path",
+        )
     table = read_table(where, "manifest")
     names = table.column_names
     missing = [c for c in ("a", "b") if c not in names]
@@ -133,24 +140,28 @@ def check_coupling_dir(
     *,
     replace: bool = False,
     inputs: dict[tuple[int, int], str] | None = None,
+    others: Sequence[tuple[str, str | os.PathLike[str]]] = (),
 ) -> Path:
-    """The coupling folder (created if its parent exists) and ids that are safe file names.
+    """The coupling folder (created if its parent exists) and ids that are safe file names,
+    all checked before any solving.
 
-    The overwrite policy of every output holds for ``DIR/<id>.<fmt>``: an existing file is
-    refused unless ``replace`` (``--overwrite``, or ``--resume``, whose unfinished pairs may
-    have left one), and a file that is one of the ``inputs`` (:func:`file_identities`) always.
+    The folder must be writable (an existing one, or the parent of a new one), and every
+    ``DIR/<id>.<fmt>`` name within the file system's limit. The overwrite policy of every
+    output holds for these files: an existing one is refused unless ``replace``
+    (``--overwrite``, or ``--resume``, whose unfinished pairs may have left one), one that is
+    an input (:func:`file_identities`) always, and so is one that is the run's other
+    outputs (``others``, (option, path) pairs: ``-o cdx/res.parquet`` with an id ``res``).
     """
-    from otcli.io.writers import check_new_output
+    from otcli.io.writers import (
+        check_distinct_outputs,
+        check_name_length,
+        check_new_output,
+        path_problem,
+    )
 
     if fmt not in ("npy", "parquet"):
         raise OptionError("--coupling-format", f"unknown format {fmt!r}; use npy or parquet")
     path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise OptionError("--coupling-dir", f"{str(path)!r} exists and is not a directory")
-    if not path.parent.is_dir():
-        raise OptionError(
-            "--coupling-dir", f"directory {str(path.parent)!r} does not exist; create it first"
-        )
     for pair in pairs:
         if not _SAFE_ID.fullmatch(str(pair.id)):
             raise OptionError(
@@ -158,11 +169,46 @@ def check_coupling_dir(
                 f"id {pair.id!r} is not a safe file name (letters, digits, . _ + - only, not "
                 "starting with a dot); rename it in the manifest",
             )
-    if path.is_dir():
-        for pair in pairs:
-            check_new_output(
-                path / f"{pair.id}.{fmt}", "--coupling-dir", overwrite=replace,
-                inputs=inputs or {},
-            )  # fmt: skip
-    path.mkdir(exist_ok=True)
+    try:
+        exists = _check_folder(path)
+        files = [path / f"{pair.id}.{fmt}" for pair in pairs]
+        for file in files:
+            check_name_length(file, "--coupling-dir")
+        check_distinct_outputs([*others, *(("--coupling-dir", f) for f in files)])
+        if exists:
+            for file in files:
+                check_new_output(file, "--coupling-dir", overwrite=replace, inputs=inputs or {})
+    except OSError as exc:
+        raise OptionError("--coupling-dir", path_problem(path, exc)) from None
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:  # /proc/x: a folder no one can make
+        raise OptionError(
+            "--coupling-dir", f"cannot create directory {str(path)!r} ({os_reason(exc)})"
+        ) from None
     return path
+
+
+def _check_folder(path: Path) -> bool:
+    """Whether the coupling folder exists; refuse one that cannot be written, or whose
+    parent cannot be written when it must be made."""
+    if path.exists() and not path.is_dir():
+        raise OptionError("--coupling-dir", f"{str(path)!r} exists and is not a directory")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OptionError(
+                "--coupling-dir", f"cannot write to directory {str(path)!r} (permission denied)"
+            )
+        return True
+    parent = path.parent
+    if not parent.is_dir():
+        raise OptionError(
+            "--coupling-dir", f"directory {str(parent)!r} does not exist; create it first"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OptionError(
+            "--coupling-dir",
+            f"cannot create {str(path)!r}: directory {str(parent)!r} is not writable "
+            "(permission denied)",
+        )
+    return False

@@ -56,13 +56,15 @@ def run_pairwise(
     progress: Callable[[int, int], ProgressHook] | None = None,
     backend: DaskBackend | None = None,
     exact: bool = False,
+    also_read: Sequence[str | os.PathLike[str]] = (),
 ) -> RunSummary:
     """Solve every pair i ≤ j of ``files`` once and write the matrix or long table to ``out``.
 
     The diagonal holds each cloud against itself: the entropic self-cost ⟨P, C⟩ (not zero),
     or exactly 0 with ``divergence``. Raises :class:`~otcli.errors.OtcliError` for bad
     options, a file that does not exist, or an existing ``out`` (unless ``overwrite``; an
-    input file never); unreadable files and failed solves become NaN entries and error rows. With a
+    input file never, nor ``also_read``: a ``--files-from`` list); unreadable files and
+    failed solves become NaN entries and error rows. With a
     ``backend`` (a :class:`~otcli.batch.cluster.DaskBackend`) the pairs are solved on its
     cluster, each worker reading the files it needs once.
     """
@@ -76,7 +78,7 @@ def run_pairwise(
     if missing:
         more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
         raise InputError(missing[0], f"no such file; check the path{more}")
-    check_new_output(out_path, "-o", overwrite=overwrite, inputs=files)
+    check_new_output(out_path, "-o", overwrite=overwrite, inputs=[*files, *also_read])
     relative = divergence and config.eps_rel is not None  # self terms at each pair's ε
     if relative and backend is not None:
         raise OptionError(

@@ -35,7 +35,12 @@ from otcli.batch.solving import BatchRun
 from otcli.config import ReadOptions, SolveConfig
 from otcli.io import check_output_path
 from otcli.io.tables import SETTINGS_SUFFIX, settings_path, write_rows
-from otcli.io.writers import check_name_length, check_new_output, file_identities
+from otcli.io.writers import (
+    check_name_length,
+    check_new_output,
+    file_identities,
+    remove_leftover_temps,
+)
 
 if TYPE_CHECKING:
     from otcli.batch.cluster import DaskBackend
@@ -86,13 +91,20 @@ def run_batch(
     engine = Engine.create(config, exact)
     cdir = None
     if coupling_dir is not None:
+        own = [("-o", p) for p in (out_path, journal_path(out_path), settings_path(out_path))]
         cdir = check_coupling_dir(
-            coupling_dir, pairs, coupling_format, replace=overwrite or resume, inputs=inputs
-        )
+            coupling_dir, pairs, coupling_format, replace=overwrite or resume, inputs=inputs,
+            others=own,
+        )  # fmt: skip
     fingerprint = run_fingerprint(config, read, divergence, exact)
     if backend is not None:
         backend.connect(config)
     with output_lock(out_path):  # one run per OUT: a second is refused at once
+        # What a killed run (kill -9) left: no other run writes these while OUT is locked.
+        remove_leftover_temps(
+            [out_path, settings_path(out_path)]
+            + ([] if cdir is None else [cdir / f"{p.id}.{coupling_format}" for p in pairs])
+        )
         journal, previous = prepare_output(
             out_path, fingerprint, resume=resume, overwrite=overwrite
         )

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from otcli import __version__
+from otcli.cli.signals import exit_code, termination_as_interrupt
 
 PAIR_COMMAND = "pair"
 #: ``otdist -V`` / ``--version``, understood after a subcommand too (``otdist pair -V``).
@@ -143,7 +144,8 @@ def run(argv: list[str] | None = None) -> int:
     cmd = get_command(app)
     argv = spread_lists(sys.argv[1:] if argv is None else list(argv))
     try:
-        code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
+        with termination_as_interrupt():  # SIGTERM and SIGHUP clean up as Ctrl-C does
+            code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         typer.echo(exc.format_message().strip(), err=True)
         return 2
@@ -154,8 +156,10 @@ def run(argv: list[str] | None = None) -> int:
 
         render.error(_usage_message(exc))
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        return 130
+    except typer.Abort as exc:  # click's word for an interrupt outside a command's guard
+        return exit_code(exc.__cause__ or exc)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
+        return exit_code(exc)
     except SystemExit as exc:  # shell completion and its install/show options end this way
         return exc.code if isinstance(exc.code, int) else 0
     return code if isinstance(code, int) else 0
@@ -228,7 +232,11 @@ def main() -> None:
     an active exception", exit 134, after a correct result or error. Once the command is
     done nothing is left to tear down: the atexit handlers run, the standard streams are
     flushed, and the process ends at once (:func:`os._exit`), before any finalisation.
+    Standard streams the shell closed are repaired first (:mod:`otcli.cli.streams`).
     """
+    from otcli.cli.streams import repair_standard_streams
+
+    repair_standard_streams()
     _exit(run())
 
 
@@ -239,7 +247,8 @@ def _exit(code: int) -> NoReturn:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: closed when the process started
+                stream.flush()
         except (OSError, ValueError):  # a full disk or a closed pipe: nothing more to say
             code = code or 1
     os._exit(code)

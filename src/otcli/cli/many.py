@@ -238,7 +238,10 @@ def batch(
     def call(start: Any) -> Any:
         from otcli.batch import run_batch
 
-        size = _check_plot(plot, plot_size)
+        # A resumed run draws its picture again over the one it drew before.
+        size = _check_plot(
+            plot, plot_size, overwrite=overwrite or resume, inputs=[manifest], output=output
+        )
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
@@ -378,7 +381,7 @@ def pairwise(
     def call(start: Any) -> Any:
         from otcli.batch.pairwise import read_file_list, run_pairwise
 
-        size = _check_plot(plot, plot_size)
+        size = _plot_size(plot_size)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
@@ -388,8 +391,9 @@ def pairwise(
             threads=threads,
         )  # fmt: skip
         paths = list(files or [])
-        if files_from is not None:
-            paths += read_file_list(files_from)
+        listed = [] if files_from is None else [files_from]
+        for file_list in listed:
+            paths += read_file_list(file_list)
         others = list(against or [])
         if against_from is not None:
             others += read_file_list(against_from)
@@ -400,12 +404,13 @@ def pairwise(
                 "--resume", "only a run with --against is resumable; a square matrix is "
                 "written whole at the end"
             )  # fmt: skip
+        _check_plot(plot, plot_size, overwrite=overwrite, inputs=paths + listed, output=output)
         with _backend(scheduler, device) as backend:
             summary = run_pairwise(
                 paths, output, config,
                 read=_read_options(columns, weights, exclude, id_column),
                 divergence=divergence, workers=workers, overwrite=overwrite, progress=start,
-                backend=backend, exact=_exact(exact, eps, eps_rel),
+                backend=backend, exact=_exact(exact, eps, eps_rel), also_read=listed,
             )  # fmt: skip
         if plot is not None:
             from otcli.plot import pairwise_file_figure, save_figure
@@ -438,11 +443,22 @@ def pairwise(
     _run_many(call, progress, interrupted)
 
 
-def _check_plot(plot: Path | None, plot_size: str | None) -> tuple[float, float] | None:
-    """Before the run: --plot's path and matplotlib; the --plot-size it asks for."""
+def _check_plot(
+    plot: Path | None,
+    plot_size: str | None,
+    *,
+    overwrite: bool,
+    inputs: list[Any],
+    output: Path,
+) -> tuple[float, float] | None:
+    """Before the run: --plot's path and matplotlib, the overwrite policy (an input never,
+    nor the run's -o), and the --plot-size it asks for."""
     size = _plot_size(plot_size)
     if plot is not None:
+        from otcli.io.writers import check_distinct_outputs, check_new_output
         from otcli.plot import check_plot_path
 
         check_plot_path(plot)
+        check_new_output(plot, "--plot", overwrite=overwrite, inputs=inputs)
+        check_distinct_outputs([("-o", output), ("--plot", plot)])
     return size

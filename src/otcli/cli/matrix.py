@@ -97,6 +97,7 @@ def matrix(
         from otcli.matrix import run_matrix
         from otcli.pair import PairOutputs
 
+        render.require_stdout()  # the result's one way out, before any work
         # No --cost: run_matrix replaces the placeholder with the matrix itself.
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=CostName.sqeuclidean, p=None, max_iter=max_iter,
@@ -114,8 +115,9 @@ def matrix(
 
         render.warning(not_converged_message(report, max_iter))
     if quiet:
-        typer.echo(repr(report.cost))
+        text = repr(report.cost)
     elif json_out:
-        typer.echo(render.to_json(report.fields()))
+        text = render.to_json(report.fields())
     else:
-        typer.echo(render.summary(report.fields()))
+        text = render.summary(report.fields())
+    _guarded(lambda: render.result(text), lambda: None, "interrupted")

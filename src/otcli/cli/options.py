@@ -293,8 +293,9 @@ SchedulerOpt = Annotated[
 
 def _guarded(call: Any, close: Any, interrupted: str) -> Any:
     """Run ``call``; errors become one line on stderr and an exit code (2 bad input or
-    options, 1 a solver failure, 130 Ctrl-C), never a traceback."""
+    options, 1 a solver failure, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), never a traceback."""
     from otcli import render
+    from otcli.cli.signals import exit_code
     from otcli.errors import SolverError
 
     try:
@@ -307,10 +308,10 @@ def _guarded(call: Any, close: Any, interrupted: str) -> Any:
         close()
         render.error(str(exc))
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         close()
         render.error(interrupted)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(exc)) from None
     finally:
         close()
 

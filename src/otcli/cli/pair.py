@@ -193,6 +193,7 @@ def pair(
     def call() -> Any:
         from otcli.pair import PairOutputs, run_pair
 
+        render.require_stdout()  # the result's one way out, before any work
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=device, dtype=dtype, geometry=geometry, memory=memory,

@@ -53,6 +53,8 @@ def show(
 
         if top < 0:
             raise OptionError("--top", f"must be ≥ 0, got {top}")
+        if plot is None:  # the summary is the result; with --plot the picture is
+            render.require_stdout()
         size = _plot_size(plot_size)
         if plot is not None:
             from otcli.plot import check_plot_path

@@ -12,7 +12,9 @@ pyarrow is imported inside the long-format writer only, so importing this module
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,19 +47,50 @@ def check_output_path(
             f"{str(path)!r} has unsupported file type {suffix or '(none)'!r}; use one of "
             f"{', '.join(suffixes)}",
         )
+    check_name_length(out, option)  # first: the checks below fail on a name over the limit
+    try:
+        _check_location(out, option)
+    except OSError as exc:  # a path over PATH_MAX, a component over NAME_MAX, a link loop
+        raise OptionError(option, path_problem(out, exc)) from None
+    except OtcliError:
+        raise
+    except ValueError:  # a NUL character (a library caller's string: argv cannot hold one)
+        raise OptionError(
+            option, f"{str(path)!r} holds a NUL character; no file has such a name"
+        ) from None
+    return out
+
+
+def path_problem(path: str | os.PathLike[str], exc: OSError) -> str:
+    """What is wrong with ``path`` when the system refuses even to look it up."""
+    if exc.errno == errno.ENAMETOOLONG:
+        size = len(os.fsencode(os.fspath(path)))
+        return (
+            f"{elided(path)!r} is too long a path ({size} bytes, or a part of it over "
+            f"{name_max('.')} bytes); use a shorter one"
+        )
+    return f"cannot use {os.fspath(path)!r} ({os_reason(exc)})"
+
+
+def _check_location(out: Path, option: str) -> None:
     if out.is_dir():
-        raise OptionError(option, f"{str(path)!r} is a directory; give a file name")
+        raise OptionError(option, f"{str(out)!r} is a directory; give a file name")
     parent = out.parent
     if not parent.exists():
         raise OptionError(
-            option, f"directory {str(parent)!r} of {str(path)!r} does not exist; create it first"
+            option, f"directory {str(parent)!r} of {str(out)!r} does not exist; create it first"
         )
     if not parent.is_dir():
-        raise OptionError(option, f"{str(parent)!r} in {str(path)!r} is not a directory")
+        raise OptionError(option, f"{str(parent)!r} in {str(out)!r} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OptionError(option, f"cannot write to directory {str(parent)!r} (permission denied)")
-    check_name_length(out, option)
-    return out
+
+
+def elided(path: str | os.PathLike[str], keep: int = 400) -> str:
+    """``path`` with its middle cut out (``first…last``) when it is longer than ``2 * keep``
+    characters: an error about a 6,000-byte path need not print it whole."""
+    text = os.fspath(path)
+    return text if len(text) <= 2 * keep else f"{text[:keep]}…{text[-keep:]}"
 
 
 def name_max(directory: str | os.PathLike[str]) -> int:
@@ -77,10 +110,10 @@ def check_name_length(path: Path, option: str, companions: Sequence[str] = ()) -
     for extra in ("", *companions):
         name = path.name + extra
         if len(os.fsencode(name)) > limit:
-            what = "its name" if not extra else f"the name of its companion file {name!r}"
+            what = "its name" if not extra else f"the name of its companion file {elided(name)!r}"
             raise OptionError(
                 option,
-                f"{str(path)!r} is too long a name: {what} has {len(os.fsencode(name))} bytes, "
+                f"{elided(path)!r} is too long a name: {what} has {len(os.fsencode(name))} bytes, "
                 f"over the file system's limit of {limit}; use a shorter name",
             )
 
@@ -129,18 +162,157 @@ def check_new_output(
         raise OptionError(option, f"{os.fspath(path)!r} exists; use --overwrite to replace it")
 
 
+#: Random hex digits in a temporary name (:func:`temp_path`).
+_TOKEN_BYTES = 6
+#: Bytes of the final name kept in a temporary one, so that it stays within the limit.
+_KEPT_BYTES = 80
+
+
+def _head(name: str) -> str:
+    """The longest start of ``name`` within :data:`_KEPT_BYTES` bytes on disk (whole
+    characters: 80 characters of a CJK name would be 240 bytes, and its temporary name over
+    the 255-byte limit that the final name is within)."""
+    size = 0
+    for k, char in enumerate(name):
+        size += len(os.fsencode(char))
+        if size > _KEPT_BYTES:
+            return name[:k]
+    return name
+
+
+def temp_path(final: Path) -> Path:
+    """A new temporary name beside ``final``: ``.<name>.<12 hex digits>.tmp<suffix>``."""
+    token = secrets.token_hex(_TOKEN_BYTES)
+    return final.with_name(f".{_head(final.name)}.{token}.tmp{final.suffix}")
+
+
+def _temp_template(name: str, suffix: str) -> str:
+    """:func:`temp_path`'s name for ``name`` with ``#`` where the hex digits go."""
+    return f".{_head(name)}.{'#' * 2 * _TOKEN_BYTES}.tmp{suffix}"
+
+
+def _fits(candidate: str, template: str) -> bool:
+    return len(candidate) == len(template) and all(
+        c == t or (t == "#" and c in "0123456789abcdef")
+        for c, t in zip(candidate, template, strict=True)
+    )
+
+
+def is_temp_of(candidate: str, final: Path) -> bool:
+    """Whether the file name ``candidate`` is a temporary file :func:`atomic_write` made for
+    ``final``: its own, or the one a writer made for that one in turn (matrices are written
+    to a temporary name inside another's, so that several files appear together). Only
+    these exact shapes match, never a user's file that merely looks alike."""
+    direct = _temp_template(final.name, final.suffix)
+    if _fits(candidate, direct):
+        return True
+    # The inner writer's: "." + the outer name's first 80 characters + ".<hex>.tmp<suffix>".
+    head = _head(direct)
+    tail = _temp_template("", final.suffix)[1:]  # ".<hex>.tmp<suffix>"
+    return (
+        candidate[:1] == "."
+        and _fits(candidate[1 : 1 + len(head)], head)
+        and _fits(candidate[1 + len(head) :], tail)
+    )
+
+
+#: Any name shaped like a temporary one: ``.<inner>.<12 hex digits>.tmp<suffix>``.
+_LOOKS_TEMP = re.compile(r"\.(?P<inner>.+)\.[0-9a-f]{12}\.tmp(\.[^.]*)?", re.DOTALL)
+
+
+def _owner(name: str, heads: dict[str, Path]) -> Path | None:
+    """The final file (of ``heads``, keyed by :func:`_head` of their names) whose temporary
+    file ``name`` is, if any; found by lookups, not a scan of every final file."""
+    shape = _LOOKS_TEMP.fullmatch(name)
+    if shape is None:
+        return None
+    inner = shape.group("inner")
+    guesses = [inner]  # a direct temporary; else an inner writer's: "." + head + "." + ...
+    if inner.startswith("."):
+        guesses += [inner[1:k] for k, char in enumerate(inner) if char == "." and k > 1]
+    for guess in guesses:
+        final = heads.get(guess)
+        if final is not None and is_temp_of(name, final):
+            return final
+    if len(os.fsencode(inner)) >= _KEPT_BYTES - 1:  # the cut fell inside the final's name
+        return next((f for f in heads.values() if is_temp_of(name, f)), None)
+    return None
+
+
+def remove_leftover_temps(finals: Iterable[Path]) -> list[Path]:
+    """Remove the temporary files a killed run (``kill -9``, a power cut) left beside the
+    ``finals``: only regular files named exactly as :func:`atomic_write` names them for one
+    of them (:func:`is_temp_of`), never a user's file. Call it only while no other process
+    writes these files (a batch run holds OUT's lock). Each folder is listed once; returns
+    the paths removed (one that cannot be removed is left)."""
+    folders: dict[Path, dict[str, Path]] = {}
+    for final in finals:
+        folders.setdefault(final.parent, {})[_head(final.name)] = final
+    removed = []
+    for folder, heads in folders.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and _owner(entry.name, heads) is not None:
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
+    return removed
+
+
+def landing(path: str | os.PathLike[str]) -> str:
+    """Where a file written to ``path`` lands: its folder with every symbolic link resolved,
+    and its name (a rename replaces a link named ``path`` itself, not what it points to)."""
+    full = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+
+
+def check_distinct_outputs(outputs: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> None:
+    """Refuse two outputs of one run that are one file (``--coupling P.npy --cost-matrix
+    link/P.npy`` with ``link`` a link to ``.``): one would silently replace the other.
+    ``outputs`` are (option, path) pairs, ``None`` paths skipped; compared by
+    :func:`landing`, and by device and inode where both exist (a case-insensitive file
+    system's ``P.npy`` and ``p.npy``). Raises an OptionError naming the later option."""
+    seen: dict[str, tuple[str, str]] = {}
+    existing: dict[tuple[int, int], tuple[str, str]] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        name = os.fspath(path)
+        key = landing(name)
+        other = seen.get(key)
+        if other is None:
+            try:
+                st = os.stat(name)
+                other = existing.get((st.st_dev, st.st_ino))
+                existing.setdefault((st.st_dev, st.st_ino), (option, name))
+            except (OSError, ValueError):
+                pass
+        if other is not None:
+            raise OptionError(
+                option,
+                f"{name!r} is the same file as {other[0]} {other[1]!r}: one would replace the "
+                "other; give each output its own name",
+            )
+        seen[key] = (option, name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
-    The temporary name is ``.<name>.<random>.tmp<suffix>``: hidden, unique, in the same
-    directory (so :func:`os.replace` is an atomic rename) and ending in the real suffix (so
-    writers such as ``np.save`` do not append another). On any exception, including
-    ``KeyboardInterrupt``, the temporary file is removed and ``path`` is left as it was.
+    The temporary name is ``.<name>.<random>.tmp<suffix>`` (:func:`temp_path`): hidden,
+    unique, in the same directory (so :func:`os.replace` is an atomic rename) and ending in
+    the real suffix (so writers such as ``np.save`` do not append another). On any
+    exception, including ``KeyboardInterrupt`` (and SIGTERM or SIGHUP, which the CLI turns
+    into one), the temporary file is removed and ``path`` is left as it was; what a
+    ``kill -9`` leaves, :func:`remove_leftover_temps` finds.
     """
     final = Path(path)
-    # The name is cut so that the temporary one stays within the file system's limit too.
-    tmp = final.with_name(f".{final.name[:80]}.{secrets.token_hex(6)}.tmp{final.suffix}")
+    tmp = temp_path(final)
     try:
         yield tmp
         os.replace(tmp, final)
