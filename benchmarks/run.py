@@ -2,9 +2,10 @@
 
 Run on demand (not part of the tests; minutes at the default sizes, seconds with --quick):
 
-    python benchmarks/run.py [--only pair,smalleps,exact,batch,cli,real,contention,floor] [--quick]
-                             [--repeats 3]
-                             [--sizes 1000 4000 10000] [--pairs 1000] [--json results.json]
+    python benchmarks/run.py [--only pair,smalleps,exact,batch,files,cross,cli,real,
+                                     contention,floor] [--quick] [--repeats 3]
+                             [--sizes 1000 4000 10000] [--pairs 1000] [--files-pairs 4000]
+                             [--cross 100] [--json results.json]
 
 Data: unit-cube random clouds in 3-D (numpy ``default_rng(seed)``), squared Euclidean cost
 C_ij = |x_i − y_j|², uniform weights. Within a workload the methods run interleaved, one run
@@ -34,6 +35,9 @@ starts from the points. Workloads:
   a loop, POT ``ot.batch`` (log-domain, one run: slow) on the first 32 pairs, padded with
   zero mass. ε = 0.01, otcli tol 1e-4, POT stopThr 1e-5. Then the floor: the bare batched
   products over otcli's buckets at otcli's median iteration count (``batch_floor``).
+- files, cross: whole commands over files against the POT loop a user would write over the
+  same files (bench_files.py): ``otdist batch`` on ``--files-pairs`` ragged pairs, and
+  ``otdist pairwise A --against B`` on ``--cross`` × ``--cross`` clouds of 512 points.
 - cli: ``otdist a.parquet b.parquet --eps 0.01 --json`` on 4000-point clouds, end to end,
   against a fresh ``python -c`` that reads both files with pyarrow and runs ``ot.sinkhorn2``;
   plus ``otdist --help`` (target < 0.3 s) and a bare ``import torch`` for scale.
@@ -637,13 +641,104 @@ def workload_real(args) -> dict:
     return bench_real.workload_real(args)
 
 
+FILES_COLUMNS = [("pairs", "pairs", "d", 7), ("time s", "seconds", ".2f", 9),
+                 ("pairs/s", "pairs_per_s", ".1f", 9), ("ratio", "ratio", ".2f", 7),
+                 ("L1 med", "marginal_error", ".1e", 9),
+                 ("L1 max", "marginal_error_max", ".1e", 9),
+                 ("|dcost|", "cost_dev", ".1e", 9)]  # fmt: skip
+
+
+def _files_rows(rows: list[dict], count: int) -> None:
+    """pairs/s and the ratio to otdist's rate (first row) for whole-command rows."""
+    for r in rows:
+        r["pairs"] = count
+        r["pairs_per_s"] = count / r["seconds"]
+    for r in rows:
+        r["ratio"] = rows[0]["pairs_per_s"] / r["pairs_per_s"]
+
+
+def workload_files(args) -> dict:
+    import bench_batch as bb
+    import bench_files as bf
+
+    folder = Path(tempfile.mkdtemp(prefix="run_files_"))
+    try:
+        manifest, data = bb.make_data(folder, args.files_pairs)
+        ours: dict = {}
+        theirs: dict = {}
+
+        def otdist_row() -> dict:
+            seconds, costs, errs = bf.otdist_batch(manifest)
+            ours["costs"] = costs
+            return batch_row(seconds, costs, errs, len(costs))
+
+        def pot_row() -> dict:
+            seconds, costs = bf.pot_manifest(manifest)
+            theirs["costs"] = costs
+            return result(seconds)
+
+        methods = [Method("otdist batch (whole command)", otdist_row),
+                   Method(f"python -c: np.load + POT sinkhorn2 loop (thr {bf.POT_THR:g})",
+                          pot_row)]  # fmt: skip
+        rows = interleave(methods, args.repeats)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    _files_rows(rows, args.files_pairs)
+    errs = bf.pot_errors(data[:100])
+    rows[1].update(marginal_error=statistics.median(errs), marginal_error_max=max(errs),
+                   cost_dev=bf.median_dev(ours["costs"], theirs["costs"]))  # fmt: skip
+    title = (f"[files] {args.files_pairs} ragged pairs of .npy files (100-500 points), eps = "
+             f"{bf.EPS}, end to end (start-up and reading included), medians of "
+             f"{args.repeats}; POT's errors on the first 100 pairs")  # fmt: skip
+    print_table(title, rows, FILES_COLUMNS)
+    return {"rows": rows}
+
+
+def workload_cross(args) -> dict:
+    import bench_files as bf
+
+    count = args.cross
+    folder = Path(tempfile.mkdtemp(prefix="run_cross_"))
+    try:
+        gen, ref = bf.make_cross(folder, count)
+        ours: dict = {}
+        theirs: dict = {}
+
+        def otdist_row() -> dict:
+            seconds, values, errs = bf.otdist_cross(folder, gen, ref)
+            ours["values"] = values
+            return batch_row(seconds, [], errs, values.size)
+
+        def pot_row() -> dict:
+            seconds, values = bf.pot_cross(folder, gen, ref)
+            theirs["values"] = values
+            return result(seconds)
+
+        methods = [Method("otdist pairwise --against (whole command)", otdist_row),
+                   Method(f"python -c: np.load + POT sinkhorn2 loop (thr {bf.POT_THR:g})",
+                          pot_row)]  # fmt: skip
+        rows = interleave(methods, args.repeats)
+        sample = [(np.load(gen[k]), np.load(ref[(7 * k) % count])) for k in range(min(count, 30))]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    _files_rows(rows, count * count)
+    errs = bf.pot_errors(sample)
+    rows[1].update(marginal_error=statistics.median(errs), marginal_error_max=max(errs),
+                   cost_dev=bf.median_dev(ours["values"], theirs["values"]))  # fmt: skip
+    print_table(f"[cross] {count} x {count} clouds of 512 points, eps = {bf.EPS}, end to end, "
+                f"medians of {args.repeats}; POT's errors on {len(sample)} pairs", rows,
+                FILES_COLUMNS)  # fmt: skip
+    return {"rows": rows}
+
+
 def workload_contention(args) -> dict:
     import bench_real
 
     return bench_real.workload_contention(args)
 
 
-WORKLOADS = ("pair", "smalleps", "exact", "batch", "cli", "real", "contention", "floor")
+WORKLOADS = ("pair", "smalleps", "exact", "batch", "files", "cross", "cli", "real", "contention",
+             "floor")  # fmt: skip
 
 
 def warm_up() -> None:
@@ -691,6 +786,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sizes", type=int, nargs="+", help="pair and floor sizes")
     ap.add_argument("--pairs", type=int, help="batch pairs (default 1000, quick 40)")
+    ap.add_argument("--files-pairs", type=int, help="files workload pairs (4000, quick 40)")
+    ap.add_argument("--cross", type=int, help="cross workload: N x N clouds (100, quick 8)")
     ap.add_argument("--ot-batch-pairs", type=int, help="pairs for ot.batch (32, quick 4)")
     ap.add_argument("--log-max-n", type=int, default=2000, help="largest n for sinkhorn_log")
     ap.add_argument("--include-slow", action="store_true", help="smalleps: run sinkhorn_log")
@@ -703,6 +800,8 @@ def main() -> None:
     args.sizes = args.sizes or ([500] if args.quick else [1000, 4000, 10000])
     args.pairs = args.pairs or (40 if args.quick else 1000)
     args.ot_batch_pairs = args.ot_batch_pairs or (4 if args.quick else 32)
+    args.files_pairs = args.files_pairs or (40 if args.quick else 4000)
+    args.cross = args.cross or (8 if args.quick else 100)
     args.smalleps_n = 300 if args.quick else 2000
     args.exact_n = 300 if args.quick else 2000
     args.cli_n = 500 if args.quick else 4000

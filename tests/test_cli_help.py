@@ -258,6 +258,12 @@ def test_pairwise_examples_run_and_give_the_documented_numbers(capfd, monkeypatc
     np.testing.assert_allclose(np.diag(d), 0, atol=1e-6)
     np.testing.assert_allclose(d, d.T, rtol=1e-6)
     assert (d[~np.eye(4, dtype=bool)] > 0).all()
+    cross = {Path(r.pop("file")).name: r for r in _csv_rows(tmp_path / "ab.csv")}
+    assert list(cross) == ["line_a.csv", "moons_a.csv"]  # the rows: the files before --against
+    for a, r in cross.items():
+        assert [Path(b).name for b in r] == ["line_b.csv", "moons_b.csv"]
+        for b, v in r.items():
+            assert float(v) == pytest.approx(cost[a, Path(b).name], rel=1e-5)
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

@@ -67,8 +67,8 @@ PAIRWISE_EXAMPLES = examples(
     "$ otdist pairwise sample_data/*.csv -o costs.csv",
     "# Debiased divergences (0 on the diagonal) as an N×N NumPy matrix",
     "$ otdist pairwise sample_data/*.csv --divergence -o divergences.npy",
-    "# Every generated cloud against every reference cloud: a resumable |A|×|B| long table",
-    "$ otdist pairwise generated/*.npy --against reference/*.npy -o cross.parquet",
+    "# Clouds against every cloud of another list (rows: the first list's; resumable)",
+    "$ otdist pairwise sample_data/*a.csv --against sample_data/*b.csv -o ab.csv",
 )
 
 
