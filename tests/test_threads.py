@@ -63,14 +63,30 @@ def test_resolve_threads(monkeypatch):
         device.resolve_threads(None)
 
 
-def test_the_command_sets_the_threads_it_was_given(capfd, monkeypatch):
+def _threads_seen(monkeypatch) -> list[int]:
+    """Record torch's thread count inside every solve."""
+    from otcli import api
+
+    seen: list[int] = []
+    real = api._solve_clouds
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "_solve_clouds", spy)
+    return seen
+
+
+def test_the_command_solves_with_the_threads_it_was_given(capfd, monkeypatch):
     monkeypatch.delenv("OTCLI_THREADS", raising=False)
+    seen = _threads_seen(monkeypatch)
     torch.set_num_threads(2)
     code, _, err = otdist(
         capfd, "sample_data/moons_a.csv", "sample_data/moons_b.csv", "--threads", "1", "-q"
     )
     assert code == 0, err
-    assert torch.get_num_threads() == 1
+    assert seen == [1] and torch.get_num_threads() == 2  # the caller's setting comes back
     code, _, err = otdist(
         capfd, "sample_data/moons_a.csv", "sample_data/moons_b.csv", "--threads", "0"
     )
@@ -80,15 +96,20 @@ def test_the_command_sets_the_threads_it_was_given(capfd, monkeypatch):
     )
 
 
-def test_the_library_leaves_threads_alone_unless_asked(monkeypatch):
+def test_the_library_picks_threads_per_solve_and_restores_the_callers(monkeypatch):
     import numpy as np
 
     import otcli
 
     monkeypatch.delenv("OTCLI_THREADS", raising=False)
-    torch.set_num_threads(2)
+    monkeypatch.setattr(device, "_auto_cache", None)
+    monkeypatch.setattr(device, "auto_threads", lambda: 2)
+    seen = _threads_seen(monkeypatch)
+    torch.set_num_threads(3)
     x = np.random.default_rng(0).random((20, 2))
-    otcli.solve(x, x + 1, device="cpu")
-    assert torch.get_num_threads() == 2
-    otcli.solve(x, x + 1, device="cpu", threads=1)
-    assert torch.get_num_threads() == 1
+    otcli.solve(x, x + 1, device="cpu")  # 400 entries: one thread, no barriers to wait at
+    otcli.solve(x, x + 1, device="cpu", threads=2)  # as asked
+    big = np.random.default_rng(1).random((1100, 2))  # 1,210,000 entries: the free cores
+    otcli.solve(big, big + 0.1, device="cpu", eps=1.0)
+    assert seen == [1, 2, 2]
+    assert torch.get_num_threads() == 3

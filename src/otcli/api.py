@@ -28,7 +28,7 @@ from otcli.config import (
     eps_values,
 )
 from otcli.costs import CostFn, working_cost
-from otcli.device import format_bytes
+from otcli.device import format_bytes, solve_threads
 from otcli.errors import InputError, OptionError, SolverError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry
 from otcli.keywords import _keyword_errors
@@ -100,9 +100,10 @@ def solve(
     ε-annealing factor in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry``
     is ``dense`` (C in memory), ``online`` (C rebuilt block by block, O(n + m) memory) or
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
-    the device). ``threads`` sets torch's CPU threads (a count or ``"auto"``; default:
-    ``OTCLI_THREADS`` if set, else torch's own setting).
-    the device).
+    the device). ``threads`` sets torch's CPU threads for the solve (a count or ``"auto"``;
+    default: ``OTCLI_THREADS`` if set, else one thread for a solve under
+    :data:`~otcli.device.SMALL_SOLVE_ENTRIES` entries and the cores other work leaves free
+    for a larger one); the caller's setting is restored afterwards.
 
     ``cost`` is a registered name, or a function of batched points ``cost(x, y)``,
     (B, n, d) × (B, m, d) → (B, n, m) torch tensor, used as is by the dense and online
@@ -194,13 +195,25 @@ def solve_clouds(
     ``checked``: every pair already passed :func:`otcli.checks.check_pair` (batch runs
     check up front, so that a bad pair becomes its own error row).
     """
-    start = time.perf_counter()
     if len(eps) != len(xs):
         raise OptionError("--eps", f"{len(eps)} ε values for {len(xs)} pairs")
+    entries = len(xs) * max(c.n for c in xs) * max(c.n for c in ys)
+    threads = config.threads if config.torch_device.type == "cpu" else torch.get_num_threads()
+    with solve_threads(threads, entries):
+        return _solve_clouds(xs, ys, eps, config, progress, checked)
+
+
+def _solve_clouds(
+    xs: Sequence[Cloud],
+    ys: Sequence[Cloud],
+    eps: Sequence[float | None],
+    config: SolveConfig,
+    progress: ProgressFn | None,
+    checked: bool,
+) -> list[SinkhornResult]:
+    start = time.perf_counter()
     dev, dt = config.torch_device, config.torch_dtype
     cost_fn, tol = config.cost, config.tol
-    if config.threads is not None and torch.get_num_threads() != config.threads:
-        torch.set_num_threads(config.threads)
     for cx, cy in zip(xs, ys, strict=True):
         if not checked:
             check_pair(cx, cy, cost_fn, config.dtype)

@@ -85,8 +85,9 @@ class SolveConfig:
       buffers as the user gave it (``None``: half the device's free memory, read when a solve
       needs it, see :meth:`memory_budget`).
     - ``max_batch``: most problems per batched solve.
-    - ``threads``: CPU threads torch may use (``None``: torch's own setting), see
-      :func:`otcli.device.auto_threads` for why fewer threads than cores can be faster.
+    - ``threads``: CPU threads torch may use during a solve (``None``: chosen per solve,
+      see :func:`otcli.device.solve_threads`, and :func:`otcli.device.auto_threads` for why
+      fewer threads than cores can be faster).
     - ``rho_a``, ``rho_b``: the marginal penalties of unbalanced OT, in cost units: the
       solve minimises ⟨P, C⟩ + ε KL(P‖a⊗b) + ρ_a KL(P1‖a) + ρ_b KL(Pᵀ1‖b) (generalised
       KL). ``None`` keeps that side's marginal exact (ρ = ∞): both None is balanced OT, one

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+from collections.abc import Iterator
 
 import torch
 
@@ -101,6 +104,41 @@ def resolve_threads(spec: str | int | None) -> int | None:
     if count < 1:
         raise OptionError(option, f"must be a positive whole number or auto, got {spec!r}")
     return count
+
+
+#: Entries (B·n·m) of a solve under which the library uses one CPU thread unless told
+#: otherwise: a second thread saves little there, and beside another busy process its
+#: barriers cost many times the work (a 500-point pair slowed 15× on a loaded machine).
+SMALL_SOLVE_ENTRIES = 1 << 20
+
+#: How long a count from :func:`auto_threads` is reused (seconds): a batch run solves bucket
+#: after bucket, and each look at the load takes a few milliseconds.
+AUTO_THREADS_TTL = 1.0
+_auto_cache: tuple[float, int] | None = None
+
+
+@contextlib.contextmanager
+def solve_threads(threads: int | None, entries: int) -> Iterator[int]:
+    """Torch's CPU threads for one solve of ``entries`` (B·n·m): ``threads`` where given,
+    else one for a small solve and the cores other work leaves free
+    (:func:`auto_threads`) for a larger one. The caller's setting is restored after."""
+    global _auto_cache
+    if threads is None and entries < SMALL_SOLVE_ENTRIES:
+        threads = 1
+    elif threads is None:
+        now = time.monotonic()
+        if _auto_cache is None or now - _auto_cache[0] > AUTO_THREADS_TTL:
+            _auto_cache = (now, auto_threads())
+        threads = _auto_cache[1]
+    before = torch.get_num_threads()
+    if threads == before:
+        yield threads
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def auto_threads() -> int:
