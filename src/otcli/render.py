@@ -6,6 +6,7 @@ and errors go to stderr, so ``otdist a.csv b.csv --quiet | ...`` pipes a bare nu
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -70,7 +71,11 @@ def summary(fields: dict[str, Any]) -> str:
             ("cost", f"{_num(fields['cost'])}   exact optimum ⟨P, C⟩ with {fields['cost_fn']} cost")
         ]
     else:
-        rel = f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""
+        rel = ""
+        if "eps_rel" in fields and math.isfinite(fields["eps_rel"]) and fields["eps_rel"] > 0:
+            rel = f" ({fields['eps_rel']:.2g} of the mean cost)"
+        elif "cost_scale" in fields:  # a ratio to a mean cost ≤ 0 (a cost matrix) means nothing
+            rel = f" (the mean cost is {fields['cost_scale']:.3g})"
         what = f"⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}{rel}"
         objective = "OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b)"
         if "mass" in fields:
