@@ -400,7 +400,7 @@ def test_complex_points_are_refused_not_cut_to_their_real_part(points):
         f"x: points are complex ({points.dtype}); otcli takes real numbers: pass .real, or the "
         "real and imaginary parts as two columns"
     )
-    with pytest.raises(InputError, match="^y: weights are complex"):
+    with pytest.raises(InputError, match=r"^y: weights are complex"):
         otcli.solve(np.zeros((2, 2)), np.ones((2, 2)), b=np.array([1, 1j]))
 
 
