@@ -309,6 +309,9 @@ def _plain(text: str) -> Any:
 
 
 def _range(lo: float, hi: float) -> str:
+    """``lo … hi``, or ``-`` where there were no values to range over (NaN)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "-"
     return f"{_num(lo)} … {_num(hi)}"
 
 
@@ -374,7 +377,8 @@ def _table_summary(out: Console, s: Any) -> None:
         f"{s.rows}: {s.ok} ok, {s.failed} failed, {s.not_converged} not converged",
     )
     for name, (lo, mid, hi) in (("cost", s.cost), ("iterations", s.iterations)):
-        table.add_row(name, f"{_num(lo)} … {_num(hi)}, median {_num(mid)}")
+        spread = _range(lo, hi)
+        table.add_row(name, spread if spread == "-" else f"{spread}, median {_num(mid)}")
     table.add_row("ε", ", ".join(f"{e:g}" for e in s.eps) or "-")
     for label, message in s.errors:
         table.add_row("failed", _plain(f"{label}: {message}"), style="red")

@@ -182,6 +182,8 @@ class Journal:
                 obj, what = json.loads(line), "not a JSON object"
             except ValueError:
                 obj, what = None, "not valid JSON"
+            except RecursionError:  # json's parser recurses once per level of nesting
+                obj, what = None, "JSON nested too deeply to read"
             if not isinstance(obj, dict):
                 raise InputError(
                     str(path), f"line {k} is {what}; the file is damaged: rerun with --overwrite"
