@@ -458,3 +458,18 @@ def test_eps_rel_of_coinciding_clouds_names_eps_rel():
         "eps_rel: is a fraction of the pair's mean cost, which is 0 here (the clouds coincide, "
         "or the costs are not positive); give an absolute eps instead"
     )
+
+
+def test_input_errors_name_keywords_in_their_advice_but_leave_file_names_alone():
+    """A library caller passed dtype=, not --dtype: the advice of the cost-range check names
+    the keyword; a file whose name holds "--dtype" keeps it."""
+    from otcli.keywords import keyword_error
+
+    x = np.random.default_rng(1).random((4, 2)) * 1e-25
+    with pytest.raises(InputError) as info:
+        otcli.solve(x, x + 5e-26)
+    assert str(info.value).endswith(
+        "use dtype='float64', or rescale the coordinates (change their units)"
+    )
+    renamed = keyword_error(InputError("a--dtype.csv", "against b--eps.csv: use --dtype float64"))
+    assert str(renamed) == "a--dtype.csv: against b--eps.csv: use dtype='float64'"

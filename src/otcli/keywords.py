@@ -26,7 +26,7 @@ KEYWORDS = {
 }  # fmt: skip
 #: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
 _VALUED = ("--cost", "--device", "--dtype", "--geometry")
-_FLAG = re.compile(r"(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")
+_FLAG = re.compile(r"(?<![\w./-])(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")  # not inside a file name
 
 
 def keyword_error(exc: OtcliError) -> OtcliError:
