@@ -366,3 +366,110 @@ def test_cuda_batch_matches_cpu(dtype, rel):
             method="sinkhorn_log", numItermax=100_000, stopThr=1e-12,
         )  # fmt: skip
         assert rg.cost == pytest.approx(float((oracle_plan * sqdist(x, y)).sum()), rel=rel)
+
+
+# --- inputs as Python gives them (issue 27) ---------------------------------------------------
+
+
+def test_a_list_of_equal_length_1d_arrays_is_a_batch():
+    """[a, a] with 1-D arrays of one length was read as one 2-D cloud (one result, cost 1.0);
+    it is two pairs of clouds on a line, each costing what the pair costs alone (0.25 apart
+    per point, squared: exactly 1/16 for the exact plan). Nested lists of numbers stay one
+    cloud, as numpy reads them."""
+    a, b = np.array([0.0, 1.0]), np.array([0.25, 1.25])
+    both = otcli.solve([a, a], [b, b], eps=1e-3, dtype="float64")
+    alone = otcli.solve(a, b, eps=1e-3, dtype="float64")
+    assert isinstance(both, list) and len(both) == 2
+    for r in both:
+        assert (r.n, r.m, r.dim) == (2, 2, 1)
+        assert r.cost == pytest.approx(alone.cost, rel=1e-12)
+        assert r.cost == pytest.approx(0.0625, rel=1e-6)
+    one = otcli.solve([[0.0, 1.0], [2.0, 3.0]], [[0.0, 1.0]], eps=1.0)
+    assert not isinstance(one, list) and (one.n, one.m, one.dim) == (2, 1, 2)
+    assert one.cost == pytest.approx(4.0, rel=1e-6)  # half the mass moves (2, 2): cost 8
+
+
+@pytest.mark.parametrize(
+    "points",
+    [np.array([[1 + 1j, 0.0], [0.0, 1.0]]), torch.tensor([[1 + 1j, 0.0], [0.0, 1.0]])],
+)
+def test_complex_points_are_refused_not_cut_to_their_real_part(points):
+    with pytest.raises(InputError) as info:
+        otcli.solve(points, np.zeros((2, 2)))
+    assert str(info.value) == (
+        f"x: points are complex ({points.dtype}); otcli takes real numbers: pass .real, or the "
+        "real and imaginary parts as two columns"
+    )
+    with pytest.raises(InputError, match=r"^y: weights are complex"):
+        otcli.solve(np.zeros((2, 2)), np.ones((2, 2)), b=np.array([1, 1j]))
+
+
+def test_tensors_that_require_grad_are_read_as_values(rng):
+    """A tensor with requires_grad raised torch's "Can't call numpy() on Tensor that requires
+    grad"; its values are now read (the result is numbers, as for plain arrays)."""
+    x, y, w = rng.random((7, 2)), rng.random((5, 2)), rng.random(7) + 0.1
+    want = otcli.solve(x, y, w, eps=0.05, dtype="float64")
+    got = otcli.solve(
+        torch.tensor(x, requires_grad=True), torch.tensor(y), torch.tensor(w, requires_grad=True),
+        eps=torch.tensor(0.05, dtype=torch.float64, requires_grad=True), dtype="float64",
+    )  # fmt: skip
+    assert got.cost == want.cost and got.eps == 0.05
+    assert isinstance(got.cost, float)
+
+
+@pytest.mark.parametrize(
+    "eps", [torch.tensor(0.125), np.float32(0.125), np.array(0.125), torch.tensor([0.125])[0]]
+)
+def test_eps_as_a_0d_tensor_or_numpy_scalar(line, eps):
+    x, y = line
+    r = otcli.solve(x, y, eps=eps, dtype="float64")
+    assert r.eps == 0.125
+    assert r.cost == otcli.solve(x, y, eps=0.125, dtype="float64").cost
+    rs = otcli.solve([x, x], [y, y], eps=eps, dtype="float64")
+    assert [q.eps for q in rs] == [0.125, 0.125]
+    rs = otcli.solve([x, x], [y, y], eps=torch.tensor([0.125, 0.25]), dtype="float64")
+    assert [q.eps for q in rs] == [0.125, 0.25]
+
+
+def test_eps_that_is_no_number_nor_list_is_an_option_error(line):
+    x, y = line
+    with pytest.raises(OptionError) as info:
+        otcli.solve([x, x], [y, y], eps=len)
+    assert str(info.value) == "eps: ε must be a number or one per pair, got <built-in function len>"
+
+
+def test_object_arrays_are_refused(line):
+    x, y = line
+    with pytest.raises(InputError) as info:
+        otcli.solve(x.astype(object), y)
+    assert str(info.value) == (
+        "x: points are Python objects (an object array), not numbers; convert them first, "
+        "e.g. with .astype(float)"
+    )
+
+
+def test_eps_rel_of_coinciding_clouds_names_eps_rel():
+    """Coinciding clouds have mean cost 0, so eps_rel gives ε = 0: it was reported under
+    eps ("ε must be a positive finite number, got 0.0")."""
+    x = np.ones((3, 2))
+    with pytest.raises(OptionError) as info:
+        otcli.solve(x, x, eps_rel=0.1)
+    assert str(info.value) == (
+        "eps_rel: is a fraction of the pair's mean cost, which is 0 here (the clouds coincide, "
+        "or the costs are not positive); give an absolute eps instead"
+    )
+
+
+def test_input_errors_name_keywords_in_their_advice_but_leave_file_names_alone():
+    """A library caller passed dtype=, not --dtype: the advice of the cost-range check names
+    the keyword; a file whose name holds "--dtype" keeps it."""
+    from otcli.keywords import keyword_error
+
+    x = np.random.default_rng(1).random((4, 2)) * 1e-25
+    with pytest.raises(InputError) as info:
+        otcli.solve(x, x + 5e-26)
+    assert str(info.value).endswith(
+        "use dtype='float64', or rescale the coordinates (change their units)"
+    )
+    renamed = keyword_error(InputError("a--dtype.csv", "against b--eps.csv: use --dtype float64"))
+    assert str(renamed) == "a--dtype.csv: against b--eps.csv: use dtype='float64'"

@@ -586,16 +586,17 @@ def test_resume_solves_again_a_row_whose_pair_changed(capfd, tmp_path):
 def test_bad_eps_cells_fail_their_rows_instead_of_falling_back(capfd, tmp_path):
     line_and_shifts(tmp_path, (1,))
     m = tmp_path / "m.csv"
-    rows = ["", "nan", "NA", "big", "-1", "inf", "0.5"]
+    # Python's float() reads "1_0" as 10 and "١" (Arabic-Indic one) as 1: not ε cells either
+    rows = ["", "nan", "NA", "big", "-1", "inf", "1_0", "١", "0x10", "0.5", " 5e-1 "]
     m.write_text(
         "id,a,b,eps\n" + "".join(f"r{k},line.csv,s1.csv,{v}\n" for k, v in enumerate(rows))
     )
     code, _, err = otdist(capfd, "batch", m, "-o", tmp_path / "r.jsonl")
     assert code == 1, err
     got = read_out(tmp_path / "r.jsonl")
-    assert [r["status"] for r in got] == ["ok", *["error"] * 5, "ok"]
-    assert [r["eps"] for r in got] == [0.1, None, None, None, None, None, 0.5]
-    for k in range(1, 6):
+    assert [r["status"] for r in got] == ["ok", *["error"] * 8, "ok", "ok"]
+    assert [r["eps"] for r in got] == [0.1, *[None] * 8, 0.5, 0.5]
+    for k in range(1, 9):
         assert got[k]["error"] == (
             f"{m}: row {k} (0-based, header excluded): eps {rows[k]!r} is not a positive finite "
             "number; give one, or leave the cell empty to use --eps"

@@ -381,6 +381,21 @@ def test_scheduler_without_dask_says_how_to_install_it(capfd, tmp_path, monkeypa
             "tcp://a b",
             "bad value 'tcp://a b': give a scheduler address such as tcp://host:8786, or local:N",
         ),
+        (  # a digit to str.isdigit, not to int(): a ValueError traceback before
+            "local:²",
+            "bad value 'local:²': local:N starts N worker processes here (N ≥ 1), e.g. local:4",
+        ),
+        (  # Dask's TypeErrors (an abstract UCX connector, an ssl_context of None) before
+            "ucx://127.0.0.1:8786",
+            "cannot connect to ucx://127.0.0.1:8786: the UCX transport needs Dask's UCX "
+            "support (pip install distributed-ucxx), which is not installed; use tcp://",
+        ),
+        (
+            "tls://127.0.0.1:8786",
+            "cannot connect to tls://127.0.0.1:8786: TLS needs certificates in Dask's "
+            "configuration (distributed.comm.tls: ca-file, and client cert and key), and none "
+            "are set; configure them, or use tcp://",
+        ),
     ],
 )
 def test_bad_scheduler_values(capfd, tmp_path, value, message):

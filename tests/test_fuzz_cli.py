@@ -1,7 +1,8 @@
 """The whole ``otdist A B`` contract under random input (issue 16): a Hypothesis fuzz.
 
-Random CSV/TSV/TXT text, byte-mutated NPY/NPZ/Parquet files and extreme option values go
-through the CLI in-process. Whatever comes in: the exit code is 0, 1 or 2; a failure prints
+Random CSV/TSV/TXT text, byte-mutated NPY/NPZ/Parquet files, tables shaped as pandas and
+spreadsheets leave them (repeated column names, ``#`` cells, MultiIndex columns or metadata)
+and extreme option values go through the CLI in-process. Whatever comes in: the exit code is 0, 1 or 2; a failure prints
 exactly one ``Error:`` line (warnings aside) and nothing on stdout, never a traceback or a
 stray library warning; a success prints finite numbers in its JSON. Each test runs a
 bounded number of examples (``OTCLI_FUZZ_EXAMPLES``, default 40: a few seconds); raise it
@@ -51,11 +52,12 @@ FINITE_FIELDS = ("cost", "objective", "eps", "marginal_error", "tol", "seconds")
 
 
 def assert_contract(code: int, out: str, err: str) -> None:
-    """Exit 0, 1 or 2; stderr holds ``Warning:`` lines and, on failure, one ``Error:`` line
+    """Exit 0, 1 or 2; stderr holds ``Note:`` and ``Warning:`` lines (a reader's notes: a
+    dropped index column) and, on failure, one ``Error:`` line
     (no traceback, no stray library output); success prints finite numbers in its JSON."""
     assert code in (0, 1, 2), (code, err)
     lines = err.splitlines()
-    assert all(line.startswith(("Warning: ", "Error: ")) for line in lines), err
+    assert all(line.startswith(("Note: ", "Warning: ", "Error: ")) for line in lines), err
     errors = [line for line in lines if line.startswith("Error: ")]
     if code == 0:
         assert errors == [], err
@@ -218,3 +220,79 @@ def test_fuzz_output_names(
     assert_contract(code, stdout, err)
     if code == 2:
         assert err.startswith(f"Error: {option}: "), err
+
+
+#: Column names that readers treat specially, repeated at will: duplicates, pandas' index
+#: names (an empty header, ``Unnamed: 0``, ``__index_level_0__``), label and comment look-alikes.
+NAMES = st.sampled_from(
+    ["x", "y", "w", "id", "", "Unnamed: 0", "__index_level_0__", "level_1", "label", "#", "#N/A"]
+)
+SHAPED_CELLS = st.one_of(
+    st.sampled_from(["0", "1", "2", "-1.5", "3e2", "#", "#N/A", "#DIV/0!", "4 # c", "a", ""]),
+    st.integers(-5, 5).map(str),
+)
+
+
+@st.composite
+def shaped_tables(draw: st.DrawFn) -> tuple[list[str], list[list[str]], int, bool]:
+    """(names, rows, index levels, two header rows): tables shaped as pandas writes them,
+    with repeated names, ``#`` cells and the leading integer columns of a (Multi)Index."""
+    levels = draw(st.integers(0, 2))
+    names = draw(st.lists(NAMES, min_size=1, max_size=4))
+    n = draw(st.integers(1, 5))
+    index = [[str(k), *(["a", "b"][k % 2] for _ in range(levels - 1))][:levels] for k in range(n)]
+    body = draw(st.lists(st.lists(SHAPED_CELLS, min_size=len(names), max_size=len(names)),
+                         min_size=n, max_size=n))  # fmt: skip
+    rows = [i + r for i, r in zip(index, body, strict=True)]
+    return [""] * levels + names, rows, levels, draw(st.booleans())
+
+
+def _shaped_csv(names: list[str], rows: list[list[str]], two_headers: bool) -> bytes:
+    header = ",".join(names) + "\n"
+    if two_headers:  # a MultiIndex of columns: a second header row of level names
+        header += ",".join(f"{n}_{k % 2}" for k, n in enumerate(names)) + "\n"
+    return (header + "".join(",".join(r) + "\n" for r in rows)).encode()
+
+
+def _shaped_parquet(names: list[str], rows: list[list[str]], levels: int) -> bytes:
+    """The columns as numbers where every cell is one, else text; the index levels named in
+    the pandas metadata, as ``DataFrame.to_parquet`` records a MultiIndex."""
+    names = [n or f"__index_level_{k}__" for k, n in enumerate(names)]
+    arrays = []
+    for k in range(len(names)):
+        cells = [r[k] for r in rows]
+        try:
+            arrays.append(pa.array([float(c) for c in cells]))
+        except ValueError:
+            arrays.append(pa.array(cells))
+    table = pa.Table.from_arrays(arrays, names=names)
+    meta = {"index_columns": names[:levels], "columns": []}
+    table = table.replace_schema_metadata({b"pandas": json.dumps(meta).encode()})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+@FUZZ
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@given(
+    shaped=shaped_tables(),
+    suffix=st.sampled_from([".csv", ".parquet"]),
+    extra=st.sampled_from(
+        [(), ("--columns", "x"), ("--weights", "w"), ("--id", "id"), ("--exclude", "0")]
+    ),
+)
+def test_fuzz_repeated_names_comment_cells_and_multiindex(
+    capfd: pytest.CaptureFixture[str],
+    shaped: tuple[list[str], list[list[str]], int, bool],
+    suffix: str,
+    extra: tuple[str, ...],
+) -> None:
+    """Tables as pandas and spreadsheets leave them: repeated column names, ``#`` and ``#N/A``
+    cells, a (Multi)Index's leading columns (CSV) or its pandas metadata (Parquet)."""
+    names, rows, levels, two_headers = shaped
+    if suffix == ".csv":
+        data = _shaped_csv(names, rows, two_headers)
+    else:
+        data = _shaped_parquet(names, rows, levels)
+    fuzz_run(capfd, f"f{suffix}", data, *extra)

@@ -453,3 +453,41 @@ def test_a_headerless_first_row_with_a_cell_error_is_not_a_header(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text("#N/A,1.0\n2.0,3.0\n4.0,5.0\n")
     refused(path, "line 1", "'#N/A' is not a number")
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "row", "command", "what", "where"),
+    [
+        ("m.csv", "id,a,b,a", "0,x.csv,x.csv,x.csv", "batch", "manifest", "'a' appears 2 "
+         "times (columns 2, 4)"),
+        ("m.parquet", "a,b,a", "x.csv,x.csv,x.csv", "batch", "manifest", "'a' appears 2 times "
+         "(columns 1, 3)"),
+        ("C.csv", "i,j,value,i", "0,0,1.5,0", "matrix", "cost matrix", "'i' appears 2 times "
+         "(columns 1, 4)"),
+        ("C.parquet", "i,j,value,i", "0,0,1.5,0", "matrix", "cost matrix", "'i' appears 2 "
+         "times (columns 1, 4)"),
+        ("C.csv", "i,j,value,value,value", "0,0,1.5,2,3", "show", "table", "'value' appears 3 "
+         "times (columns 3, 4, 5)"),
+    ],
+)  # fmt: skip
+def test_repeated_column_names_in_tables_are_one_error(
+    capfd, tmp_path, name, header, row, command, what, where
+):
+    """A CSV manifest `id,a,b,a` or long cost table `i,j,value,i` was pyarrow's KeyError
+    ("Field "a" exists 2 times in schema"); the Parquet manifest said "Multiple matches for
+    FieldRef". Every table read by name (manifest, cost matrix, show) now refuses it alike."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "x.csv").write_text("x,y\n0,0\n1,1\n")
+    path = tmp_path / name
+    if path.suffix == ".parquet":
+        cells = [pa.array([v]) for v in row.split(",")]
+        pq.write_table(pa.Table.from_arrays(cells, names=header.split(",")), path)
+    else:
+        path.write_text(f"{header}\n{row}\n")
+    args = {"batch": ["-o", tmp_path / "r.csv"], "matrix": [], "show": []}[command]
+    code, out, err = otdist(capfd, command, path, *args)
+    assert (code, out) == (2, "")
+    assert err == f"Error: {path}: column {where}; a {what} names each column once\n"
+    assert not (tmp_path / "r.csv").exists()

@@ -286,6 +286,13 @@ BAD_INPUT = {
         {"columns": ["x", "name"]},  # by default a string column is left out
         ["column 'name'", "type string", "--columns"],
     ),
+    # the message ended "no coordinates are left beside " (nothing named after it)
+    "parquet-no-columns": (
+        "p.parquet",
+        parquet({}),
+        {},
+        ["p.parquet: has no columns, so no coordinates"],
+    ),
     "parquet-bool": ("p.parquet", parquet({"x": [True]}), {}, ["type bool", "not a number"]),
     "parquet-null": (
         "p.parquet",

@@ -193,3 +193,76 @@ def test_reach_and_divergence_are_not_matrix_options():
     options = {o for p in get_command(app).commands["matrix"].params for o in p.opts}
     assert {"--rho", "--rho-a", "--rho-b", "--a", "--b", "--coupling"} <= options
     assert not {"--reach", "--reach-a", "--divergence", "--cost", "--p", "--exact"} & options
+
+
+# --- costs the working dtype cannot hold (issue 27) ------------------------------------------
+
+
+def test_tiny_costs_are_refused_in_float32_and_solved_in_float64(capfd, tmp_path, rng):
+    """Costs of about 1e-300 became all zeros in float32: otdist printed cost 0 with exit 0.
+    Now float32 refuses them (exit 2, one line naming the fix) and float64 solves them: the
+    cost of C × 1e-300 at ε × 1e-300 is 1e-300 × that of C at ε (POT, log domain)."""
+    C = rng.random((6, 5)) + 0.5
+    np.save(tmp_path / "C.npy", C * 1e-300)
+    code, out, err = otdist(capfd, "matrix", tmp_path / "C.npy", "--eps", "1e-301")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: {tmp_path / 'C.npy'}: costs of at most {C.max() * 1e-300:.3g} lose their digits "
+        "in float32 (below 1.2e-35); use --dtype float64, or rescale the costs (multiply the "
+        "matrix by a constant)\n"
+    )
+    code, out, err = otdist(capfd, "matrix", tmp_path / "C.npy", "--eps", "1e-301",
+                            "--dtype", "float64", "--json")  # fmt: skip
+    assert code == 0, err
+    a, b = np.full(6, 1 / 6), np.full(5, 1 / 5)
+    want = ot.sinkhorn2(a, b, C, 0.1, method="sinkhorn_log", stopThr=1e-13, numItermax=10**5)
+    assert json.loads(out)["cost"] == pytest.approx(float(want) * 1e-300, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("scale", "dtype", "message"),
+    [
+        (1e-320, "float64", "costs of at most 1e-320 lose their digits in float64 (below "
+         "2.3e-305); rescale the costs (multiply the matrix by a constant)"),
+        (1e37, "float32", "costs up to 1e+37, beyond what float32 holds safely (3.1e+26); "
+         "use dtype='float64', or rescale the costs (divide the matrix by a constant)"),
+        (1e300, "float64", "costs up to 1e+300, beyond what float64 holds safely (1.6e+296); "
+         "rescale the costs (divide the matrix by a constant)"),
+    ],
+)  # fmt: skip
+def test_library_refuses_costs_out_of_the_dtypes_range(scale, dtype, message):
+    """The library names its keyword (dtype='float64'), not the CLI's --dtype."""
+    with pytest.raises(InputError) as info:
+        solve_matrix(np.array([[1.0, 0.5], [0.0, 1.0]]) * scale, eps=1.0, dtype=dtype)
+    assert str(info.value) == f"<array>: {message}"
+
+
+@pytest.mark.parametrize(
+    ("cost", "message"),
+    [
+        (np.array([[1, 2], [3, 4]], dtype=object), "<array>: costs are Python objects (an "
+         "object array), not numbers; convert them first, e.g. with .astype(float)"),
+        (np.array([[1, 2j], [3, 4]]), "<array>: costs are complex (complex128); otcli takes "
+         "real numbers: pass .real, or the real and imaginary parts as two columns"),
+        (np.array([[1.0, np.inf], [3, 4]]), "<array>: non-finite cost inf at i=0, j=1 (0-based)"),
+    ],
+)  # fmt: skip
+def test_library_refuses_matrices_that_are_not_real_numbers(cost, message):
+    with pytest.raises(InputError) as info:
+        solve_matrix(cost)
+    assert str(info.value) == message
+
+
+def test_negative_costs_print_the_mean_cost_not_an_infinite_ratio(capfd, tmp_path):
+    """ε as a fraction of a mean cost ≤ 0 means nothing: "(inf of the mean cost)" was printed;
+    the line now gives the mean cost itself, and --eps-rel refuses such a matrix by name."""
+    np.save(tmp_path / "C.npy", np.array([[-1.0, -2.0], [-3.0, -1.0]]))
+    code, out, err = otdist(capfd, "matrix", tmp_path / "C.npy", "--eps", "1")
+    assert code == 0, err
+    assert "ε = 1 (the mean cost is -1.75)\n" in out
+    code, out, err = otdist(capfd, "matrix", tmp_path / "C.npy", "--eps-rel", "0.1")
+    assert (code, out) == (2, "")
+    assert err == (
+        "Error: --eps-rel: is a fraction of the pair's mean cost, which is -1.75 here (the "
+        "clouds coincide, or the costs are not positive); give an absolute --eps instead\n"
+    )

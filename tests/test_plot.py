@@ -237,6 +237,10 @@ def test_pair_plot_max_links_and_exact(capfd, tmp_path, moons, monkeypatch):
         (["--plot", "{d}/no/p.png"], "--plot: directory '{d}/no' of '{d}/no/p.png' does not exist; create it first"),
         (["--plot", "{d}/p.png", "--plot-max-links", "0"], "--plot-max-links: must be ≥ 1, got 0"),
         (["--plot", "{d}/p.png", "--plot-size", "12"], "--plot-size: bad size '12'; give inches as WIDTHxHEIGHT, e.g. 12x4"),
+        # 0.001 inch was zero pixels: PIL's "cannot write empty image" after the solve
+        (["--plot", "{d}/p.png", "--plot-size", "0.001x0.001"], "--plot-size: size '0.001x0.001' is out of range; each side is 1 to 100 inches, e.g. 12x4"),
+        (["--plot", "{d}/p.png", "--plot-size", "12x0.5"], "--plot-size: size '12x0.5' is out of range; each side is 1 to 100 inches, e.g. 12x4"),
+        (["--plot", "{d}/p.png", "--plot-size", "101x4"], "--plot-size: size '101x4' is out of range; each side is 1 to 100 inches, e.g. 12x4"),
     ],
 )  # fmt: skip
 def test_bad_plot_options(capfd, tmp_path, moons, args, message):

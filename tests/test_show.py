@@ -187,3 +187,80 @@ def test_pickled_and_3d_arrays_are_refused(capfd, tmp_path):
 def test_show_help(capfd):
     code, out, _ = otdist(capfd, "show", "--help")
     assert code == 0 and "--plot" in out and "FILE" in out
+
+
+# --- files that broke show (issue 27) -------------------------------------------------------
+
+
+def test_a_batch_whose_pairs_all_failed_is_valid_json_and_plain_text(capfd, tmp_path):
+    """otdist's own output of a batch with no ok pair: --json raised "Out of range float
+    values are not JSON compliant" (the NaN ranges) and the text said "nan … nan"."""
+    (tmp_path / "m.csv").write_text("id,a,b\np,gone.csv,x.csv\nq,lost.csv,x.csv\n")
+    code, _, _ = otdist(capfd, "batch", tmp_path / "m.csv", "-o", tmp_path / "r.jsonl")
+    assert code == 1
+    got = show_json(capfd, tmp_path / "r.jsonl")
+    assert (got["rows"], got["ok"], got["failed"]) == (2, 0, 2)
+    assert got["cost"] == got["iterations"] == [None, None, None]
+    code, out, err = otdist(capfd, "show", tmp_path / "r.jsonl")
+    assert (code, err) == (0, "")
+    assert "nan" not in out
+    lines = {line.split()[0]: line.split(None, 1)[1].strip() for line in out.splitlines()}
+    assert lines["cost"] == lines["iterations"] == "-"
+
+
+def test_nan_and_infinite_values_in_a_result_table(capfd, tmp_path):
+    """A .jsonl row with NaN and Infinity (Python's json writes them): null in JSON; the
+    finite rows still give the ranges."""
+    (tmp_path / "r.jsonl").write_text(
+        '{"id": "a", "status": "ok", "cost": NaN, "iterations": Infinity, "eps": 0.1}\n'
+        '{"id": "b", "status": "ok", "cost": 2.5, "iterations": 7, "eps": 0.1}\n'
+        '{"id": "c", "status": "ok", "cost": 1.5, "iterations": 9, "eps": 0.2}\n'
+    )
+    got = show_json(capfd, tmp_path / "r.jsonl")
+    assert got["cost"] == [1.5, 2.0, 2.5] and got["iterations"] == [7, 8, 9]
+    (tmp_path / "n.jsonl").write_text('{"id": "a", "status": "ok", "cost": NaN, "eps": NaN}\n')
+    got = show_json(capfd, tmp_path / "n.jsonl")
+    assert got["cost"] == [None, None, None] and got["eps"] == []
+
+
+def test_long_matrix_with_a_huge_index(capfd, tmp_path):
+    """Row 2^62 made the row sums a 2^62-entry array (numpy's "array is too big"); the sums
+    now run over the rows present. Index 2^63 (uint64) was a negative minlength: refused.
+    The heat map, which bins every row, refuses such a matrix by name."""
+    pa = pytest.importorskip("pyarrow")
+    big = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"i": [2**62, 0], "j": [0, 1], "value": [0.75, 0.25]}), big)
+    got = show_json(capfd, big)
+    assert (got["n"], got["m"], got["stored"], got["total"]) == (2**62 + 1, 2, 2, 1.0)
+    assert (got["row_min"], got["row_max"], got["col_min"], got["col_max"]) == (
+        0.0, 0.75, 0.25, 0.75,
+    )  # fmt: skip
+    assert got["top"] == [[2**62, 0, 0.75], [0, 1, 0.25]]
+    code, out, err = otdist(capfd, "show", big, "--plot", tmp_path / "big.png")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: {big}: a heat map of a 4,611,686,018,427,387,905 × 2 matrix bins every row "
+        "and column in memory; it draws at most 67,108,864 a side (the summary itself has no "
+        "limit)\n"
+    )
+    assert not (tmp_path / "big.png").exists()
+    huge = tmp_path / "huge.parquet"
+    table = pa.table({"i": pa.array([2**63], pa.uint64()), "j": [0], "value": [1.0]})
+    pq.write_table(table, huge)
+    code, out, err = otdist(capfd, "show", huge)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: {huge}: column i holds the index 9223372036854775808, beyond the largest a "
+        "matrix can have (9223372036854775806 = 2^63 − 2)\n"
+    )
+
+
+def test_deeply_nested_jsonl_is_an_error_not_a_recursion_error(capfd, tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"cost": 1, "status": "ok", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    code, out, err = otdist(capfd, "show", path)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: {path}: line 1 is JSON nested too deeply to read; the file is damaged: rerun "
+        "with --overwrite\n"
+    )

@@ -26,6 +26,7 @@ from otcli.config import (
     SolveConfig,
     dense_bytes,
     eps_values,
+    is_one_value,
 )
 from otcli.costs import CostFn, working_cost
 from otcli.device import format_bytes, solve_threads
@@ -92,9 +93,17 @@ def solve(
 ) -> SinkhornResult | list[SinkhornResult]:
     """Entropic OT between two clouds, or between paired lists of clouds (then a list).
 
-    ``x``/``y`` are ``(n, d)`` arrays or :class:`Cloud` objects (or lists of them, of any
-    sizes but one dimension); ``a``/``b`` are relative masses (default uniform). ``eps`` is
-    absolute, in cost units (one value, or one per pair; default 0.1); ``eps_rel`` instead
+    ``x``/``y`` are ``(n, d)`` arrays (``(n,)``: points on a line), torch tensors or
+    :class:`Cloud` objects, or lists of them, of any sizes but one dimension. A list or
+    tuple whose items are arrays, tensors or Clouds is a batch, one cloud per item (so
+    ``solve([a, a], [b, b])`` with 1-D arrays is two pairs of 1-D clouds, two results); a
+    list of numbers or of lists of numbers is one cloud (see
+    :func:`~otcli.cloud.as_cloud_list`). Values must be real: complex and object arrays
+    are refused (:class:`OtcliError`). Tensors that require grad are accepted and read as
+    values (detached): the result holds numbers, not a graph; gradients are to come from a
+    separate loss function built on the solve, not from this one. ``a``/``b`` are
+    relative masses (default uniform). ``eps`` is absolute, in cost units (a number, a
+    numpy scalar or a 0-d tensor; or one per pair; default 0.1); ``eps_rel`` instead
     makes each pair's ε that fraction of its mean cost (e.g. 0.05). ``tol`` bounds the
     marginal L1 error (default 1e-5 in float32, 1e-7 in float64). ``scaling`` is the
     ε-annealing factor in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry``
@@ -125,7 +134,7 @@ def solve(
         raise InputError("y", f"x holds {len(xs)} cloud(s) and y {len(ys)}; pair them one to one")
     if config is None:
         config = make_config(
-            eps=eps if eps is not None and np.isscalar(eps) else None,  # type: ignore[arg-type]
+            eps=eps if eps is not None and is_one_value(eps) else None,  # type: ignore[arg-type]
             eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             device=device, dtype=dtype, geometry=geometry, memory=memory,
             check_every=check_every, threads=threads, reach=reach, reach_a=reach_a,
@@ -166,7 +175,7 @@ def divergence(
         eps = kwargs.get("eps")
         solver = {k: v for k, v in kwargs.items() if k not in ("eps", "progress", "config")}
         kwargs["config"] = make_config(
-            eps=eps if eps is not None and np.isscalar(eps) else None, **solver
+            eps=eps if eps is not None and is_one_value(eps) else None, **solver
         )
         kwargs = {k: kwargs.get(k) for k in ("eps", "progress", "config")}
     xy = solve(xs, ys, **kwargs)
@@ -236,9 +245,11 @@ def _solve_clouds(
     scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt) if relative else None
     eps_list = []
     for k, e in enumerate(eps):
-        if e is None:
-            e = config.eps if scale is None else config.eps_rel * float(scale[k])  # type: ignore[operator]
-        eps_list.append(config.check_eps(e))
+        eps_list.append(
+            config.pair_eps(None if scale is None else float(scale[k]))
+            if e is None
+            else config.check_eps(e)
+        )
     eps_t = torch.as_tensor(eps_list, dtype=hi, device=dev)
     opts = SolverOptions(
         max_iter=config.max_iter,

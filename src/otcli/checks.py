@@ -146,3 +146,32 @@ def check_cost_range(x: Cloud, y: Cloud, cost_fn: CostFn, dtype: str = "float64"
     else:
         what += "rescale the coordinates (change their units)"
     raise InputError(where.source, what)
+
+
+def check_matrix_range(matrix: np.ndarray, dtype: str, source: str) -> None:
+    """Refuse a cost matrix that the working ``dtype`` cannot hold: entries beyond its safe
+    largest cost (:data:`COST_HEADROOM`), or a largest entry so small that the dtype rounds
+    the costs' digits away (below 2^10 × its smallest normal number), the rule that
+    :func:`check_cost_range` applies to coordinates. Without it a matrix of costs near
+    1e-300 became all zeros in float32 and the solve reported a cost of 0.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    info, wide = torch.finfo(getattr(torch, dtype)), torch.finfo(torch.float64)
+    limit, floor = info.max * COST_HEADROOM, info.tiny * 1024
+    if top > limit:
+        wider = dtype == "float32" and top <= wide.max * COST_HEADROOM
+        fix = "use --dtype float64, or " if wider else ""
+        raise InputError(
+            source,
+            f"costs up to {top:.3g}, beyond what {dtype} holds safely ({limit:.1e}); "
+            f"{fix}rescale the costs (divide the matrix by a constant)",
+        )
+    if 0 < top < floor:
+        wider = dtype == "float32" and top >= wide.tiny * 1024
+        fix = "use --dtype float64, or " if wider else ""
+        raise InputError(
+            source,
+            f"costs of at most {top:.3g} lose their digits in {dtype} (below {floor:.1e}); "
+            f"{fix}rescale the costs (multiply the matrix by a constant)",
+        )

@@ -68,10 +68,7 @@ def make_cloud(
             return points
         c = points
         return make_cloud(c.points, weights, c.source, columns=c.columns, ids=c.ids, notes=c.notes)
-    try:
-        x = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(source, f"points are not numeric ({exc})") from None
+    x = real_values(points, source, "points").astype(np.float64, copy=False)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2:
@@ -107,13 +104,48 @@ def make_cloud(
     )
 
 
+def real_values(values: object, source: str, what: str) -> np.ndarray:
+    """``values`` (an array, a torch tensor, nested lists) as a numpy array of real numbers,
+    for ``what`` (points, weights, costs) from ``source``; InputError otherwise.
+
+    Tensors are read as they are: detached from autograd (a solve returns numbers, not a
+    graph) and copied to the host. Complex numbers are refused rather than cut to their
+    real part, and object arrays rather than guessed at: both were numpy's silent (or
+    warned-only) conversions, and neither is a coordinate a user meant.
+    """
+    detach = getattr(values, "detach", None)
+    if callable(detach):  # a torch tensor, without importing torch here
+        tensor = detach().cpu()
+        if tensor.is_complex():
+            raise InputError(source, f"{what} are complex ({tensor.dtype}); {_REAL_ONLY}")
+        values = tensor.double().numpy()  # bfloat16 and friends have no numpy dtype
+    try:
+        array = np.asarray(values)  # no dtype: a complex array stays complex, to be refused
+    except (TypeError, ValueError) as exc:
+        raise InputError(source, f"{what} are not numeric ({exc})") from None
+    if array.dtype.kind == "c":
+        raise InputError(source, f"{what} are complex ({array.dtype}); {_REAL_ONLY}")
+    if array.dtype.kind == "O":
+        raise InputError(
+            source,
+            f"{what} are Python objects (an object array), not numbers; convert them first, "
+            "e.g. with .astype(float)",
+        )
+    if array.dtype.kind not in "biuf":
+        try:  # text digits, as numpy reads them ('1.5')
+            return np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(source, f"{what} are not numeric ({exc})") from None
+    return array
+
+
+_REAL_ONLY = "otcli takes real numbers: pass .real, or the real and imaginary parts as two columns"
+
+
 def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarray:
     if weights is None:
         return np.full(n, 1.0 / n)
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(source, f"weights are not numeric ({exc})") from None
+    w = real_values(weights, source, "weights").astype(np.float64, copy=False)
     if w.ndim == 2 and 1 in w.shape:
         w = w.reshape(-1)
     if w.shape != (n,):
@@ -137,11 +169,18 @@ def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarr
 
 
 def as_cloud_list(clouds: object, weights: object | None, what: str) -> tuple[list[Cloud], bool]:
-    """Accept one cloud (array or Cloud) or a sequence of them; say whether it was a sequence."""
+    """Accept one cloud or a list of clouds; say whether it was a list (a batch).
+
+    The rule: a list or tuple is a batch when one of its items is a cloud of its own, that
+    is a :class:`Cloud`, an array or tensor of any shape (``[a, b]`` with 1-D arrays ``a``,
+    ``b`` is two 1-D clouds, even of equal length), or a nested list of 2-D points. A list
+    of numbers, or of lists of numbers, is one cloud's points, as numpy reads it; so is an
+    array, whatever its shape (a 3-D array is refused, not split into clouds).
+    """
     is_batch = (
         isinstance(clouds, Sequence)
         and not isinstance(clouds, (str, bytes))
-        and (len(clouds) == 0 or isinstance(clouds[0], Cloud) or np.ndim(clouds[0]) == 2)
+        and (len(clouds) == 0 or any(_is_one_cloud(c) for c in clouds))
     )
     if not is_batch:
         return [make_cloud(clouds, weights, what)], False
@@ -158,6 +197,16 @@ def as_cloud_list(clouds: object, weights: object | None, what: str) -> tuple[li
         src = c.source if isinstance(c, Cloud) else f"{what}[{k}]"
         out.append(make_cloud(c, w, src))
     return out, True
+
+
+def _is_one_cloud(item: object) -> bool:
+    """Whether a list item is a cloud by itself (see :func:`as_cloud_list`)."""
+    if isinstance(item, Cloud) or getattr(item, "ndim", 0) >= 1:  # arrays, tensors, frames
+        return True
+    try:
+        return isinstance(item, Sequence) and np.ndim(item) == 2
+    except ValueError:  # ragged nesting: one cloud's rows, refused when it is read
+        return False
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,20 @@ class SolveConfig:
         """One ε value (the default or a per-problem override), refused unless usable."""
         return _check_eps(eps, option)
 
+    def pair_eps(self, scale: float | None) -> float:
+        """The config's ε for a pair whose mean cost is ``scale``: the absolute ε, or
+        ``eps_rel`` × ``scale``, checked under the option that set it. A relative ε needs a
+        positive mean cost (coinciding clouds have 0, a cost matrix may have less)."""
+        if self.eps_rel is None:
+            return self.check_eps(self.eps)  # type: ignore[arg-type]
+        if scale is None or not scale > 0:
+            raise OptionError(
+                "--eps-rel",
+                f"is a fraction of the pair's mean cost, which is {scale:g} here (the clouds "
+                "coincide, or the costs are not positive); give an absolute --eps instead",
+            )
+        return self.check_eps(self.eps_rel * scale, "--eps-rel")
+
     def with_(self, **changes: Any) -> SolveConfig:
         """A copy with some fields changed (no re-check: for internal use, e.g. tests)."""
         return replace(self, **changes)
@@ -234,7 +248,7 @@ def make_config(
     if eps is not None and eps_rel is not None:
         raise OptionError("--eps-rel", "give --eps (absolute) or --eps-rel (relative), not both")
     if eps_rel is not None:
-        _check_eps(eps_rel, "--eps-rel")
+        eps_rel = _check_eps(eps_rel, "--eps-rel")
     elif eps is None:
         eps = DEFAULT_EPS
     if eps is not None:
@@ -269,7 +283,7 @@ def make_config(
     if max_batch < 1:
         raise OptionError("--max-batch", f"must be ≥ 1, got {max_batch}")
     return SolveConfig(
-        cost=cost_fn, eps=eps, eps_rel=None if eps_rel is None else float(eps_rel),
+        cost=cost_fn, eps=eps, eps_rel=eps_rel,
         max_iter=max_iter, tol=tol, scaling=scaling,
         device=str(dev), dtype=dtype, geometry=geometry, memory=memory,
         check_every=check_every, max_batch=max_batch, rho_a=rho_a, rho_b=rho_b,
@@ -364,15 +378,28 @@ def eps_values(
     which a solve reads as the config's (absolute, or relative to each pair's mean cost)."""
     if eps is None:
         return [None] * count
-    if isinstance(eps, (int, float)):
+    if is_one_value(eps):
         return [_check_eps(eps, "--eps")] * count
-    values = [_check_eps(e, "--eps") for e in eps]
+    try:
+        items = list(eps)  # type: ignore[call-overload]
+    except TypeError:
+        raise OptionError("--eps", f"ε must be a number or one per pair, got {eps!r}") from None
+    values = [_check_eps(e, "--eps") for e in items]
     if len(values) != count:
         raise OptionError("--eps", f"{len(values)} ε values for {count} pairs")
     return values
 
 
+def is_one_value(value: object) -> bool:
+    """Whether ``value`` is one number rather than a list of them: a Python number or text,
+    or anything 0-dimensional (a numpy scalar, a 0-d array or torch tensor)."""
+    return isinstance(value, (int, float, str, bytes)) or getattr(value, "ndim", None) == 0
+
+
 def _check_eps(eps: object, option: str) -> float:
+    detach = getattr(eps, "detach", None)
+    if callable(detach):  # a torch tensor: its value, without autograd's warning
+        eps = detach()
     try:
         value = float(eps)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -402,6 +429,7 @@ __all__ = [
     "SolveConfig",
     "dense_bytes",
     "eps_values",
+    "is_one_value",
     "make_config",
     "make_read_options",
     "marginal_penalties",

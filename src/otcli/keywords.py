@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from otcli.errors import OptionError
+from otcli.errors import OtcliError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,10 +26,10 @@ KEYWORDS = {
 }  # fmt: skip
 #: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
 _VALUED = ("--cost", "--device", "--dtype", "--geometry")
-_FLAG = re.compile(r"(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")
+_FLAG = re.compile(r"(?<![\w./-])(--[a-z][a-z-]*)(?: ([a-z][a-z0-9:]*))?")  # not inside a file name
 
 
-def keyword_error(exc: OptionError) -> OptionError:
+def keyword_error(exc: OtcliError) -> OtcliError:
     """``exc`` with the CLI options it names (where and in its text) as Python keywords."""
 
     def keyword(match: re.Match[str]) -> str:
@@ -44,7 +44,8 @@ def keyword_error(exc: OptionError) -> OptionError:
 
 
 def _keyword_errors(fn: F) -> F:
-    """Errors of a Python call name the keywords it was given. A call with ``config=`` (the
+    """Errors of a Python call name the keywords it was given, in an option error and in
+    the advice of an input error ("use dtype='float64'"). A call with ``config=`` (the
     CLI's single-pair run, :mod:`otcli.pair`) keeps the options' CLI names."""
 
     @functools.wraps(fn)
@@ -53,7 +54,7 @@ def _keyword_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
-        except OptionError as exc:
+        except OtcliError as exc:
             raise keyword_error(exc).with_traceback(exc.__traceback__) from None
 
     return call  # type: ignore[return-value]

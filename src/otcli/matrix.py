@@ -23,6 +23,7 @@ import numpy as np
 from otcli.config import SolveConfig, dense_bytes, make_config
 from otcli.costs import CostFn
 from otcli.errors import InputError, OptionError
+from otcli.keywords import _keyword_errors
 
 if TYPE_CHECKING:
     import torch
@@ -87,11 +88,17 @@ def matrix_problem(
     """
     import torch
 
-    from otcli.cloud import make_cloud
+    from otcli.checks import check_matrix_range
+    from otcli.cloud import make_cloud, real_values
 
-    matrix = torch.as_tensor(cost, dtype=config.torch_dtype, device=config.torch_device)
-    if matrix.ndim != 2 or 0 in matrix.shape:
-        raise InputError(source, f"a cost matrix is 2-D n×m, got shape {tuple(matrix.shape)}")
+    values = real_values(cost, source, "costs")
+    if values.ndim != 2 or 0 in values.shape:
+        raise InputError(source, f"a cost matrix is 2-D n×m, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        i, j = np.argwhere(~np.isfinite(values))[0]
+        raise InputError(source, f"non-finite cost {values[i, j]} at i={i}, j={j} (0-based)")
+    check_matrix_range(values, config.dtype, source)
+    matrix = torch.as_tensor(values, dtype=config.torch_dtype, device=config.torch_device)
     n, m = matrix.shape
     src_a, src_b = sources if sources is not None else (source, source)
     for w, count, src, what in ((a, n, src_a, "rows"), (b, m, src_b, "columns")):
@@ -103,6 +110,7 @@ def matrix_problem(
     return x, y, config.with_(cost=MatrixCost(matrix, source), geometry="dense")
 
 
+@_keyword_errors
 def solve_matrix(
     cost: Any,
     a: object | None = None,

@@ -6,6 +6,7 @@ and errors go to stderr, so ``otdist a.csv b.csv --quiet | ...`` pipes a bare nu
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -84,7 +85,11 @@ def summary(fields: dict[str, Any]) -> str:
             ("cost", f"{_num(fields['cost'])}   exact optimum ⟨P, C⟩ with {fields['cost_fn']} cost")
         ]
     else:
-        rel = f" ({fields['eps_rel']:.2g} of the mean cost)" if "eps_rel" in fields else ""
+        rel = ""
+        if "eps_rel" in fields and math.isfinite(fields["eps_rel"]) and fields["eps_rel"] > 0:
+            rel = f" ({fields['eps_rel']:.2g} of the mean cost)"
+        elif "cost_scale" in fields:  # a ratio to a mean cost ≤ 0 (a cost matrix) means nothing
+            rel = f" (the mean cost is {fields['cost_scale']:.3g})"
         what = f"⟨P, C⟩ with {fields['cost_fn']} cost, ε = {fields['eps']:g}{rel}"
         objective = "OT_ε = ⟨P, C⟩ + ε KL(P‖a⊗b)"
         if "mass" in fields:
@@ -318,6 +323,9 @@ def _plain(text: str) -> Any:
 
 
 def _range(lo: float, hi: float) -> str:
+    """``lo … hi``, or ``-`` where there were no values to range over (NaN)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "-"
     return f"{_num(lo)} … {_num(hi)}"
 
 
@@ -383,7 +391,8 @@ def _table_summary(out: Console, s: Any) -> None:
         f"{s.rows}: {s.ok} ok, {s.failed} failed, {s.not_converged} not converged",
     )
     for name, (lo, mid, hi) in (("cost", s.cost), ("iterations", s.iterations)):
-        table.add_row(name, f"{_num(lo)} … {_num(hi)}, median {_num(mid)}")
+        spread = _range(lo, hi)
+        table.add_row(name, spread if spread == "-" else f"{spread}, median {_num(mid)}")
     table.add_row("ε", ", ".join(f"{e:g}" for e in s.eps) or "-")
     for label, message in s.errors:
         table.add_row("failed", _plain(f"{label}: {message}"), style="red")

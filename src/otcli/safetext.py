@@ -39,11 +39,19 @@ def printable(text: str) -> str:
 
 
 def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    """``value`` with every non-finite float in it, at any depth of lists, tuples and dicts
+    (a summary's (min, median, max) of no values), replaced by None: JSON's null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def json_dumps(obj: dict[str, Any]) -> str:
     """One JSON object on one line: non-finite floats as null (JSON has no NaN), non-ASCII
     text as is, lone surrogates as ``\\udcNN`` escapes, so the line is always valid UTF-8."""
-    text = json.dumps({k: _finite(v) for k, v in obj.items()}, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -66,5 +66,4 @@ def pair_eps(x: Cloud, y: Cloud, config: SolveConfig) -> tuple[float, float]:
     mx = torch.ones(xt.shape[:2], dtype=torch.bool, device=dev)
     my = torch.ones(yt.shape[:2], dtype=torch.bool, device=dev)
     scale = float(mean_costs(xt, yt, mx, my, config.cost, config.torch_dtype)[0])
-    eps = config.eps if config.eps_rel is None else config.eps_rel * scale
-    return config.check_eps(eps), scale  # type: ignore[arg-type]
+    return config.pair_eps(scale), scale

@@ -94,8 +94,8 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
     n, m = matrix.shape
     if isinstance(matrix, LongMatrix):
         rows, cols, vals = matrix.rows, matrix.cols, matrix.values
-        row_sums = np.bincount(rows, weights=vals, minlength=n)
-        col_sums = np.bincount(cols, weights=vals, minlength=m)
+        row_range, col_range = _sums_range(rows, vals, n), _sums_range(cols, vals, m)
+        total = float(vals.sum())
         stored, nonzero = int(vals.size), int(np.count_nonzero(vals))
         absent = n * m > stored  # missing entries are zeros
         lo = min(float(vals.min()), 0.0) if absent else float(vals.min(initial=np.inf))
@@ -117,7 +117,8 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
         stored = n * m
         labelled = matrix.labels or matrix.row_labels
         layout, exact = "labelled .csv" if labelled else "dense .npy", True
-    total = float(row_sums.sum())
+        row_range, col_range = (_min(row_sums), _max(row_sums)), (_min(col_sums), _max(col_sums))
+        total = float(row_sums.sum())
     coupling = lo >= 0 and abs(total - 1.0) <= MASS_TOLERANCE
     kept_share, kept_by = None, None
     info = getattr(matrix, "info", {})
@@ -134,10 +135,23 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
     return MatrixSummary(
         path=matrix.path, layout=layout, n=n, m=m, exact_shape=exact, stored=stored,
         nonzero=nonzero, total=total, min=lo, max=hi,
-        row_min=_min(row_sums), row_max=_max(row_sums),
-        col_min=_min(col_sums), col_max=_max(col_sums), top=best, coupling=coupling,
+        row_min=row_range[0], row_max=row_range[1],
+        col_min=col_range[0], col_max=col_range[1], top=best, coupling=coupling,
         kept_share=kept_share, kept_by=kept_by,
     )  # fmt: skip
+
+
+def _sums_range(index: np.ndarray, vals: np.ndarray, size: int) -> tuple[float, float]:
+    """(smallest, largest) sum of ``vals`` per index over ``size`` rows (or columns), the
+    absent ones summing to 0. Over the indices present, not an array of ``size`` sums: a
+    long file may name row 2^62 (a dense array of sums was a MemoryError)."""
+    if size == 0:
+        return math.nan, math.nan
+    _, slot = np.unique(index, return_inverse=True)
+    sums = np.bincount(slot.reshape(-1), weights=vals)
+    if sums.size < size:  # rows with no entry sum to 0
+        sums = np.append(sums, 0.0)
+    return _min(sums), _max(sums)
 
 
 def _min(x: np.ndarray) -> float:

@@ -65,7 +65,7 @@ def parse_scheduler(value: str) -> tuple[str, int | None]:
     text = value.strip()
     name, sep, count = text.partition(":")
     if name.lower() == "local":
-        if not (sep and count.isdigit() and int(count) >= 1):
+        if not (sep and count.isascii() and count.isdigit() and int(count) >= 1):  # not '²'
             raise OptionError(
                 "--scheduler",
                 f"bad value {value!r}: local:N starts N worker processes here (N ≥ 1), e.g. "
@@ -78,6 +78,16 @@ def parse_scheduler(value: str) -> tuple[str, int | None]:
             f"bad value {value!r}: give a scheduler address such as tcp://host:8786, or local:N",
         )
     return text, None
+
+
+#: What a Dask transport other than plain TCP needs on this machine, said when Dask cannot
+#: set it up (it raises a TypeError: an abstract UCX connector, a TLS context of None).
+_TRANSPORT_NEEDS = {
+    "ucx": "the UCX transport needs Dask's UCX support (pip install distributed-ucxx), "
+    "which is not installed; use tcp://",
+    "tls": "TLS needs certificates in Dask's configuration (distributed.comm.tls: ca-file, "
+    "and client cert and key), and none are set; configure them, or use tcp://",
+}
 
 
 def shard_size(pairs: int, threads: int, max_batch: int) -> int:
@@ -166,6 +176,13 @@ class DaskBackend:
             return client
         try:
             return distributed.Client(self.address, timeout=self.timeout)
+        except TypeError as exc:  # dask's word for a transport it cannot set up here
+            scheme = self.address.partition("://")[0].lower()
+            raise OptionError(
+                "--scheduler",
+                f"cannot connect to {self.address}: "
+                + _TRANSPORT_NEEDS.get(scheme, f"Dask cannot use this address ({exc})"),
+            ) from None
         except (OSError, TimeoutError, ValueError) as exc:  # OSError: dask's timeout too
             reason = f" ({exc})" if isinstance(exc, ValueError) else ""
             raise OptionError(

@@ -83,6 +83,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[PairSpec]:
     ]
 
 
+#: An ε cell's text: a plain decimal number (ASCII digits, optional sign, point, exponent).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _eps_cell(value: object, where: str, row: int) -> tuple[float | None, str | None]:
     """(ε, None) for a usable cell, (None, None) for an empty one (``--eps``), and
     (None, why) for anything else: that row fails, never silently falls back to ``--eps``."""
@@ -91,6 +95,8 @@ def _eps_cell(value: object, where: str, row: int) -> tuple[float | None, str | 
     try:
         if isinstance(value, bool):
             raise TypeError
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+            raise ValueError  # Python's float() also reads "1_0" as 10, and "١" as 1
         eps = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         eps = math.nan

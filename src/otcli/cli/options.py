@@ -413,24 +413,35 @@ PlotSizeOpt = Annotated[
     str | None,
     typer.Option(
         "--plot-size",
-        help="Picture size in inches, WIDTHxHEIGHT, e.g. 12x4 \\[default: fits the picture].",
+        help="Picture size in inches, WIDTHxHEIGHT, each 1 to 100, e.g. 12x4 "
+        "\\[default: fits the picture].",
         rich_help_panel=OUTPUT,
         show_default=False,
     ),
 ]
 
 
+#: Sides of a picture, in inches: at 100 dpi, 100 to 10,000 pixels. Below an inch a
+#: picture holds no readable panel, and 0.001 inch was zero pixels (PIL: "cannot write
+#: empty image").
+PLOT_INCHES = (1.0, 100.0)
+
+
 def _plot_size(value: str | None) -> tuple[float, float] | None:
-    """``12x4`` (inches) → (12.0, 4.0)."""
+    """``12x4`` (inches) → (12.0, 4.0), each side within :data:`PLOT_INCHES`."""
     if value is None:
         return None
     parts = value.lower().replace("×", "x").split("x")
     try:
         width, height = (float(p) for p in parts)
     except ValueError:
-        width = height = -1.0
-    if not (0 < width <= 100 and 0 < height <= 100):
         raise OptionError(
             "--plot-size", f"bad size {value!r}; give inches as WIDTHxHEIGHT, e.g. 12x4"
+        ) from None
+    lo, hi = PLOT_INCHES
+    if not (lo <= width <= hi and lo <= height <= hi):
+        raise OptionError(
+            "--plot-size",
+            f"size {value!r} is out of range; each side is {lo:g} to {hi:g} inches, e.g. 12x4",
         )
     return width, height

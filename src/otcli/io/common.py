@@ -196,6 +196,10 @@ def select_columns(
             for what, k in (("the weights column", w_idx), ("the --id column", id_idx))
             if k is not None
         )
+        if not names:  # a Parquet file of rows without columns
+            raise InputError(where, "has no columns, so no coordinates")
+        if not kept:
+            raise InputError(where, "has no coordinate columns")
         raise InputError(where, f"no coordinates are left beside {kept}")
     return Selection(names, coords, w_idx, id_idx, columns is None, has_header)
 

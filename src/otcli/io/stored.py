@@ -30,6 +30,10 @@ from otcli.io.tables import Journal, read_table
 STORED_SUFFIXES = (".npy", ".parquet", ".csv", ".tsv", ".jsonl")
 
 
+#: Indices of a long matrix stay below this, so that n = largest index + 1 is an int64.
+MAX_INDEX = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class DenseMatrix:
     """An n×m matrix held whole (``values`` may be a read-only memory map of the file);
@@ -176,6 +180,12 @@ def _long_matrix(where: str, table: Any, info: dict[str, str]) -> LongMatrix:
     for name, idx in (("i", rows), ("j", cols)):
         if idx.dtype.kind not in "iu" or (idx.size and idx.min() < 0):
             raise InputError(where, f"column {name} must hold row/column indices (integers ≥ 0)")
+        if idx.size and int(idx.max()) >= MAX_INDEX:  # n = index + 1 must be an int64
+            raise InputError(
+                where,
+                f"column {name} holds the index {int(idx.max())}, beyond the largest a matrix "
+                f"can have ({MAX_INDEX - 1} = 2^63 − 2)",
+            )
     if not np.isfinite(values).all():
         raise InputError(where, "column value holds NaN or infinite entries")
     matrix = LongMatrix(where, rows.astype(np.int64), cols.astype(np.int64), values, info)

@@ -87,10 +87,12 @@ def read_table(path: str, what: str) -> Any:
         raise InputError(path, reason)
     try:
         with open(path, "rb") as fh:  # a file object: pyarrow cannot open a non-UTF-8 name
-            if suffix == ".parquet":
+            if suffix == ".parquet":  # names first: pyarrow cannot read repeated ones
+                _named_once(pq.read_schema(fh).names, path, what)
+                fh.seek(0)
                 return pq.read_table(fh)
             text = pa.string()
-            return pacsv.read_csv(
+            table = pacsv.read_csv(
                 fh,
                 parse_options=pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
                 # Verbatim: an id "nan" or "NA" is a name, not a missing value, and an eps
@@ -100,9 +102,27 @@ def read_table(path: str, what: str) -> Any:
                     strings_can_be_null=False,
                 ),
             )
+            _named_once(table.column_names, path, what)
+            return table
     except (pa.ArrowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(path, f"cannot read the {what} ({first})") from None
+
+
+def _named_once(names: list[str], path: str, what: str) -> None:
+    """Refuse a table whose column ``names`` repeat one: columns are looked up by name (``a``,
+    ``i``, ``value``...), and a repeated one was pyarrow's KeyError ("exists 2 times")."""
+    from collections import Counter
+
+    counts = Counter(names)
+    for name in names:
+        if counts[name] > 1:
+            where = ", ".join(str(k + 1) for k, n in enumerate(names) if n == name)
+            raise InputError(
+                path,
+                f"column {name!r} appears {counts[name]} times (columns {where}); a {what} "
+                "names each column once",
+            )
 
 
 def read_file_list(path: str | os.PathLike[str]) -> list[str]:
@@ -184,6 +204,8 @@ class Journal:
                 obj, what = json.loads(line), "not a JSON object"
             except ValueError:
                 obj, what = None, "not valid JSON"
+            except RecursionError:  # json's parser recurses once per level of nesting
+                obj, what = None, "JSON nested too deeply to read"
             if not isinstance(obj, dict):
                 raise InputError(
                     str(path), f"line {k} is {what}; the file is damaged: rerun with --overwrite"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from otcli.errors import InputError
 from otcli.io.stored import DenseMatrix, LongMatrix, ResultTable
 from otcli.plot.common import (
     MAX_CELLS,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PAIRWISE_SIZE = (13.0, 5.5)
+#: The most rows (or columns) a stored matrix's heat map bins: 2^26, about 1.5 GB of bins.
+MAX_PLOT_SIDE = 1 << 26
 BATCH_SIZE = (12.0, 4.5)
 MATRIX_SIZE = (7.0, 5.5)
 #: Files named on the heat map's axes and next to their MDS points, at most.
@@ -151,8 +154,19 @@ def matrix_figure(
     cells: int = MAX_CELLS,
     size: tuple[float, float] | None = None,
 ) -> Figure:
-    """A stored matrix as a heat map in file order, block means beyond ``cells`` a side."""
+    """A stored matrix as a heat map in file order, block means beyond ``cells`` a side.
+
+    The image bins every row and column index (O(n + m) memory), so a long file whose
+    indices (or metadata) make it wider than :data:`MAX_PLOT_SIDE` is refused: row 2^62
+    was a numpy MemoryError.
+    """
     n, m = matrix.shape
+    if max(n, m) > MAX_PLOT_SIDE:
+        raise InputError(
+            matrix.path,
+            f"a heat map of a {n:,} × {m:,} matrix bins every row and column in memory; "
+            f"it draws at most {MAX_PLOT_SIDE:,} a side (the summary itself has no limit)",
+        )
     image = BlockImage(n, m, cells)
     if isinstance(matrix, LongMatrix):
         image.add_entries(matrix.rows, matrix.cols, matrix.values)
