@@ -110,9 +110,8 @@ def solve(
     is ``dense`` (C in memory), ``online`` (C rebuilt block by block, O(n + m) memory) or
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
     the device). ``threads`` sets torch's CPU threads for the solve (a count or ``"auto"``;
-    default: ``OTCLI_THREADS`` if set, else one thread for a solve under
-    :data:`~otcli.device.SMALL_SOLVE_ENTRIES` entries and the cores other work leaves free
-    for a larger one); the caller's setting is restored afterwards.
+    default: ``OTCLI_THREADS`` if set, else the cores other work leaves free, see
+    :func:`~otcli.device.auto_threads`); the caller's setting is restored afterwards.
 
     ``cost`` is a registered name, or a function of batched points ``cost(x, y)``,
     (B, n, d) × (B, m, d) → (B, n, m) torch tensor, used as is by the dense and online
@@ -206,9 +205,8 @@ def solve_clouds(
     """
     if len(eps) != len(xs):
         raise OptionError("--eps", f"{len(eps)} ε values for {len(xs)} pairs")
-    entries = len(xs) * max(c.n for c in xs) * max(c.n for c in ys)
     threads = config.threads if config.torch_device.type == "cpu" else torch.get_num_threads()
-    with solve_threads(threads, entries):
+    with solve_threads(threads):
         return _solve_clouds(xs, ys, eps, config, progress, checked)
 
 

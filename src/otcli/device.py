@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator
 
 import torch
@@ -106,30 +105,14 @@ def resolve_threads(spec: str | int | None) -> int | None:
     return count
 
 
-#: Entries (B·n·m) of a solve under which the library uses one CPU thread unless told
-#: otherwise: a second thread saves little there, and beside another busy process its
-#: barriers cost many times the work (a 500-point pair slowed 15× on a loaded machine).
-SMALL_SOLVE_ENTRIES = 1 << 20
-
-#: How long a count from :func:`auto_threads` is reused (seconds): a batch run solves bucket
-#: after bucket, and each look at the load takes a few milliseconds.
-AUTO_THREADS_TTL = 1.0
-_auto_cache: tuple[float, int] | None = None
-
-
 @contextlib.contextmanager
-def solve_threads(threads: int | None, entries: int) -> Iterator[int]:
-    """Torch's CPU threads for one solve of ``entries`` (B·n·m): ``threads`` where given,
-    else one for a small solve and the cores other work leaves free
-    (:func:`auto_threads`) for a larger one. The caller's setting is restored after."""
-    global _auto_cache
-    if threads is None and entries < SMALL_SOLVE_ENTRIES:
-        threads = 1
-    elif threads is None:
-        now = time.monotonic()
-        if _auto_cache is None or now - _auto_cache[0] > AUTO_THREADS_TTL:
-            _auto_cache = (now, auto_threads())
-        threads = _auto_cache[1]
+def solve_threads(threads: int | None) -> Iterator[int]:
+    """Torch's CPU threads for one solve: ``threads`` where given, else the cores other work
+    leaves free (:func:`auto_threads`): idle, a second thread made a 500-point pair 1.5×
+    faster; beside a busy process, its barriers made one 15× slower. The caller's setting
+    is restored after."""
+    if threads is None:  # looked at per solve: the load changes between a batch's buckets
+        threads = auto_threads()
     before = torch.get_num_threads()
     if threads == before:
         yield threads
@@ -167,7 +150,8 @@ def auto_threads() -> int:
 
 
 def _runnable_others() -> int | None:
-    """Other processes runnable now (least of three looks), or None off Linux."""
+    """Other processes runnable now (least of three looks), or None off Linux. A look that
+    sees none ends it at once: on an idle machine the answer costs one read, not 4 ms."""
     import time
 
     seen = []
@@ -178,6 +162,8 @@ def _runnable_others() -> int | None:
         except (OSError, ValueError, IndexError):
             return None
         seen.append(max(0, running - 1))  # this process is one of them
+        if seen[-1] == 0:
+            return 0
         if k < 2:
             time.sleep(0.002)
     return min(seen)
