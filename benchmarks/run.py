@@ -3,7 +3,7 @@
 Run on demand (not part of the tests; minutes at the default sizes, seconds with --quick):
 
     python benchmarks/run.py [--only pair,smalleps,exact,batch,files,cross,cli,real,
-                                     contention,floor] [--quick] [--repeats 3]
+                                     contention,floor,loss] [--quick] [--repeats 3]
                              [--sizes 1000 4000 10000] [--pairs 1000] [--files-pairs 4000]
                              [--cross 100] [--json results.json]
 
@@ -38,6 +38,9 @@ starts from the points. Workloads:
 - files, cross: whole commands over files against the POT loop a user would write over the
   same files (bench_files.py): ``otdist batch`` on ``--files-pairs`` ragged pairs, and
   ``otdist pairwise A --against B`` on ``--cross`` × ``--cross`` clouds of 512 points.
+- loss: forward + backward of ``otcli.sinkhorn_loss`` on 32 pairs of 256 × 256 points and
+  on one 5,000-point pair, against GeomLoss ``SamplesLoss`` (tensorized) and POT's
+  ``ot.solve_sample`` (torch backend), with each one's marginal error (bench_loss.py).
 - cli: ``otdist a.parquet b.parquet --eps 0.01 --json`` on 4000-point clouds, end to end,
   against a fresh ``python -c`` that reads both files with pyarrow and runs ``ot.sinkhorn2``;
   plus ``otdist --help`` (target < 0.3 s) and a bare ``import torch`` for scale.
@@ -731,14 +734,50 @@ def workload_cross(args) -> dict:
     return {"rows": rows}
 
 
+def workload_loss(args) -> dict:
+    import bench_loss as bl
+
+    out = {}
+    for label, (batch, n) in {"32 pairs of 256 x 256": (32, 256),
+                              f"one {args.loss_n} x {args.loss_n} pair": (1, args.loss_n)}.items():  # fmt: skip
+        x, y = bl.data(batch, n)
+        if batch == 1:
+            x, y = x[0], y[0]
+        gl = "" if have_geomloss() else "geomloss not installed"
+
+        def row(fn):
+            def run() -> dict:
+                seconds, err = fn()
+                return result(seconds, marginal_error=err)
+
+            return run
+
+        methods = [
+            Method("otcli sinkhorn_loss (divergence)", row(lambda: bl.otcli_step(x, y))),
+            Method("GeomLoss SamplesLoss tensorized", row(lambda: bl.geomloss_step(x, y, "tensorized")), gl),
+            Method("POT solve_sample (torch, OT_eps)", row(lambda: bl.pot_step(x, y))),
+        ]  # fmt: skip
+        rows = interleave(methods, args.repeats)
+        print_table(f"[loss] forward + backward, {label}, eps = {bl.EPS}, medians of "
+                    f"{args.repeats}", rows, PAIR_COLUMNS)  # fmt: skip
+        out[label] = rows
+    base = bl.peak_rss("none", args.loss_n)
+    peaks = {m: bl.peak_rss(m, args.loss_n) - base for m in ("otcli", "geomloss", "pot")
+             if m != "geomloss" or have_geomloss()}  # fmt: skip
+    print(f"[loss] peak memory of one forward + backward on the {args.loss_n}-point pair, above "
+          "a process that only loads the data: "
+          + ", ".join(f"{m} {mb:.0f} MB" for m, mb in peaks.items()))  # fmt: skip
+    return {"rows": out, "peak_mb": peaks}
+
+
 def workload_contention(args) -> dict:
     import bench_real
 
     return bench_real.workload_contention(args)
 
 
-WORKLOADS = ("pair", "smalleps", "exact", "batch", "files", "cross", "cli", "real", "contention",
-             "floor")  # fmt: skip
+WORKLOADS = ("pair", "smalleps", "exact", "batch", "files", "cross", "loss", "cli", "real",
+             "contention", "floor")  # fmt: skip
 
 
 def warm_up() -> None:
@@ -802,6 +841,7 @@ def main() -> None:
     args.ot_batch_pairs = args.ot_batch_pairs or (4 if args.quick else 32)
     args.files_pairs = args.files_pairs or (40 if args.quick else 4000)
     args.cross = args.cross or (8 if args.quick else 100)
+    args.loss_n = 500 if args.quick else 5000
     args.smalleps_n = 300 if args.quick else 2000
     args.exact_n = 300 if args.quick else 2000
     args.cli_n = 500 if args.quick else 4000

@@ -25,6 +25,13 @@ Solving
     SinkhornResult, DivergenceResult, ExactResult
         figures (cost, objective, iterations, converged...), potentials; plan() on demand
 
+PyTorch
+    sinkhorn_loss(x, y, a=None, b=None, *, divergence=True, **solve's keywords) -> Tensor
+        the divergence (or OT_ε) as a tensor autograd differentiates: x, y, a, b, a
+        callable cost's parameters; (B,) for batches and ragged lists
+    SinkhornLoss(**same)
+        the same as a torch.nn.Module
+
 Files in, report out: what ``otdist A B`` runs
     run_pair(a, b, config, *, read=ReadOptions(), outputs=PairOutputs(), ...) -> PairReport
 
@@ -68,6 +75,8 @@ _LAZY = {
     "SinkhornResult": "otcli.result",
     "DivergenceResult": "otcli.result",
     "ExactResult": "otcli.exact",
+    "sinkhorn_loss": "otcli.loss",
+    "SinkhornLoss": "otcli.loss",
 }
 
 __all__ = [
@@ -81,6 +90,7 @@ __all__ = [
     "PairOutputs",
     "PairReport",
     "ReadOptions",
+    "SinkhornLoss",
     "SinkhornResult",
     "SolveConfig",
     "SolverError",
@@ -90,6 +100,7 @@ __all__ = [
     "make_config",
     "read_cloud",
     "run_pair",
+    "sinkhorn_loss",
     "solve",
     "solve_exact",
     "solve_matrix",
@@ -101,6 +112,7 @@ if TYPE_CHECKING:
     from otcli.config import ReadOptions, SolveConfig
     from otcli.exact import ExactResult, solve_exact
     from otcli.io import read_cloud
+    from otcli.loss import SinkhornLoss, sinkhorn_loss
     from otcli.matrix import solve_matrix
     from otcli.pair import PairOutputs, PairReport, run_pair
     from otcli.result import DivergenceResult, SinkhornResult

@@ -77,7 +77,7 @@ def solve(
     tol: float | None = None,
     scaling: float | None = 0.5,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: str | torch.dtype | None = None,
     check_every: int | None = None,
     geometry: str = "auto",
     memory: int | None = None,
@@ -109,9 +109,12 @@ def solve(
     ε-annealing factor in (0, 1); ``None`` runs plain Sinkhorn at the target ε. ``geometry``
     is ``dense`` (C in memory), ``online`` (C rebuilt block by block, O(n + m) memory) or
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
-    the device). ``threads`` sets torch's CPU threads for the solve (a count or ``"auto"``;
-    default: ``OTCLI_THREADS`` if set, else the cores other work leaves free, see
-    :func:`~otcli.device.auto_threads`); the caller's setting is restored afterwards.
+    the device). ``dtype``: ``"float32"`` or ``"float64"`` (or ``torch.float32``,
+    ``torch.float64``); default float32, or float64 for float64 torch tensors. ``device``
+    may be a ``torch.device``; (B, n, d) arrays or tensors are B clouds. ``threads`` sets
+    torch's CPU threads for the solve (a count or ``"auto"``; default: ``OTCLI_THREADS`` if
+    set, else the cores other work leaves free, see :func:`~otcli.device.auto_threads`); the
+    caller's setting is restored afterwards.
 
     ``cost`` is a registered name, or a function of batched points ``cost(x, y)``,
     (B, n, d) × (B, m, d) → (B, n, m) torch tensor, used as is by the dense and online
@@ -127,6 +130,8 @@ def solve(
     ``config`` (a :class:`~otcli.config.SolveConfig`) replaces all the solver keywords but
     ``eps``, which may still give one value per pair.
     """
+    if dtype is None:  # float32, or float64 where the points are float64 tensors
+        dtype = "float64" if _float64_tensor(x) or _float64_tensor(y) else "float32"
     xs, batched_x = as_cloud_list(x, a, "x")
     ys, batched_y = as_cloud_list(y, b, "y")
     if batched_x != batched_y or len(xs) != len(ys):
@@ -164,10 +169,19 @@ def _buckets(xs: Sequence[Cloud], ys: Sequence[Cloud], config: SolveConfig) -> l
 
 
 @_keyword_errors
+def _float64_tensor(x: object) -> bool:
+    """Whether ``x`` is a float64 torch tensor, or a list whose first item is one."""
+    if isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return isinstance(x, torch.Tensor) and x.dtype == torch.float64
+
+
 def divergence(
     x: object, y: object, a: object | None = None, b: object | None = None, **kwargs: Any
 ) -> DivergenceResult | list[DivergenceResult]:
     """The debiased Sinkhorn divergence; takes the same arguments as :func:`solve`."""
+    if kwargs.get("dtype") is None and kwargs.get("config") is None:
+        kwargs["dtype"] = "float64" if _float64_tensor(x) or _float64_tensor(y) else "float32"
     xs, batched = as_cloud_list(x, a, "x")
     ys, _ = as_cloud_list(y, b, "y")
     if kwargs.get("config") is None:
@@ -206,7 +220,9 @@ def solve_clouds(
     if len(eps) != len(xs):
         raise OptionError("--eps", f"{len(eps)} ε values for {len(xs)} pairs")
     threads = config.threads if config.torch_device.type == "cpu" else torch.get_num_threads()
-    with solve_threads(threads):
+    # No autograd graph: a callable cost may close over tensors that require grad (a learnable
+    # metric); the solve needs its values only (gradients: :mod:`otcli.loss`).
+    with solve_threads(threads), torch.no_grad():
         return _solve_clouds(xs, ys, eps, config, progress, checked)
 
 

@@ -175,8 +175,13 @@ def as_cloud_list(clouds: object, weights: object | None, what: str) -> tuple[li
     is a :class:`Cloud`, an array or tensor of any shape (``[a, b]`` with 1-D arrays ``a``,
     ``b`` is two 1-D clouds, even of equal length), or a nested list of 2-D points. A list
     of numbers, or of lists of numbers, is one cloud's points, as numpy reads it; so is an
-    array, whatever its shape (a 3-D array is refused, not split into clouds).
+    array of one or two dimensions. A 3-D array or tensor (B, n, d) is B clouds of n points
+    (the mini-batch layout of PyTorch code), its weights then (B, n).
     """
+    if getattr(clouds, "ndim", 0) == 3:
+        clouds = list(clouds)  # type: ignore[call-overload]
+        if weights is not None and getattr(weights, "ndim", 0) == 2:
+            weights = list(weights)  # type: ignore[call-overload]
     is_batch = (
         isinstance(clouds, Sequence)
         and not isinstance(clouds, (str, bytes))

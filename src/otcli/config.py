@@ -256,6 +256,8 @@ def make_config(
     if isinstance(max_iter, bool) or not (isinstance(max_iter, int) and max_iter >= 1):
         raise OptionError("--max-iter", f"must be a positive integer, got {max_iter}")
     dev = pick_device(device)
+    if not isinstance(dtype, str) and str(dtype).startswith("torch."):  # torch.float64
+        dtype = str(dtype).removeprefix("torch.")
     if dtype not in DTYPES:
         raise OptionError("--dtype", f"unknown dtype {dtype!r}; use float32 or float64")
     pick_dtype(dtype, dev)

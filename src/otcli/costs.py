@@ -67,6 +67,13 @@ class CostFn(metaclass=_ByName):
         """(B, n, d) × (B, m, d) → (B, n, m)."""
         raise NotImplementedError
 
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The same (B, n, m) costs in operations autograd differentiates (no in-place or
+        ``out=`` work, a (B, n, m, d) temporary), with a zero gradient where the exact one
+        is undefined (coinciding points of a root or a power below 1): for the loss's
+        gradient, block by block (:mod:`otcli.loss`)."""
+        raise NotImplementedError(f"{self.describe()} has no differentiable form")
+
     def describe(self) -> str:
         return self.name
 
@@ -150,6 +157,9 @@ class SqEuclidean(CostFn):
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _sqeuclidean(x, y)
 
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _diff(x, y).square().sum(-1)
+
     @property
     def power(self) -> float | None:
         return 2.0
@@ -174,6 +184,9 @@ class Euclidean(CostFn):
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _sqeuclidean(x, y).sqrt_()
 
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _safe_power(_diff(x, y).square().sum(-1), 0.5)
+
     @property
     def power(self) -> float | None:
         return 1.0
@@ -193,6 +206,9 @@ class Cityblock(CostFn):
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _cityblock(x, y)
+
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _diff(x, y).abs().sum(-1)
 
     @property
     def power(self) -> float | None:
@@ -216,6 +232,11 @@ class Cosine(CostFn):
         xn = x / x.norm(dim=-1, keepdim=True)
         yn = y / y.norm(dim=-1, keepdim=True)
         return (1 - _no_tf32_matmul(xn, yn)).clamp_(0, 2)
+
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xn = x / x.norm(dim=-1, keepdim=True)
+        yn = y / y.norm(dim=-1, keepdim=True)
+        return (1 - xn @ yn.transpose(-1, -2)).clamp(0, 2)
 
     def check_points(self, points: object, source: str) -> None:
         """A zero vector has no direction, hence no cosine distance."""
@@ -250,6 +271,9 @@ class PNorm(CostFn):
             return _sum_over_coords(x, y, lambda t: t.abs_().pow_(p))
         return torch.cdist(x, y, p=p).pow_(p)
 
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _safe_power(_diff(x, y).abs(), self.p).sum(-1)
+
     def describe(self) -> str:
         return f"pnorm(p={self.p:g})"
 
@@ -268,6 +292,19 @@ class PNorm(CostFn):
 
 
 COST_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _diff(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x_i − y_j, (B, n, m, d)."""
+    return x[:, :, None, :] - y[:, None, :, :]
+
+
+def _safe_power(t: torch.Tensor, p: float) -> torch.Tensor:
+    """t^p for t ≥ 0, with gradient 0 (not inf or NaN) where t = 0 and p < 1."""
+    import torch
+
+    positive = t > 0
+    return torch.where(positive, torch.where(positive, t, 1.0).pow(p), 0.0)
 
 
 @dataclass(frozen=True)
@@ -303,6 +340,9 @@ class CallableCost(CostFn):
                 f"{tuple(y.shape)}; it must return a tensor of shape {shape}",
             )
         return out.to(device=x.device, dtype=x.dtype).contiguous()
+
+    def differentiable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self(x, y)  # the user's own torch code: autograd follows it
 
     def describe(self) -> str:
         return f"callable({getattr(self.fn, '__name__', type(self.fn).__name__)})"

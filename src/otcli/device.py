@@ -13,9 +13,10 @@ from otcli.errors import DeviceError, OptionError
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def pick_device(spec: str = "auto") -> torch.device:
-    """Resolve ``auto|cpu|cuda|cuda:K|mps`` to a device this machine has, or raise DeviceError."""
-    spec = spec.strip().lower()
+def pick_device(spec: str | torch.device = "auto") -> torch.device:
+    """Resolve ``auto|cpu|cuda|cuda:K|mps`` (or a ``torch.device``) to a device this machine
+    has, or raise DeviceError."""
+    spec = str(spec).strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -44,8 +45,11 @@ def pick_device(spec: str = "auto") -> torch.device:
     raise OptionError("--device", f"unknown device {spec!r}; use auto, cpu, cuda, cuda:K or mps")
 
 
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Resolve ``float32|float64``; MPS has no float64."""
+def pick_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Resolve ``float32|float64`` (or ``torch.float32``/``torch.float64``); MPS has no
+    float64."""
+    if isinstance(name, torch.dtype):
+        name = str(name).removeprefix("torch.")
     if name not in DTYPES:
         raise OptionError("--dtype", f"unknown dtype {name!r}; use float32 or float64")
     if device.type == "mps" and name == "float64":

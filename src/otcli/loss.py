@@ -1,0 +1,256 @@
+"""A differentiable Sinkhorn loss for PyTorch: ``sinkhorn_loss`` and ``SinkhornLoss``.
+
+The value is what :func:`otcli.solve` reports (``objective``, or the divergence); the
+gradient comes from the optimum itself, never from backpropagation through the iterations.
+By the envelope theorem, the derivative of OT_ε with respect to the data (weights and cost
+matrix) is the partial derivative of the dual at the optimal potentials (f, g):
+
+    D(a, b, C) = ⟨a, φ_a(f)⟩ + ⟨b, φ_b(g)⟩ − ε (Σ_ij a_i b_j e^{(f_i + g_j − C_ij)/ε} − 1)
+
+with φ(f) = f on a balanced side and −ρ(e^{−f/ρ} − 1) on a side relaxed by ρ. So ∂/∂C_ij
+is the plan P_ij, and ∇_x OT_ε = Σ_j P_ij ∇_x C(x_i, y_j): one pass over the cost after
+convergence. For a named cost that pass runs block by block in a custom backward (O(n + m)
+memory beyond one block, as the online geometry solves); a callable cost is differentiated
+by autograd on its dense matrix, so parameters it closes over (a learnable metric) get their
+gradient too. Weights are normalised inside the graph, as the solver normalises them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from otcli.errors import InputError
+
+#: Entries (rows × columns × coordinates) the backward pass of a named cost holds at once.
+BACKWARD_BLOCK_ENTRIES = 1 << 22
+
+
+def sinkhorn_loss(
+    x: Any,
+    y: Any,
+    a: Any | None = None,
+    b: Any | None = None,
+    *,
+    divergence: bool = True,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """The Sinkhorn loss between point clouds as a torch tensor that autograd differentiates.
+
+    ``x`` and ``y``: (n, d) and (m, d) tensors (a 0-dim loss), (B, n, d) and (B, m, d)
+    tensors (B pairs: a (B,) loss) or lists of clouds of any sizes (a (B,) loss). ``a``,
+    ``b``: optional weights of the same layout (normalised to mass 1 like everywhere in
+    otcli). ``divergence=True`` is the debiased Sinkhorn divergence S_ε (0 at y = x),
+    ``False`` the regularised cost OT_ε: the same numbers as ``otcli.divergence(...)``
+    ``.divergence`` and ``otcli.solve(...).objective``. Every other keyword is
+    :func:`otcli.solve`'s (``eps``, ``eps_rel``, ``cost``, ``reach``/``rho``, ``tol``,
+    ``max_iter``, ``geometry``, ``device``, ``dtype``...). Gradients reach ``x``, ``y``,
+    ``a``, ``b`` and, for a callable ``cost``, the parameters it uses. The loss has the
+    inputs' floating dtype and device; the solve runs in float64 for float64 points unless
+    ``dtype`` says otherwise. A solve that does not converge warns and still gives the loss
+    of its best state.
+    """
+    from otcli import api
+
+    xs, batched = _clouds(x, "x")
+    ys, batched_y = _clouds(y, "y")
+    if batched != batched_y or len(xs) != len(ys):
+        raise InputError("y", f"{len(ys)} cloud(s) for {len(xs)} in x: give one y per x")
+    was = _weights(a, xs, "a", batched)
+    wbs = _weights(b, ys, "b", batched)
+    like = xs[0]
+    kwargs.setdefault("dtype", "float64" if like.dtype == torch.float64 else "float32")
+    kwargs.setdefault("device", like.device.type if like.device.type != "mps" else "auto")
+    plain = [_numpy(t) for t in xs], [_numpy(t) for t in ys]
+    weights = [_numpy(w) for w in was], [_numpy(w) for w in wbs]
+    solve = api.divergence if divergence else api.solve
+    if batched:
+        results = solve(plain[0], plain[1], weights[0], weights[1], **kwargs)
+    else:  # one pair: errors name x, y, a, b themselves
+        results = [solve(plain[0][0], plain[1][0], weights[0][0], weights[1][0], **kwargs)]
+    losses = []
+    for k, res in enumerate(results):  # type: ignore[arg-type]
+        losses.append(_pair_loss(res, xs[k], ys[k], was[k], wbs[k], divergence))
+    loss = torch.stack(losses)
+    out_dtype = like.dtype if like.dtype.is_floating_point else torch.float64
+    loss = loss.to(out_dtype)
+    return loss if batched else loss[0]
+
+
+class SinkhornLoss(torch.nn.Module):
+    """:func:`sinkhorn_loss` as a module: ``SinkhornLoss(eps=0.05)(x, y)``."""
+
+    def __init__(self, *, divergence: bool = True, **kwargs: Any) -> None:
+        super().__init__()
+        self.divergence = divergence
+        self.kwargs = kwargs
+
+    def forward(self, x: Any, y: Any, a: Any | None = None, b: Any | None = None) -> torch.Tensor:
+        return sinkhorn_loss(x, y, a, b, divergence=self.divergence, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"divergence={self.divergence}" + (f", {options}" if options else "")
+
+
+def _pair_loss(
+    res: Any, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, div: bool
+) -> torch.Tensor:
+    """One pair's loss: its reported value, with the dual's gradient attached."""
+    if div:
+        value = res.divergence
+        parts = [(res.xy, x, y, a, b, 1.0), (res.xx, x, x, a, a, -0.5), (res.yy, y, y, b, b, -0.5)]
+        converged = res.converged
+    else:
+        value = res.objective
+        parts = [(res, x, y, a, b, 1.0)]
+        converged = res.converged
+    if not converged:
+        warnings.warn(
+            f"the Sinkhorn solve did not converge (marginal error {_error(res):.2e}); the loss "
+            "is that of its best state: raise max_iter or eps",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    device = x.device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for r, px, py, wa, wb, sign in parts:
+        total = total + sign * _dual(r, px, py, wa, wb)
+    return total - total.detach() + torch.tensor(value, dtype=torch.float64, device=device)
+
+
+def _error(res: Any) -> float:
+    xy = getattr(res, "xy", res)
+    return float(xy.marginal_error)
+
+
+def _dual(
+    res: Any, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    """A term whose gradient is that of D(a, b, C(x, y)) at the result's potentials (held
+    fixed), in float64 (its value is not D's: see :class:`_PlanMass`)."""
+    dev = x.device
+    f = torch.as_tensor(res.f, dtype=torch.float64, device=dev)
+    g = torch.as_tensor(res.g, dtype=torch.float64, device=dev)
+    a = a.to(device=dev, dtype=torch.float64)
+    b = b.to(device=dev, dtype=torch.float64)
+    a, b = a / a.sum(), b / b.sum()
+    eps = float(res.eps)
+    phi_f = f if res.rho_a is None else -res.rho_a * torch.expm1(-f / res.rho_a)
+    phi_g = g if res.rho_b is None else -res.rho_b * torch.expm1(-g / res.rho_b)
+    linear = (a * phi_f).sum() + (b * phi_g).sum()
+    x64, y64 = x.to(torch.float64), y.to(torch.float64)
+    cost_fn = res.cost_fn
+    if type(cost_fn).__name__ == "CallableCost":
+        C = cost_fn.differentiable(x64[None], y64[None])[0]  # reaches its parameters
+        mass = (a[:, None] * b[None, :] * torch.exp((f[:, None] + g[None, :] - C) / eps)).sum()
+    else:
+        mass = _PlanMass.apply(x64, y64, a, b, f, g, eps, cost_fn)
+    return linear - eps * (mass - 1.0)
+
+
+class _PlanMass(torch.autograd.Function):
+    """The gradient of Σ_ij a_i b_j e^{(f_i + g_j − C_ij(x, y))/ε} (f, g fixed) in x, y, a
+    and b, block by block: no n×m matrix outlives one block. Its forward value is 0: the
+    loss takes its value from the solve and only this term's gradient from here."""
+
+    @staticmethod
+    def forward(ctx, x, y, a, b, f, g, eps, cost_fn):  # type: ignore[override]
+        # Only its gradient is used (the loss adds D − D.detach() to the reported value):
+        # no pass over C here, one in backward.
+        ctx.save_for_backward(x, y, a, b, f, g)
+        ctx.eps, ctx.cost_fn = eps, cost_fn
+        return x.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, y, a, b, f, g = ctx.saved_tensors
+        eps, cost_fn = ctx.eps, ctx.cost_fn
+        gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+        ga, gb = torch.zeros_like(a), torch.zeros_like(b)
+        for r0, r1 in _blocks(x.shape[0], y.shape[0] * x.shape[1]):
+            with torch.enable_grad():
+                xb = x[r0:r1].detach().requires_grad_(True)
+                yb = y.detach().requires_grad_(True)
+                C = cost_fn.differentiable(xb[None], yb[None])[0]
+                E = torch.exp((f[r0:r1, None] + g[None, :] - C.detach()) / eps)  # (r, m)
+                P = a[r0:r1, None] * b[None, :] * E  # the plan's block, fixed
+                dx, dy = torch.autograd.grad((P * C).sum(), (xb, yb))
+            gx[r0:r1] += -dx / eps
+            gy += -dy / eps
+            ga[r0:r1] += (E * b[None, :]).sum(1)  # ∂/∂a_i: exact even where a_i = 0
+            gb += (a[r0:r1, None] * E).sum(0)
+        return gx * grad, gy * grad, ga * grad, gb * grad, None, None, None, None
+
+
+def _blocks(n: int, m: int) -> list[tuple[int, int]]:
+    step = max(1, BACKWARD_BLOCK_ENTRIES // max(m, 1))
+    return [(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
+
+
+def _clouds(x: Any, name: str) -> tuple[list[torch.Tensor], bool]:
+    """Tensors of points, one per pair, and whether the input was a batch."""
+    if isinstance(x, (list, tuple)):
+        clouds = [_points(t, f"{name}[{k}]") for k, t in enumerate(x)]
+        if not clouds:
+            raise InputError(name, "an empty list: give at least one cloud")
+        return clouds, True
+    t = _as_tensor(x, name)
+    if t.ndim == 3:
+        return [_points(c, f"{name}[{k}]") for k, c in enumerate(t.unbind(0))], True
+    return [_points(t, name)], False
+
+
+def _points(x: Any, name: str) -> torch.Tensor:
+    t = _as_tensor(x, name)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise InputError(name, f"points must be (n, d) with n, d ≥ 1; got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t.detach()).all()):
+        raise InputError(name, "holds NaN or infinite coordinates")
+    return t
+
+
+def _weights(
+    w: Any, clouds: Sequence[torch.Tensor], name: str, batched: bool
+) -> list[torch.Tensor]:
+    """Weights per cloud (uniform where ``w`` is None), checked: finite, ≥ 0, not all 0."""
+    if w is None:
+        return [torch.full((c.shape[0],), 1.0 / c.shape[0], dtype=torch.float64,
+                           device=c.device) for c in clouds]  # fmt: skip
+    if batched:  # a list, or a (B, n) tensor or array: one weight vector per cloud
+        ws = [_as_tensor(v, f"{name}[{k}]") for k, v in enumerate(w)]
+    else:
+        ws = [_as_tensor(w, name)]
+    if len(ws) != len(clouds):
+        raise InputError(name, f"{len(ws)} weight vector(s) for {len(clouds)} cloud(s)")
+    for k, (v, c) in enumerate(zip(ws, clouds, strict=True)):
+        where = name if len(ws) == 1 else f"{name}[{k}]"
+        if v.ndim != 1 or v.shape[0] != c.shape[0]:
+            raise InputError(where, f"needs {c.shape[0]} weights, one per point; got shape "
+                             f"{tuple(v.shape)}")  # fmt: skip
+        d = v.detach()
+        if not bool(torch.isfinite(d).all()) or bool((d < 0).any()) or not bool(d.sum() > 0):
+            raise InputError(where, "weights must be finite, ≥ 0 and not all 0")
+    return ws
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise InputError(name, "complex values: give real coordinates")
+        return x if x.dtype.is_floating_point else x.to(torch.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(name, f"not an array of numbers ({exc})") from None
+    return torch.from_numpy(arr)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
