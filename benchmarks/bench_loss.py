@@ -3,7 +3,8 @@
 Used by ``benchmarks/run.py --only loss``: a mini-batch of 32 pairs of 256 × 256 points in
 3-D, and one 5,000 × 5,000 pair; ε = 0.01 (otcli's cost |x − y|²; GeomLoss's is |x − y|²/2, so
 its blur is √(ε/2)), the debiased divergence for otcli and GeomLoss, POT's ``ot.solve_sample``
-(its OT_ε value, torch backend, log-domain Sinkhorn). Each method's time includes its solve
+(its OT_ε value, torch backend, Sinkhorn, ``grad="envelope"``: its autodiff through the
+iterations would hold every iterate of the 5,000² plan). Each method's time includes its solve
 and the backward pass to the points; its accuracy is the marginal L1 error of the plan its
 potentials define on the first pair (computed outside the timing). For the large pair, each
 method's peak memory is measured apart: the peak resident set of a fresh process that runs
@@ -39,30 +40,32 @@ def plan_error(x: np.ndarray, y: np.ndarray, f: np.ndarray, g: np.ndarray, eps: 
     return float(np.abs(P.sum(1) - 1 / n).sum() + np.abs(P.sum(0) - 1 / m).sum())
 
 
-def otcli_step(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def otcli_step(x: torch.Tensor, y: torch.Tensor, tol: float | None = None) -> tuple[float, float]:
     import otcli
 
     xg = x.clone().requires_grad_(True)
     t = time.perf_counter()
-    loss = otcli.sinkhorn_loss(xg if x.ndim == 3 else xg, y, eps=EPS)
+    loss = otcli.sinkhorn_loss(xg, y, eps=EPS, tol=tol)
     loss.sum().backward()
     seconds = time.perf_counter() - t
     x0, y0 = (x[0], y[0]) if x.ndim == 3 else (x, y)
-    r = otcli.solve(x0.numpy(), y0.numpy(), eps=EPS)
+    r = otcli.solve(x0.numpy(), y0.numpy(), eps=EPS, tol=tol)
     return seconds, r.marginal_error
 
 
-def geomloss_step(x: torch.Tensor, y: torch.Tensor, backend: str) -> tuple[float, float]:
+def geomloss_step(
+    x: torch.Tensor, y: torch.Tensor, backend: str, scaling: float = 0.5
+) -> tuple[float, float]:
     from geomloss import SamplesLoss
 
     blur = math.sqrt(EPS / 2)
-    loss_fn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=0.5, backend=backend)
+    loss_fn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, backend=backend)
     xg = x.clone().requires_grad_(True)
     t = time.perf_counter()
     loss = loss_fn(xg, y)
     loss.sum().backward()
     seconds = time.perf_counter() - t
-    pot = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=0.5, backend=backend,
+    pot = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, backend=backend,
                       potentials=True, debias=False)  # fmt: skip
     x0, y0 = (x[:1], y[:1]) if x.ndim == 3 else (x, y)
     f, g = pot(x0, y0)
@@ -81,8 +84,8 @@ def pot_step(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     total = 0
     for xk, yk in pairs:
         xg = xk.clone().double().requires_grad_(True)
-        res = ot.solve_sample(xg, yk.double(), reg=EPS, method="sinkhorn", max_iter=10000,
-                              tol=1e-5)  # fmt: skip
+        res = ot.solve_sample(xg, yk.double(), reg=EPS, max_iter=10000, tol=1e-5,
+                              grad="envelope")  # fmt: skip
         total = total + res.value
     total.backward()
     seconds = time.perf_counter() - t

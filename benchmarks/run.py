@@ -734,33 +734,42 @@ def workload_cross(args) -> dict:
     return {"rows": rows}
 
 
+def _loss_rows(args, label: str, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """One loss table: forward + backward of each method on (x, y), interleaved."""
+    import bench_loss as bl
+
+    gl = "" if have_geomloss() else "geomloss not installed"
+
+    def row(fn):
+        def run() -> dict:
+            seconds, err = fn()
+            return result(seconds, marginal_error=err)
+
+        return run
+
+    methods = [
+        Method("otcli sinkhorn_loss (divergence)", row(lambda: bl.otcli_step(x, y))),
+        Method("otcli sinkhorn_loss (tol 1e-3)", row(lambda: bl.otcli_step(x, y, 1e-3))),
+        Method("GeomLoss SamplesLoss tensorized",
+               row(lambda: bl.geomloss_step(x, y, "tensorized")), gl),
+        Method("GeomLoss tensorized (scaling 0.9)",
+               row(lambda: bl.geomloss_step(x, y, "tensorized", 0.9)), gl),
+        Method("POT solve_sample (torch, OT_eps)", row(lambda: bl.pot_step(x, y))),
+    ]  # fmt: skip
+    rows = interleave(methods, args.repeats)
+    print_table(f"[loss] forward + backward, {label}, eps = {bl.EPS}, medians of "
+                f"{args.repeats}", rows, PAIR_COLUMNS)  # fmt: skip
+    return rows
+
+
 def workload_loss(args) -> dict:
     import bench_loss as bl
 
-    out = {}
-    for label, (batch, n) in {"32 pairs of 256 x 256": (32, 256),
-                              f"one {args.loss_n} x {args.loss_n} pair": (1, args.loss_n)}.items():  # fmt: skip
-        x, y = bl.data(batch, n)
-        if batch == 1:
-            x, y = x[0], y[0]
-        gl = "" if have_geomloss() else "geomloss not installed"
-
-        def row(fn):
-            def run() -> dict:
-                seconds, err = fn()
-                return result(seconds, marginal_error=err)
-
-            return run
-
-        methods = [
-            Method("otcli sinkhorn_loss (divergence)", row(lambda: bl.otcli_step(x, y))),
-            Method("GeomLoss SamplesLoss tensorized", row(lambda: bl.geomloss_step(x, y, "tensorized")), gl),
-            Method("POT solve_sample (torch, OT_eps)", row(lambda: bl.pot_step(x, y))),
-        ]  # fmt: skip
-        rows = interleave(methods, args.repeats)
-        print_table(f"[loss] forward + backward, {label}, eps = {bl.EPS}, medians of "
-                    f"{args.repeats}", rows, PAIR_COLUMNS)  # fmt: skip
-        out[label] = rows
+    x, y = bl.data(32, 256)
+    out = {"32 pairs of 256 x 256": _loss_rows(args, "32 pairs of 256 x 256", x, y)}
+    x, y = bl.data(1, args.loss_n)
+    label = f"one {args.loss_n} x {args.loss_n} pair"
+    out[label] = _loss_rows(args, label, x[0], y[0])
     base = bl.peak_rss("none", args.loss_n)
     peaks = {m: bl.peak_rss(m, args.loss_n) - base for m in ("otcli", "geomloss", "pot")
              if m != "geomloss" or have_geomloss()}  # fmt: skip
