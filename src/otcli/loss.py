@@ -72,10 +72,7 @@ def sinkhorn_loss(
         results = solve(plain[0], plain[1], weights[0], weights[1], **kwargs)
     else:  # one pair: errors name x, y, a, b themselves
         results = [solve(plain[0][0], plain[1][0], weights[0][0], weights[1][0], **kwargs)]
-    losses = []
-    for k, res in enumerate(results):  # type: ignore[arg-type]
-        losses.append(_pair_loss(res, xs[k], ys[k], was[k], wbs[k], divergence))
-    loss = torch.stack(losses)
+    loss = _losses(list(results), xs, ys, was, wbs, divergence)  # type: ignore[arg-type]
     out_dtype = like.dtype if like.dtype.is_floating_point else torch.float64
     loss = loss.to(out_dtype)
     return loss if batched else loss[0]
@@ -97,30 +94,53 @@ class SinkhornLoss(torch.nn.Module):
         return f"divergence={self.divergence}" + (f", {options}" if options else "")
 
 
-def _pair_loss(
-    res: Any, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, div: bool
+def _losses(
+    results: list[Any],
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    was: Sequence[torch.Tensor],
+    wbs: Sequence[torch.Tensor],
+    div: bool,
 ) -> torch.Tensor:
-    """One pair's loss: its reported value, with the dual's gradient attached."""
-    if div:
-        value = res.divergence
-        parts = [(res.xy, x, y, a, b, 1.0), (res.xx, x, x, a, a, -0.5), (res.yy, y, y, b, b, -0.5)]
-        converged = res.converged
-    else:
-        value = res.objective
-        parts = [(res, x, y, a, b, 1.0)]
-        converged = res.converged
-    if not converged:
-        warnings.warn(
-            f"the Sinkhorn solve did not converge (marginal error {_error(res):.2e}); the loss "
-            "is that of its best state: raise max_iter or eps",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    device = x.device
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for r, px, py, wa, wb, sign in parts:
-        total = total + sign * _dual(r, px, py, wa, wb)
-    return total - total.detach() + torch.tensor(value, dtype=torch.float64, device=device)
+    """(B,) losses: each pair's reported value, with the dual's gradient attached.
+
+    A divergence is three OT terms (xy, and −½ xx, −½ yy); terms of one shape go through the
+    dual together, so a (B, n, d) mini-batch costs a few batched operations, not 3B."""
+    device = xs[0].device
+    terms: list[tuple[int, float, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    terms, values = [], []
+    for k, res in enumerate(results):
+        if div:
+            values.append(res.divergence)
+            terms += [(k, 1.0, res.xy, xs[k], ys[k], was[k], wbs[k]),
+                      (k, -0.5, res.xx, xs[k], xs[k], was[k], was[k]),
+                      (k, -0.5, res.yy, ys[k], ys[k], wbs[k], wbs[k])]  # fmt: skip
+        else:
+            values.append(res.objective)
+            terms.append((k, 1.0, res, xs[k], ys[k], was[k], wbs[k]))
+        if not res.converged:
+            warnings.warn(
+                f"the Sinkhorn solve did not converge (marginal error {_error(res):.2e}); the "
+                "loss is that of its best state: raise max_iter or eps",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for t, (_, _, r, x, y, _, _) in enumerate(terms):
+        callable_cost = type(r.cost_fn).__name__ == "CallableCost"
+        key = (tuple(x.shape), tuple(y.shape), r.rho_a, r.rho_b, id(r.cost_fn) if callable_cost
+               else r.cost_fn)  # fmt: skip
+        groups.setdefault(key, []).append(t)
+    total = torch.zeros(len(results), dtype=torch.float64, device=device)
+    for members in groups.values():
+        chosen = [terms[t] for t in members]
+        duals = _duals([c[2] for c in chosen], *(torch.stack([c[i] for c in chosen])
+                                                   for i in (3, 4, 5, 6)))  # fmt: skip
+        signs = torch.tensor([c[1] for c in chosen], dtype=torch.float64, device=device)
+        owners = torch.tensor([c[0] for c in chosen], device=device)
+        total = total.index_add(0, owners, signs * duals)
+    value = torch.tensor(values, dtype=torch.float64, device=device)
+    return total - total.detach() + value
 
 
 def _error(res: Any) -> float:
@@ -128,26 +148,29 @@ def _error(res: Any) -> float:
     return float(xy.marginal_error)
 
 
-def _dual(
-    res: Any, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+def _duals(
+    results: Sequence[Any], x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
-    """A term whose gradient is that of D(a, b, C(x, y)) at the result's potentials (held
-    fixed), in float64 (its value is not D's: see :class:`_PlanMass`)."""
+    """(G,) terms whose gradients are those of D(a, b, C(x, y)) at the results' potentials
+    (held fixed), for G problems of one shape ((G, n, d) points), in float64 (their values
+    are not D's: see :class:`_PlanMass`)."""
     dev = x.device
-    f = torch.as_tensor(res.f, dtype=torch.float64, device=dev)
-    g = torch.as_tensor(res.g, dtype=torch.float64, device=dev)
+    f = torch.as_tensor(np.stack([r.f for r in results]), dtype=torch.float64, device=dev)
+    g = torch.as_tensor(np.stack([r.g for r in results]), dtype=torch.float64, device=dev)
     a = a.to(device=dev, dtype=torch.float64)
     b = b.to(device=dev, dtype=torch.float64)
-    a, b = a / a.sum(), b / b.sum()
-    eps = float(res.eps)
-    phi_f = f if res.rho_a is None else -res.rho_a * torch.expm1(-f / res.rho_a)
-    phi_g = g if res.rho_b is None else -res.rho_b * torch.expm1(-g / res.rho_b)
-    linear = (a * phi_f).sum() + (b * phi_g).sum()
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    eps = torch.tensor([float(r.eps) for r in results], dtype=torch.float64, device=dev)
+    first = results[0]
+    phi_f = f if first.rho_a is None else -first.rho_a * torch.expm1(-f / first.rho_a)
+    phi_g = g if first.rho_b is None else -first.rho_b * torch.expm1(-g / first.rho_b)
+    linear = (a * phi_f).sum(1) + (b * phi_g).sum(1)
     x64, y64 = x.to(torch.float64), y.to(torch.float64)
-    cost_fn = res.cost_fn
+    cost_fn = first.cost_fn
     if type(cost_fn).__name__ == "CallableCost":
-        C = cost_fn.differentiable(x64[None], y64[None])[0]  # reaches its parameters
-        mass = (a[:, None] * b[None, :] * torch.exp((f[:, None] + g[None, :] - C) / eps)).sum()
+        C = cost_fn.differentiable(x64, y64)  # autograd reaches the parameters it uses
+        E = torch.exp((f[:, :, None] + g[:, None, :] - C) / eps[:, None, None])
+        mass = (a[:, :, None] * b[:, None, :] * E).sum((1, 2))
     else:
         mass = _PlanMass.apply(x64, y64, a, b, f, g, eps, cost_fn)
     return linear - eps * (mass - 1.0)
@@ -155,36 +178,41 @@ def _dual(
 
 class _PlanMass(torch.autograd.Function):
     """The gradient of Σ_ij a_i b_j e^{(f_i + g_j − C_ij(x, y))/ε} (f, g fixed) in x, y, a
-    and b, block by block: no n×m matrix outlives one block. Its forward value is 0: the
-    loss takes its value from the solve and only this term's gradient from here."""
+    and b, for G problems of one shape at once and block by block: no (G, n, m) matrix
+    outlives one row block. Its forward value is 0: the loss takes its value from the solve
+    and only this term's gradient from here."""
 
     @staticmethod
     def forward(ctx, x, y, a, b, f, g, eps, cost_fn):  # type: ignore[override]
         # Only its gradient is used (the loss adds D − D.detach() to the reported value):
         # no pass over C here, one in backward.
-        ctx.save_for_backward(x, y, a, b, f, g)
-        ctx.eps, ctx.cost_fn = eps, cost_fn
-        return x.new_zeros(())
+        ctx.save_for_backward(x, y, a, b, f, g, eps)
+        ctx.cost_fn = cost_fn
+        return x.new_zeros(x.shape[0])
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, y, a, b, f, g = ctx.saved_tensors
-        eps, cost_fn = ctx.eps, ctx.cost_fn
+        x, y, a, b, f, g, eps = ctx.saved_tensors
+        cost_fn = ctx.cost_fn
+        G, n, d = x.shape
+        m = y.shape[1]
         gx, gy = torch.zeros_like(x), torch.zeros_like(y)
         ga, gb = torch.zeros_like(a), torch.zeros_like(b)
-        for r0, r1 in _blocks(x.shape[0], y.shape[0] * x.shape[1]):
+        scale = (grad / eps)[:, None, None]
+        inv_eps = (1.0 / eps)[:, None, None]
+        for r0, r1 in _blocks(n, G * m * d):
             with torch.enable_grad():
-                xb = x[r0:r1].detach().requires_grad_(True)
+                xb = x[:, r0:r1].detach().requires_grad_(True)
                 yb = y.detach().requires_grad_(True)
-                C = cost_fn.differentiable(xb[None], yb[None])[0]
-                E = torch.exp((f[r0:r1, None] + g[None, :] - C.detach()) / eps)  # (r, m)
-                P = a[r0:r1, None] * b[None, :] * E  # the plan's block, fixed
+                C = cost_fn.differentiable(xb, yb)  # (G, r, m)
+                E = torch.exp((f[:, r0:r1, None] + g[:, None, :] - C.detach()) * inv_eps)
+                P = a[:, r0:r1, None] * b[:, None, :] * E  # the plan's block, fixed
                 dx, dy = torch.autograd.grad((P * C).sum(), (xb, yb))
-            gx[r0:r1] += -dx / eps
-            gy += -dy / eps
-            ga[r0:r1] += (E * b[None, :]).sum(1)  # ∂/∂a_i: exact even where a_i = 0
-            gb += (a[r0:r1, None] * E).sum(0)
-        return gx * grad, gy * grad, ga * grad, gb * grad, None, None, None, None
+            gx[:, r0:r1] -= dx * scale
+            gy -= dy * scale
+            ga[:, r0:r1] += (E * b[:, None, :]).sum(2) * grad[:, None]  # exact where a_i = 0
+            gb += (a[:, r0:r1, None] * E).sum(1) * grad[:, None]
+        return gx, gy, ga, gb, None, None, None, None
 
 
 def _blocks(n: int, m: int) -> list[tuple[int, int]]:
