@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from otcli.annealing import StepConstants
 
 #: Iterations from one check to the next while those between run in the kernel's scaling
-#: form (:func:`_burst`).
+#: form (:func:`burst`).
 BURST_PERIOD = 10
 
 
@@ -32,13 +32,15 @@ def to_next_check(it: int, opts: SolverOptions) -> int:
     return min(-(-it // period) * period, opts.max_iter) - it
 
 
-def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -> int:
+def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -> int | None:
     """Run iterations ``it``, ``it + 1``, … short of the next check in the kernel's scaling
     form, where the geometry has one and the problems are balanced: two kernel products and
     a few vector operations each, instead of the log domain's dozens of operations. How
-    many ran (0: none; the loop goes on in the log domain, which also rebuilds a kernel out
-    of reach). The check that follows measures the error as ever: the burst leaves f, g and
-    ĝ = G(f) as the log-domain iterations would, to rounding.
+    many ran: 0 where none was due (too few before the check, or every problem already
+    ready for it); None where the kernel could not serve them (the loop then stays in the
+    log domain up to the next check, which also rebuilds a kernel out of reach). The check
+    that follows measures the error as ever: the burst leaves f, g and ĝ = G(f) as the
+    log-domain iterations would, to rounding.
 
     While annealing, a stage is often done within a few iterations: the burst then ends as
     soon as every problem is ready for the check to move it on (its error within the
@@ -58,7 +60,9 @@ def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -
         if steps < 2:
             return 0
     out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop)
-    if out is None or out[3] == 0:
+    if out is None:
+        return None
+    if out[3] == 0:
         return 0
     f, g, g_hat, steps = out
     if st.all_active:

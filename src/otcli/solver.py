@@ -321,8 +321,8 @@ def sinkhorn_loop(
         it += 1
         if it >= burst_from:
             ran = burst(b, st, c, it, opts)
-            burst_from = it + 1 if ran else it + to_next_check(it, opts) + 1
-            it += ran
+            burst_from = it + 1 if ran is not None else it + to_next_check(it, opts) + 1
+            it += ran or 0
         st.f_hat = b.f_step(st.g, c)
         if it % opts.check_every == 0 or it == opts.max_iter:
             d = _check(b, st, c, opts, it)
