@@ -64,7 +64,7 @@ def sinkhorn_loss(
     wbs = _weights(b, ys, "b", batched)
     like = xs[0]
     kwargs.setdefault("dtype", "float64" if like.dtype == torch.float64 else "float32")
-    kwargs.setdefault("device", like.device.type if like.device.type != "mps" else "auto")
+    kwargs.setdefault("device", str(like.device) if like.device.type != "mps" else "auto")
     plain = [_numpy(t) for t in xs], [_numpy(t) for t in ys]
     weights = [_numpy(w) for w in was], [_numpy(w) for w in wbs]
     solve = api.divergence if divergence else api.solve
