@@ -276,7 +276,10 @@ def batch(
 def pairwise(
     files: Annotated[
         list[str] | None,
-        typer.Argument(help="Clouds (.csv .tsv .txt .parquet .npy .npz), at least two in all."),
+        typer.Argument(
+            help="Clouds (.csv .tsv .txt .parquet .npy .npz), at least two in all (one with "
+            "--against)."
+        ),
     ] = None,
     output: Annotated[
         Path,
