@@ -261,3 +261,17 @@ def test_show_reads_the_rectangular_outputs(capfd, tmp_path, files):
     code, out, err = otdist(capfd, "show", tmp_path / "m.parquet")
     assert code == 0, err
     assert "pairwise --against output" in out and "6: 6 ok, 0 failed" in out
+
+
+def test_a_run_removes_the_temporary_file_a_killed_run_left(capfd, tmp_path, files):
+    from otcli.io.writers import temp_path
+
+    a, b = files
+    out = tmp_path / "m.parquet"
+    left = temp_path(out)  # as atomic_write names it: what a kill -9 mid-write leaves
+    left.write_bytes(b"half a table")
+    mine = tmp_path / ".m.parquet.keep"  # a user's file that only looks alike
+    mine.write_text("mine")
+    assert otdist(capfd, "pairwise", *a, "--against", *b, "-o", out, "--resume")[0] == 0
+    assert not left.exists() and mine.exists()
+    assert len(pq.read_table(out)) == 6

@@ -29,7 +29,12 @@ from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import InputError, OptionError
 from otcli.io import check_output_path
 from otcli.io.tables import SETTINGS_SUFFIX, settings_path, write_long, write_matrix
-from otcli.io.writers import check_name_length, check_new_output, file_identities
+from otcli.io.writers import (
+    check_name_length,
+    check_new_output,
+    file_identities,
+    remove_leftover_temps,
+)
 
 if TYPE_CHECKING:
     from otcli.batch.cluster import DaskBackend
@@ -102,6 +107,7 @@ def run_cross(
     if backend is not None:
         backend.connect(config)
     with output_lock(out_path):  # one run per OUT: a second is refused at once
+        remove_leftover_temps([out_path])  # what a killed run left: no other run writes it
         journal, previous = prepare_output(
             out_path, fingerprint, resume=resume, overwrite=overwrite
         )
