@@ -473,3 +473,8 @@ def test_input_errors_name_keywords_in_their_advice_but_leave_file_names_alone()
     )
     renamed = keyword_error(InputError("a--dtype.csv", "against b--eps.csv: use --dtype float64"))
     assert str(renamed) == "a--dtype.csv: against b--eps.csv: use dtype='float64'"
+
+
+def test_divergence_errors_name_keywords_not_cli_options():
+    with pytest.raises(otcli.OptionError, match=r"^eps: "):
+        otcli.divergence(np.zeros((3, 2)), np.ones((3, 2)), eps=-1)

@@ -168,7 +168,6 @@ def _buckets(xs: Sequence[Cloud], ys: Sequence[Cloud], config: SolveConfig) -> l
     )
 
 
-@_keyword_errors
 def _float64_tensor(x: object) -> bool:
     """Whether ``x`` is a float64 torch tensor, or a list whose first item is one."""
     if isinstance(x, (list, tuple)) and x:
@@ -176,6 +175,7 @@ def _float64_tensor(x: object) -> bool:
     return isinstance(x, torch.Tensor) and x.dtype == torch.float64
 
 
+@_keyword_errors
 def divergence(
     x: object, y: object, a: object | None = None, b: object | None = None, **kwargs: Any
 ) -> DivergenceResult | list[DivergenceResult]:
