@@ -266,3 +266,39 @@ def test_negative_costs_print_the_mean_cost_not_an_infinite_ratio(capfd, tmp_pat
         "Error: --eps-rel: is a fraction of the pair's mean cost, which is -1.75 here (the "
         "clouds coincide, or the costs are not positive); give an absolute --eps instead\n"
     )
+
+
+def test_an_existing_coupling_is_replaced_only_with_overwrite(capfd, pair):
+    d, *_ = pair
+    (d / "P.npy").write_bytes(b"mine")
+    args = ("matrix", d / "C.npy", "--a", d / "a.npy", "--coupling", d / "P.npy", "-q")
+    code, out, err = otdist(capfd, *args)
+    assert (code, out) == (2, "")
+    assert err == f"Error: --coupling: {str(d / 'P.npy')!r} exists; use --overwrite to replace it\n"
+    assert (d / "P.npy").read_bytes() == b"mine"
+    code, out, err = otdist(capfd, *args, "--overwrite")
+    assert code == 0, err
+    assert np.load(d / "P.npy").shape == (14, 11)
+
+
+@pytest.mark.parametrize("target", ["C.npy", "a.npy"])
+def test_an_input_is_never_the_coupling_even_with_overwrite(capfd, pair, target):
+    d, *_ = pair
+    before = (d / target).read_bytes()
+    args = ("matrix", d / "C.npy", "--a", d / "a.npy", "--coupling", d / target, "--overwrite")
+    code, out, err = otdist(capfd, *args)
+    assert (code, out) == (2, "") and err.startswith("Error: --coupling: ")
+    assert "an input is never overwritten" in err and err.count("\n") == 1
+    assert (d / target).read_bytes() == before
+
+
+def test_max_iter_defaults_as_for_a_pair_of_clouds():
+    import typer
+
+    from otcli.cli.app import app
+    from otcli.config import DEFAULT_MAX_ITER
+
+    group = typer.main.get_command(app)
+    for name in ("matrix", "pair", "batch", "pairwise"):
+        params = {p.name: p for p in group.commands[name].params}
+        assert params["max_iter"].default == DEFAULT_MAX_ITER == 10_000, name

@@ -160,9 +160,9 @@ def run_matrix(
 ) -> PairReport:
     """``otdist matrix``: read the matrix in ``path`` (and masses), solve, write, report.
 
-    Outputs and the memory rule are checked before the matrix is loaded (an output that is
-    the matrix or a mass file is refused; ``otdist matrix`` has no ``--overwrite``, and
-    replaces any other existing file, as it always has); the report is a
+    Outputs and the memory rule are checked before the matrix is loaded (the one output
+    policy: an existing file is refused unless ``outputs.overwrite``, the matrix or a mass
+    file always); the report is a
     single-pair report whose ``a``/``b`` name the mass files (``uniform`` without one) and
     whose ``dim`` is 0.
     """
@@ -178,7 +178,7 @@ def run_matrix(
     for option, out in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if out is not None:
             check_output_path(out, option)
-            check_new_output(out, option, overwrite=True, inputs=inputs)  # never an input
+            check_new_output(out, option, overwrite=outputs.overwrite, inputs=inputs)
     check_distinct_outputs(
         [("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)]
     )

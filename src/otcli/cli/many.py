@@ -53,6 +53,7 @@ from otcli.cli.options import (
     _plot_size,
     _read_options,
 )
+from otcli.config import DEFAULT_MAX_ITER
 from otcli.errors import OptionError
 
 BATCH_EXAMPLES = examples(
@@ -159,7 +160,7 @@ def batch(
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
@@ -320,7 +321,7 @@ def pairwise(
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,

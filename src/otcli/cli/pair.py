@@ -45,6 +45,7 @@ from otcli.cli.options import (
     _plot_size,
     _read_options,
 )
+from otcli.config import DEFAULT_MAX_ITER
 from otcli.errors import OptionError
 
 PAIR_EXAMPLES = examples(
@@ -73,7 +74,7 @@ def pair(
     eps_rel: EpsRelOpt = None,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
