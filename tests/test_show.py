@@ -264,3 +264,29 @@ def test_deeply_nested_jsonl_is_an_error_not_a_recursion_error(capfd, tmp_path):
         f"Error: {path}: line 1 is JSON nested too deeply to read; the file is damaged: rerun "
         "with --overwrite\n"
     )
+
+
+def test_plot_follows_the_overwrite_policy(capfd, tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "P.npy", np.full((3, 4), 1 / 12))
+    pic = tmp_path / "pic.png"
+    pic.write_bytes(b"mine")
+    code, out, err = otdist(capfd, "show", tmp_path / "P.npy", "--plot", pic)
+    assert (code, out) == (2, "")
+    assert err == f"Error: --plot: {str(pic)!r} exists; use --overwrite to replace it\n"
+    assert pic.read_bytes() == b"mine"
+    code, out, err = otdist(capfd, "show", tmp_path / "P.npy", "--plot", pic, "--overwrite")
+    assert code == 0, err
+    assert pic.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_never_replaces_the_file_shown(capfd, tmp_path):
+    shown = tmp_path / "P.png.npy"
+    np.save(shown, np.full((3, 4), 1 / 12))
+    link = tmp_path / "P.png"
+    link.symlink_to(shown)
+    before = shown.read_bytes()
+    code, out, err = otdist(capfd, "show", shown, "--plot", link, "--overwrite")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(f"Error: --plot: {str(link)!r} is the input file")
+    assert shown.read_bytes() == before
