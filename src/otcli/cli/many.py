@@ -99,7 +99,8 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
     """Run a batch/pairwise library call with a progress bar; errors → one line + exit code.
 
     Exit 2 for bad manifest/options, 1 if any pair failed (the run still completes) or
-    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar.
+    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar;
+    a warning for the failed pairs and one for the unconverged, each whenever there are any.
     """
     from otcli import render
 
@@ -118,7 +119,6 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
             f"{summary.failed} of {summary.total} pairs failed (first: {summary.first_error}); "
             + where
         )
-        raise typer.Exit(1)
     if summary.not_converged:
         where = (
             f"see the converged and marginal_error columns of {summary.out}"
@@ -128,6 +128,8 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
         render.warning(
             f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; " + where
         )
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @command("batch", epilog=BATCH_EXAMPLES)
