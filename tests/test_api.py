@@ -93,7 +93,11 @@ def sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             "rho_a: must be a positive finite number (a penalty; leave it out for balanced OT), "
             "got -1.0",
         ),
-        ({"threads": "x"}, OptionError, "threads: must be a positive whole number or auto, got 'x'"),
+        (
+            {"threads": "x"},
+            OptionError,
+            "threads: must be a positive whole number or auto, got 'x'",
+        ),
     ],
 )
 def test_option_errors(line, kwargs, error, message):
