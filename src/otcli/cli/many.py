@@ -26,6 +26,7 @@ from otcli.cli.options import (
     ExcludeOpt,
     Geometry,
     GeometryOpt,
+    IdNoCouplingOpt,
     IdOpt,
     ManyProgressOpt,
     MaxBatchOpt,
@@ -222,7 +223,7 @@ def batch(
         Path | None,
         typer.Option(
             help="Draw histograms of cost and iterations (.png .svg .pdf), unconverged pairs "
-            "marked (optional extra otcli[plot]).",
+            "marked (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -346,7 +347,7 @@ def pairwise(
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
-    id_column: IdOpt = None,
+    id_column: IdNoCouplingOpt = None,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = None,
     max_batch: MaxBatchOpt = 64,
@@ -366,7 +367,7 @@ def pairwise(
         Path | None,
         typer.Option(
             help="Draw the matrix as a heat map beside a 2-D classical MDS map of the files "
-            "(.png .svg .pdf; optional extra otcli[plot]).",
+            "(.png .svg .pdf; optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,

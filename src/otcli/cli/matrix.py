@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import app
+from otcli.cli.app import command
 from otcli.cli.options import (
     INPUT,
     CostName,
@@ -37,7 +37,7 @@ from otcli.cli.options import (
 from otcli.config import DEFAULT_MAX_ITER
 
 
-@app.command("matrix")
+@command("matrix")
 def matrix(
     cost_matrix: Annotated[
         str,

@@ -169,7 +169,7 @@ def pair(
         Path | None,
         typer.Option(
             help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
-            "P and C as heat maps (optional extra otcli[plot]).",
+            "P and C as heat maps (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,

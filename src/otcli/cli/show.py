@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import app
+from otcli.cli.app import command
 from otcli.cli.options import OUTPUT, OverwriteOpt, PlotSizeOpt, _guarded, _plot_size
 
 
-@app.command("show")
+@command("show")
 def show(
     file: Annotated[
         str,
@@ -25,7 +25,7 @@ def show(
         Path | None,
         typer.Option(
             help="Draw it (.png .svg .pdf): a matrix as a heat map, a pairwise output with its "
-            "MDS map, a batch output as histograms (optional extra otcli[plot]).",
+            "MDS map, a batch output as histograms (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
