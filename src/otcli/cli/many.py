@@ -419,9 +419,8 @@ def pairwise(
         if plot is not None:
             from otcli.plot import pairwise_file_figure, save_figure
 
-            squared = cost.value == "sqeuclidean" or (cost.value == "pnorm" and p in (None, 2.0))
             what = "divergence" if divergence else "cost"
-            fig = pairwise_file_figure(output, paths, what=what, squared=squared, size=size)
+            fig = pairwise_file_figure(output, paths, what=what, size=size)
             save_figure(fig, plot)
         return summary
 
