@@ -74,6 +74,30 @@ def sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             OptionError,
             "dtype: unknown dtype 'float16'; use float32 or float64",
         ),
+        (
+            {"cost": "cosine", "reach": 1.0},
+            OptionError,
+            "reach: the cosine cost is not a power of a distance, so a reach has no penalty; "
+            "give ρ itself with rho",
+        ),  # was: "--reach: ... with --rho"
+        ({"reach": 1.0, "rho": 1.0}, OptionError, "rho: give reach or rho, not both"),
+        ({"reach_b": 1.0, "rho_b": 2.0}, OptionError, "rho_b: give reach_b or rho_b, not both"),
+        (
+            {"reach": 1.0, "reach_a": 2.0},
+            OptionError,
+            "reach_a: give reach (both sides) or per-side options, not both",
+        ),
+        (
+            {"rho_a": -1.0},
+            OptionError,
+            "rho_a: must be a positive finite number (a penalty; leave it out for balanced OT), "
+            "got -1.0",
+        ),
+        (
+            {"threads": "x"},
+            OptionError,
+            "threads: must be a positive whole number or auto, got 'x'",
+        ),
     ],
 )
 def test_option_errors(line, kwargs, error, message):

@@ -732,3 +732,25 @@ def test_a_second_run_on_the_same_output_is_refused(capfd, tmp_path):
     code, _, err = otdist(capfd, "batch", tmp_path / "m.csv", "-o", out)
     assert code == 0, err
     assert out.exists() and not lock_path(out).exists()
+
+
+def test_failed_and_unconverged_pairs_are_both_told(capfd, tmp_path):
+    rng = np.random.default_rng(5)
+    write_csv(tmp_path / "a.csv", rng.random((12, 2)))
+    write_csv(tmp_path / "b.csv", rng.random((9, 2)))
+    rows = [
+        {"id": "p0", "a": "a.csv", "b": "b.csv"},
+        {"id": "p1", "a": "b.csv", "b": "a.csv"},
+        {"id": "p2", "a": "a.csv", "b": "a.csv"},
+        {"id": "gone", "a": "a.csv", "b": "nope.csv"},
+    ]
+    write_manifest(tmp_path / "m.csv", rows)
+    out = tmp_path / "r.csv"
+    code, _, err = otdist(capfd, "batch", tmp_path / "m.csv", "-o", out, "--max-iter", 2)
+    assert code == 1
+    assert err == (
+        f"Warning: 1 of 4 pairs failed (first: {tmp_path / 'nope.csv'}: no such file; check the "
+        f"path); see the status and error columns of {out}\n"
+        "Warning: 3 of 4 pairs did not converge to --tol; see the converged and "
+        f"marginal_error columns of {out}\n"
+    )  # was: the failure only

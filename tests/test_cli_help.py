@@ -162,7 +162,7 @@ def test_bash_completes_through_the_installed_script(capfd, monkeypatch, tmp_pat
 
 # --- --help ------------------------------------------------------------------------------------
 
-COMMANDS = [(), ("pair",), ("batch",), ("pairwise",)]
+COMMANDS = [(), ("pair",), ("batch",), ("pairwise",), ("matrix",), ("show",)]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "otdist")
@@ -173,6 +173,17 @@ def test_help_shows_no_bool_type_on_flags(capfd, command):
     if command == ("pair",):
         assert "--json" in text and "--divergence" in text
         assert "otcli[exact]" in text  # rich markup escaped, not swallowed
+    if command and command != ("matrix",):
+        assert "otcli[plot]" in " ".join(text.split())  # was: "optional extra otcli)"
+
+
+def test_pairwise_id_help_speaks_of_no_coupling(capfd):
+    """pairwise writes no couplings: its --id keeps a column out of the coordinates only."""
+    lines = help_text(capfd, "pairwise").splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("│ --id "))
+    end = next(k for k in range(start + 1, len(lines)) if not lines[k].startswith("│    "))
+    row = " ".join(" ".join(lines[start:end]).replace("│", " ").split())
+    assert row == "--id COL Column of point ids, every file: read as text, never a coordinate."
 
 
 def test_pairwise_help_marks_output_required(capfd):

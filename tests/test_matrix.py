@@ -55,9 +55,8 @@ def test_matrix_of_ot_dist_equals_the_clouds(capfd, pair, extra):
     got, ref = json.loads(out), json.loads(out2)
     for key in ("cost", "objective", "eps", "marginal_error"):
         assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-13), key
-    assert got["converged"] and (got["n"], got["m"], got["dim"]) == (14, 11, 0)
+    assert got["converged"] and (got["n"], got["m"]) == (14, 11)
     assert got["cost_fn"] == f"matrix({d / 'C.npy'})" and got["engine"] == "kernel"
-    assert (got["a"], got["b"]) == (str(d / "a.npy"), str(d / "b.csv"))
     assert ("mass" in got) == ("mass" in ref) == bool(extra)
     assert got.get("mass", 1) == pytest.approx(ref.get("mass", 1), rel=1e-9)
     assert "w_p" not in got
@@ -266,3 +265,59 @@ def test_negative_costs_print_the_mean_cost_not_an_infinite_ratio(capfd, tmp_pat
         "Error: --eps-rel: is a fraction of the pair's mean cost, which is -1.75 here (the "
         "clouds coincide, or the costs are not positive); give an absolute --eps instead\n"
     )
+
+
+def test_an_existing_coupling_is_replaced_only_with_overwrite(capfd, pair):
+    d, *_ = pair
+    (d / "P.npy").write_bytes(b"mine")
+    args = ("matrix", d / "C.npy", "--a", d / "a.npy", "--coupling", d / "P.npy", "-q")
+    code, out, err = otdist(capfd, *args)
+    assert (code, out) == (2, "")
+    assert err == f"Error: --coupling: {str(d / 'P.npy')!r} exists; use --overwrite to replace it\n"
+    assert (d / "P.npy").read_bytes() == b"mine"
+    code, out, err = otdist(capfd, *args, "--overwrite")
+    assert code == 0, err
+    assert np.load(d / "P.npy").shape == (14, 11)
+
+
+@pytest.mark.parametrize("target", ["C.npy", "a.npy"])
+def test_an_input_is_never_the_coupling_even_with_overwrite(capfd, pair, target):
+    d, *_ = pair
+    before = (d / target).read_bytes()
+    args = ("matrix", d / "C.npy", "--a", d / "a.npy", "--coupling", d / target, "--overwrite")
+    code, out, err = otdist(capfd, *args)
+    assert (code, out) == (2, "") and err.startswith("Error: --coupling: ")
+    assert "an input is never overwritten" in err and err.count("\n") == 1
+    assert (d / target).read_bytes() == before
+
+
+def test_max_iter_defaults_as_for_a_pair_of_clouds():
+    import typer
+
+    from otcli.cli.app import app
+    from otcli.config import DEFAULT_MAX_ITER
+
+    group = typer.main.get_command(app)
+    for name in ("matrix", "pair", "batch", "pairwise"):
+        params = {p.name: p for p in group.commands[name].params}
+        assert params["max_iter"].default == DEFAULT_MAX_ITER == 10_000, name
+
+
+def test_no_fields_of_points_for_a_matrix(capfd, pair):
+    """A matrix has no coordinates, columns or cloud files: its output shows none (was:
+    "columns 0", "dim": 0, "columns": ["0"], "a": "a.npy")."""
+    d, *_ = pair
+    args = ("matrix", d / "C.npy", "--a", d / "a.npy")
+    code, out, err = otdist(capfd, *args, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert not {"a", "b", "dim", "columns", "columns_b"} & set(got)
+    assert (got["n"], got["m"], got["cost_fn"]) == (14, 11, f"matrix({d / 'C.npy'})")
+    code, out, err = otdist(capfd, *args)
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "cost", "objective", "iterations", "points", "device"
+    ]  # fmt: skip
+    assert "points      14 × 11 cost matrix\n" in out
+    report = otcli.matrix.run_matrix(str(d / "C.npy"), otcli.make_config())
+    assert repr(report).startswith("MatrixReport(n=14, m=11, cost=")

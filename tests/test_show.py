@@ -264,3 +264,56 @@ def test_deeply_nested_jsonl_is_an_error_not_a_recursion_error(capfd, tmp_path):
         f"Error: {path}: line 1 is JSON nested too deeply to read; the file is damaged: rerun "
         "with --overwrite\n"
     )
+
+
+def test_plot_follows_the_overwrite_policy(capfd, tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "P.npy", np.full((3, 4), 1 / 12))
+    pic = tmp_path / "pic.png"
+    pic.write_bytes(b"mine")
+    code, out, err = otdist(capfd, "show", tmp_path / "P.npy", "--plot", pic)
+    assert (code, out) == (2, "")
+    assert err == f"Error: --plot: {str(pic)!r} exists; use --overwrite to replace it\n"
+    assert pic.read_bytes() == b"mine"
+    code, out, err = otdist(capfd, "show", tmp_path / "P.npy", "--plot", pic, "--overwrite")
+    assert code == 0, err
+    assert pic.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_never_replaces_the_file_shown(capfd, tmp_path):
+    shown = tmp_path / "P.png.npy"
+    np.save(shown, np.full((3, 4), 1 / 12))
+    link = tmp_path / "P.png"
+    link.symlink_to(shown)
+    before = shown.read_bytes()
+    code, out, err = otdist(capfd, "show", shown, "--plot", link, "--overwrite")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(f"Error: --plot: {str(link)!r} is the input file")
+    assert shown.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_show_draws_a_divergence_matrix_as_pairwise_plot_does(
+    capfd, tmp_path, pair, monkeypatch, suffix
+):
+    """One MDS rule (√value) in ``pairwise --plot`` and ``show``; a labelled CSV cannot say
+    whether it holds cost or divergence, so it is drawn as "value" (was: "cost", and the
+    two maps of the same data differed: show embedded S, pairwise √S)."""
+    pytest.importorskip("matplotlib")
+    c = write_csv(tmp_path / "c.csv", np.random.default_rng(2).random((7, 2)) + 1.5)
+    out = tmp_path / f"D{suffix}"
+    figures = []
+    real = plot.pairwise_file_figure
+    monkeypatch.setattr(plot, "pairwise_file_figure",
+                        lambda *a, **k: figures.append(real(*a, **k)) or figures[-1])  # fmt: skip
+    code, _, err = otdist(capfd, "pairwise", *pair, c, "-o", out, "--divergence",
+                          "--plot", tmp_path / "p.png")  # fmt: skip
+    assert code == 0, err
+    shown = plot.stored_figure(read_stored(out))
+    maps = [f.findobj(match=lambda a: a.get_gid() == "mds")[0].get_offsets() for f in
+            (figures[-1], shown)]  # fmt: skip
+    np.testing.assert_allclose(maps[1], maps[0], atol=1e-12)
+    what = "value" if suffix == ".csv" else "divergence"
+    titles = " ".join(ax.get_title() for ax in shown.axes)
+    assert f"pairwise {what}, 3 files" in titles and f"classical MDS of √{what}" in titles
+    assert "cost" not in titles

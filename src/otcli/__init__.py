@@ -16,7 +16,7 @@ Solving
         entropic OT between two clouds or arrays (lists of them: a list of results)
     divergence(x, y, a=None, b=None, **same) -> DivergenceResult
         the debiased Sinkhorn divergence OT(a,b) - OT(a,a)/2 - OT(b,b)/2
-    make_config(*, eps=None, cost="sqeuclidean", max_iter=1000, ...) -> SolveConfig
+    make_config(*, eps=None, cost="sqeuclidean", max_iter=10000, ...) -> SolveConfig
         the solver options checked once; ``solve(..., config=...)`` takes it
     solve_matrix(C, a=None, b=None, *, eps=0.1, ...) -> SinkhornResult
         OT for a precomputed n×m cost matrix

@@ -94,14 +94,15 @@ def solve(
     """Entropic OT between two clouds, or between paired lists of clouds (then a list).
 
     ``x``/``y`` are ``(n, d)`` arrays (``(n,)``: points on a line), torch tensors or
-    :class:`Cloud` objects, or lists of them, of any sizes but one dimension. A list or
+    :class:`Cloud` objects, or lists of them, of any sizes but one dimension; ``(B, n, d)``
+    arrays or tensors are B clouds. A list or
     tuple whose items are arrays, tensors or Clouds is a batch, one cloud per item (so
     ``solve([a, a], [b, b])`` with 1-D arrays is two pairs of 1-D clouds, two results); a
     list of numbers or of lists of numbers is one cloud (see
     :func:`~otcli.cloud.as_cloud_list`). Values must be real: complex and object arrays
     are refused (:class:`OtcliError`). Tensors that require grad are accepted and read as
-    values (detached): the result holds numbers, not a graph; gradients are to come from a
-    separate loss function built on the solve, not from this one. ``a``/``b`` are
+    values (detached): the result holds numbers, not a graph (for gradients, see
+    :func:`otcli.sinkhorn_loss`). ``a``/``b`` are
     relative masses (default uniform). ``eps`` is absolute, in cost units (a number, a
     numpy scalar or a 0-d tensor; or one per pair; default 0.1); ``eps_rel`` instead
     makes each pair's ε that fraction of its mean cost (e.g. 0.05). ``tol`` bounds the
@@ -111,7 +112,7 @@ def solve(
     ``auto``: dense while C and Cᵀ fit ``memory`` bytes (default: half the free memory of
     the device). ``dtype``: ``"float32"`` or ``"float64"`` (or ``torch.float32``,
     ``torch.float64``); default float32, or float64 for float64 torch tensors. ``device``
-    may be a ``torch.device``; (B, n, d) arrays or tensors are B clouds. ``threads`` sets
+    may be a ``torch.device``. ``threads`` sets
     torch's CPU threads for the solve (a count or ``"auto"``; default: ``OTCLI_THREADS`` if
     set, else the cores other work leaves free, see :func:`~otcli.device.auto_threads`); the
     caller's setting is restored afterwards.

@@ -22,7 +22,9 @@ KEYWORDS = {
     "--eps": "eps", "--eps-rel": "eps_rel", "--cost": "cost", "--p": "p",
     "--max-iter": "max_iter", "--tol": "tol", "--scaling": "scaling", "--device": "device",
     "--dtype": "dtype", "--geometry": "geometry", "--memory": "memory",
-    "--max-batch": "max_batch",
+    "--max-batch": "max_batch", "--threads": "threads",
+    "--reach": "reach", "--reach-a": "reach_a", "--reach-b": "reach_b",
+    "--rho": "rho", "--rho-a": "rho_a", "--rho-b": "rho_b",
 }  # fmt: skip
 #: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
 _VALUED = ("--cost", "--device", "--dtype", "--geometry")

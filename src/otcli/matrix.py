@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from otcli.cloud import Cloud
-    from otcli.pair import PairOutputs, PairReport
+    from otcli.pair import MatrixReport, PairOutputs
     from otcli.result import SinkhornResult
     from otcli.solver import ProgressFn
 
@@ -157,28 +157,27 @@ def run_matrix(
     outputs: PairOutputs | None = None,
     progress: ProgressFn | None = None,
     warn: Any = None,
-) -> PairReport:
+) -> MatrixReport:
     """``otdist matrix``: read the matrix in ``path`` (and masses), solve, write, report.
 
-    Outputs and the memory rule are checked before the matrix is loaded (an output that is
-    the matrix or a mass file is refused; ``otdist matrix`` has no ``--overwrite``, and
-    replaces any other existing file, as it always has); the report is a
-    single-pair report whose ``a``/``b`` name the mass files (``uniform`` without one) and
-    whose ``dim`` is 0.
+    Outputs and the memory rule are checked before the matrix is loaded (the one output
+    policy: an existing file is refused unless ``outputs.overwrite``, the matrix or a mass
+    file always); the report is a :class:`~otcli.pair.MatrixReport`, which shows no points'
+    fields (files A and B, dimension, columns).
     """
     from otcli import export
     from otcli.device import format_bytes
     from otcli.io import check_output_path
     from otcli.io.matrices import read_cost_matrix
     from otcli.io.writers import check_distinct_outputs, check_new_output
-    from otcli.pair import PairOutputs, solve_pair
+    from otcli.pair import MatrixReport, PairOutputs, solve_pair
 
     outputs = PairOutputs() if outputs is None else outputs
     inputs = [f for f in (path, a, b) if f is not None]
     for option, out in (("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)):
         if out is not None:
             check_output_path(out, option)
-            check_new_output(out, option, overwrite=True, inputs=inputs)  # never an input
+            check_new_output(out, option, overwrite=outputs.overwrite, inputs=inputs)
     check_distinct_outputs(
         [("--coupling", outputs.coupling), ("--cost-matrix", outputs.cost_matrix)]
     )
@@ -206,7 +205,7 @@ def run_matrix(
     del cost
     return solve_pair(
         a or "uniform", b or "uniform", x, y, config, outputs=outputs, progress=progress,
-        warn=warn, dim=0,
+        warn=warn, report_type=MatrixReport,
     )  # fmt: skip
 
 

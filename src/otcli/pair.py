@@ -48,8 +48,8 @@ class PairReport:
     text); ``columns_b`` is set only where B's differ from A's.
     Unbalanced runs add ``mass`` (Σ P) and the penalties ``rho_a``/``rho_b`` of the relaxed
     sides; their ``objective`` carries the KL terms and ``marginal_error`` is measured against
-    the relaxed marginals (see :class:`~otcli.result.SinkhornResult`). ``dim`` is 0 for a
-    problem given as a cost matrix (no coordinates).
+    the relaxed marginals (see :class:`~otcli.result.SinkhornResult`). A problem given as a
+    cost matrix reports as a :class:`MatrixReport`.
     """
 
     a: str
@@ -105,6 +105,26 @@ class PairReport:
             if key in out:
                 out[key] = list(out[key])
         return out
+
+
+@dataclass(frozen=True)
+class MatrixReport(PairReport):
+    """The report of ``otdist matrix``: a :class:`PairReport` of the index clouds the matrix
+    is posed between (:mod:`otcli.matrix`), shown without what only points have: no ``a``,
+    ``b`` (the clouds' files), ``dim`` or ``columns``. The matrix is named in ``cost_fn``."""
+
+    #: Fields that describe the index clouds, not the problem: left out of the output.
+    POINTS_ONLY = ("a", "b", "dim", "columns", "columns_b")
+
+    def __repr__(self) -> str:
+        return (
+            f"MatrixReport(n={self.n}, m={self.m}, cost={self.cost:.6g}, eps={self.eps:.3g}, "
+            f"iterations={self.iterations}, converged={self.converged}, engine={self.engine!r})"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The report as the JSON object's fields, without :data:`POINTS_ONLY`."""
+        return {k: v for k, v in super().fields().items() if k not in self.POINTS_ONLY}
 
 
 def cost_power(cost_fn: Any) -> float | None:
@@ -199,14 +219,14 @@ def solve_pair(
     divergence: bool = False,
     progress: ProgressFn | None = None,
     warn: Callable[[str], None] | None = None,
-    dim: int | None = None,
+    report_type: type[PairReport] = PairReport,
     strict: bool = False,
     note: Callable[[str], None] | None = None,
 ) -> PairReport:
     """Solve two checked clouds, write ``outputs`` and report under the names ``a``, ``b``.
 
     The part of a single-pair run after reading, shared with ``otdist matrix``
-    (:mod:`otcli.matrix`), which passes ``dim`` 0 for its index clouds.
+    (:mod:`otcli.matrix`), which asks for a ``report_type`` of :class:`MatrixReport`.
     """
     from otcli import api
 
@@ -223,13 +243,13 @@ def solve_pair(
     seconds = res.seconds  # type: ignore[union-attr]
     if div is not None:
         seconds += div.xx.seconds + div.yy.seconds  # type: ignore[union-attr]
-    report = PairReport(
+    report = report_type(
         a=a, b=b, cost=res.cost, objective=res.objective, eps=res.eps,  # type: ignore[union-attr]
         eps_rel=res.eps / scale if scale > 0 else float("inf"), cost_scale=scale,  # type: ignore[union-attr]
         iterations=res.iterations,  # type: ignore[union-attr]
         converged=div.converged if div is not None else res.converged,  # type: ignore[union-attr]
         marginal_error=res.marginal_error, tol=res.tol, n=res.n, m=res.m,  # type: ignore[union-attr]
-        dim=res.dim if dim is None else dim, cost_fn=res.cost_fn.describe(),  # type: ignore[union-attr]
+        dim=res.dim, cost_fn=res.cost_fn.describe(),  # type: ignore[union-attr]
         device=res.device, dtype=res.dtype, geometry=res.geometry, engine=res.engine,  # type: ignore[union-attr]
         seconds=seconds,
         divergence=div.divergence if div is not None else None,  # type: ignore[union-attr]
@@ -363,6 +383,7 @@ def not_converged_message(report: PairReport, max_iter: int) -> str:
 
 
 __all__ = [
+    "MatrixReport",
     "PairOutputs",
     "PairReport",
     "eps_message",

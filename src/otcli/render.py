@@ -132,7 +132,7 @@ def summary(fields: dict[str, Any]) -> str:
         ))  # fmt: skip
     shape = f"{fields['n']} × {fields['m']}"
     lines += [
-        ("points", f"{shape} in {fields['dim']}-D" if fields["dim"] else f"{shape} cost matrix"),
+        ("points", f"{shape} in {fields['dim']}-D" if "dim" in fields else f"{shape} cost matrix"),
         *_columns_lines(fields),
         ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
     ]

@@ -72,7 +72,7 @@ def examples(*lines: str) -> str:
     return f"\n[b]Examples[/b]\n{body}"
 
 
-def command(name: str, *, epilog: str) -> Callable[[F], F]:
+def command(name: str, *, epilog: str | None = None) -> Callable[[F], F]:
     """Register a command on :data:`app`: help from its docstring (paragraphs joined into
     lines, which rich then wraps to the terminal) and ``epilog`` (:func:`examples`) last."""
 

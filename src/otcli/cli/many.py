@@ -26,6 +26,7 @@ from otcli.cli.options import (
     ExcludeOpt,
     Geometry,
     GeometryOpt,
+    IdNoCouplingOpt,
     IdOpt,
     ManyProgressOpt,
     MaxBatchOpt,
@@ -53,6 +54,7 @@ from otcli.cli.options import (
     _plot_size,
     _read_options,
 )
+from otcli.config import DEFAULT_MAX_ITER
 from otcli.errors import OptionError
 
 BATCH_EXAMPLES = examples(
@@ -98,7 +100,8 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
     """Run a batch/pairwise library call with a progress bar; errors → one line + exit code.
 
     Exit 2 for bad manifest/options, 1 if any pair failed (the run still completes) or
-    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar.
+    ``--fail-fast`` stopped it, 130 on Ctrl-C. The summary table goes to stderr with the bar;
+    a warning for the failed pairs and one for the unconverged, each whenever there are any.
     """
     from otcli import render
 
@@ -117,7 +120,6 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
             f"{summary.failed} of {summary.total} pairs failed (first: {summary.first_error}); "
             + where
         )
-        raise typer.Exit(1)
     if summary.not_converged:
         where = (
             f"see the converged and marginal_error columns of {summary.out}"
@@ -127,6 +129,8 @@ def _run_many(call: Any, progress: bool | None, interrupted: str) -> None:
         render.warning(
             f"{summary.not_converged} of {summary.total} pairs did not converge to --tol; " + where
         )
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @command("batch", epilog=BATCH_EXAMPLES)
@@ -159,7 +163,7 @@ def batch(
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
@@ -219,7 +223,7 @@ def batch(
         Path | None,
         typer.Option(
             help="Draw histograms of cost and iterations (.png .svg .pdf), unconverged pairs "
-            "marked (optional extra otcli[plot]).",
+            "marked (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -323,7 +327,7 @@ def pairwise(
     geometry: GeometryOpt = Geometry.auto,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
@@ -346,7 +350,7 @@ def pairwise(
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
-    id_column: IdOpt = None,
+    id_column: IdNoCouplingOpt = None,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = None,
     max_batch: MaxBatchOpt = 64,
@@ -366,7 +370,7 @@ def pairwise(
         Path | None,
         typer.Option(
             help="Draw the matrix as a heat map beside a 2-D classical MDS map of the files "
-            "(.png .svg .pdf; optional extra otcli[plot]).",
+            "(.png .svg .pdf; optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -418,9 +422,8 @@ def pairwise(
         if plot is not None:
             from otcli.plot import pairwise_file_figure, save_figure
 
-            squared = cost.value == "sqeuclidean" or (cost.value == "pnorm" and p in (None, 2.0))
             what = "divergence" if divergence else "cost"
-            fig = pairwise_file_figure(output, paths, what=what, squared=squared, size=size)
+            fig = pairwise_file_figure(output, paths, what=what, size=size)
             save_figure(fig, plot)
         return summary
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import app
+from otcli.cli.app import command
 from otcli.cli.options import (
     INPUT,
     CostName,
@@ -23,6 +23,7 @@ from otcli.cli.options import (
     MaxIterOpt,
     MemoryOpt,
     NoScalingOpt,
+    OverwriteOpt,
     QuietOpt,
     RhoAOpt,
     RhoBOpt,
@@ -33,9 +34,10 @@ from otcli.cli.options import (
     _config,
     _guarded,
 )
+from otcli.config import DEFAULT_MAX_ITER
 
 
-@app.command("matrix")
+@command("matrix")
 def matrix(
     cost_matrix: Annotated[
         str,
@@ -66,7 +68,7 @@ def matrix(
     ] = None,
     eps: EpsOpt = None,
     eps_rel: EpsRelOpt = None,
-    max_iter: MaxIterOpt = 1000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
@@ -79,6 +81,7 @@ def matrix(
     coupling: CouplingOpt = None,
     coupling_threshold: CouplingThresholdOpt = None,
     coupling_topk: CouplingTopkOpt = None,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     progress: SolveProgressOpt = None,
@@ -104,7 +107,9 @@ def matrix(
             tol=tol, scaling=scaling, no_scaling=no_scaling, device=device, dtype=dtype,
             geometry=Geometry.dense, memory=memory, rho=rho, rho_a=rho_a, rho_b=rho_b,
         )  # fmt: skip
-        outputs = PairOutputs(coupling, None, coupling_threshold, coupling_topk)
+        outputs = PairOutputs(
+            coupling, None, coupling_threshold, coupling_topk, overwrite=overwrite
+        )
         return run_matrix(
             cost_matrix, config, a=a, b=b, outputs=outputs, progress=bar, warn=render.warning
         )

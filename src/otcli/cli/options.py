@@ -150,6 +150,18 @@ IdOpt = Annotated[
         show_default=False,
     ),
 ]
+#: ``--id`` where no coupling is written (``pairwise``): the column is only kept out of the
+#: coordinates.
+IdNoCouplingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        metavar="COL",
+        help="Column of point ids, every file: read as text, never a coordinate.",
+        rich_help_panel=INPUT,
+        show_default=False,
+    ),
+]
 ThreadsOpt = Annotated[
     str | None,
     typer.Option(

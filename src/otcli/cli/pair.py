@@ -45,6 +45,7 @@ from otcli.cli.options import (
     _plot_size,
     _read_options,
 )
+from otcli.config import DEFAULT_MAX_ITER
 from otcli.errors import OptionError
 
 PAIR_EXAMPLES = examples(
@@ -73,7 +74,7 @@ def pair(
     eps_rel: EpsRelOpt = None,
     cost: CostOpt = CostName.sqeuclidean,
     p: POpt = None,
-    max_iter: MaxIterOpt = 10000,
+    max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
     no_scaling: NoScalingOpt = False,
@@ -168,7 +169,7 @@ def pair(
         Path | None,
         typer.Option(
             help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
-            "P and C as heat maps (optional extra otcli[plot]).",
+            "P and C as heat maps (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,

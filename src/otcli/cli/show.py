@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from otcli.cli.app import app
-from otcli.cli.options import OUTPUT, PlotSizeOpt, _guarded, _plot_size
+from otcli.cli.app import command
+from otcli.cli.options import OUTPUT, OverwriteOpt, PlotSizeOpt, _guarded, _plot_size
 
 
-@app.command("show")
+@command("show")
 def show(
     file: Annotated[
         str,
@@ -25,11 +25,12 @@ def show(
         Path | None,
         typer.Option(
             help="Draw it (.png .svg .pdf): a matrix as a heat map, a pairwise output with its "
-            "MDS map, a batch output as histograms (optional extra otcli[plot]).",
+            "MDS map, a batch output as histograms (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    overwrite: OverwriteOpt = False,
     top: Annotated[
         int,
         typer.Option(help="Largest entries (strongest links) listed.", rich_help_panel=OUTPUT),
@@ -57,9 +58,11 @@ def show(
             render.require_stdout()
         size = _plot_size(plot_size)
         if plot is not None:
+            from otcli.io.writers import check_new_output
             from otcli.plot import check_plot_path
 
             check_plot_path(plot)
+            check_new_output(plot, "--plot", overwrite=overwrite, inputs=(file,))
         stored = read_stored(file)
         summary = summarise(stored, top)
         if plot is not None:

@@ -121,7 +121,8 @@ def stored_figure(
             return pairwise_figure(matrix, labels, what=what, size=size)
         return batch_figure(stored, size=size)
     if isinstance(stored, DenseMatrix) and stored.labels:
-        return pairwise_figure(stored.values, stored.labels, size=size)
+        # A labelled .csv holds cost or divergence alike, and does not say which.
+        return pairwise_figure(stored.values, stored.labels, what="value", size=size)
     return matrix_figure(stored, size=size)
 
 
@@ -130,7 +131,6 @@ def pairwise_file_figure(
     labels: list[str],
     *,
     what: str,
-    squared: bool,
     size: tuple[float, float] | None = None,
 ) -> Figure:
     """The picture of a pairwise output just written (``.npy``, labelled ``.csv`` or long
@@ -143,7 +143,7 @@ def pairwise_file_figure(
         matrix, names, _ = table_matrix(stored)
     else:
         matrix, names = stored.values, list(stored.labels) or labels  # type: ignore[union-attr]
-    return pairwise_figure(matrix, names, what=what, squared=squared, size=size)
+    return pairwise_figure(matrix, names, what=what, size=size)
 
 
 def batch_file_figure(

@@ -64,11 +64,15 @@ def pairwise_figure(
     labels: Sequence[str],
     *,
     what: str = "cost",
-    squared: bool = False,
     size: tuple[float, float] | None = None,
 ) -> Figure:
     """The N×N ``matrix`` as a heat map with the files as labels, beside the files' 2-D
-    classical MDS embedding (left out, with the reason, when a pair failed)."""
+    classical MDS embedding (left out, with the reason, when a pair failed).
+
+    One rule wherever a pairwise matrix is drawn (``pairwise --plot``, ``otdist show``,
+    which cannot tell the cost a file was made with): the map embeds √value, the entries
+    taken as squared distances. With the default squared-Euclidean cost that is W₂ (and
+    √S for the divergence); for other costs a monotone transform of the same order."""
     fig = new_figure(size_or(size, PAIRWISE_SIZE))
     ax_m, ax_e = fig.subplots(1, 2, width_ratios=[1.15, 1])
     names = [short_name(s) for s in labels]
@@ -83,14 +87,13 @@ def pairwise_figure(
         ax_e.text(0.5, 0.5, f"no embedding: {failed} entries failed (NaN)", ha="center")
         ax_e.set_axis_off()
         return fig
-    coords, share = classical_mds(matrix, squared=squared)
+    coords, share = classical_mds(matrix, squared=True)
     ax_e.scatter(coords[:, 0], coords[:, 1], s=30, c="tab:blue", zorder=3, gid="mds")
     if size_n <= MAX_LABELS:
         for (u, v), name in zip(coords, names, strict=True):
             ax_e.annotate(name, (u, v), textcoords="offset points", xytext=(4, 3), fontsize=8)
-    root = "√" if squared else ""
     ax_e.set_title(
-        f"classical MDS of {root}{what}\n({share:.0%} of the positive spectrum)", fontsize="small"
+        f"classical MDS of √{what}\n({share:.0%} of the positive spectrum)", fontsize="small"
     )
     ax_e.set_xlabel("MDS axis 1")
     ax_e.set_ylabel("MDS axis 2")
