@@ -124,6 +124,16 @@ def test_list_option_spreading():
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("after", [[], ["-o", "m.npy"], ["--divergence", "-o", "m.npy"]])
+def test_against_with_no_file_after_it(capfd, files, after):
+    a, _ = files
+    code, out, err = otdist(capfd, "pairwise", a[0], "--against", *after)
+    assert (code, out) == (2, "")
+    assert err == (
+        "Error: --against: give at least one file after it (or a LIST with --against-from)\n"
+    )
+
+
 def test_lists_from_files(capfd, tmp_path, files):
     a, b = files
     (tmp_path / "a.txt").write_text("\n".join(a[1:]) + "\n")

@@ -222,7 +222,11 @@ def test_not_converged_warns_and_still_returns_a_loss():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loss = otcli.sinkhorn_loss(x, y, eps=0.001, max_iter=3, scaling=None)
-    assert any("did not converge" in str(w.message) for w in caught)
+    messages = [str(w.message) for w in caught if "did not converge" in str(w.message)]
+    assert messages, [str(w.message) for w in caught]
+    # It names the solve that missed (here all three of the divergence) and its own error.
+    assert "x–y (marginal error" in messages[0] and "self term" in messages[0]
+    assert "> tol 1e-05 after 3 iterations" in messages[0]
     loss.backward()
     assert bool(torch.isfinite(x.grad).all())
 
@@ -251,3 +255,8 @@ def test_the_library_takes_tensors_as_a_pytorch_user_gives_them():
     assert otcli.solve(x[0].float(), y[0].float()).dtype == "float32"
     ds = otcli.divergence(x, y, eps=0.1)
     assert [d.xy.dtype for d in ds] == ["float64"] * 3
+
+
+def test_a_misspelled_keyword_is_an_option_error_naming_it():
+    with pytest.raises(otcli.OptionError, match=r"^epss: sinkhorn_loss takes otcli.solve's"):
+        otcli.sinkhorn_loss(torch.rand(4, 2), torch.rand(3, 2), epss=0.1)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from otcli.errors import InputError
+from otcli.errors import InputError, OptionError
 
 #: Entries (rows × columns × coordinates) the backward pass of a named cost holds at once.
 BACKWARD_BLOCK_ENTRIES = 1 << 22
@@ -56,6 +56,7 @@ def sinkhorn_loss(
     """
     from otcli import api
 
+    _check_keywords(kwargs, api.solve)
     xs, batched = _clouds(x, "x")
     ys, batched_y = _clouds(y, "y")
     if batched != batched_y or len(xs) != len(ys):
@@ -119,12 +120,8 @@ def _losses(
             values.append(res.objective)
             terms.append((k, 1.0, res, xs[k], ys[k], was[k], wbs[k]))
         if not res.converged:
-            warnings.warn(
-                f"the Sinkhorn solve did not converge (marginal error {_error(res):.2e}); the "
-                "loss is that of its best state: raise max_iter or eps",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            warnings.warn(_not_converged(res, k if len(results) > 1 else None), RuntimeWarning,
+                          stacklevel=3)  # fmt: skip
     groups: dict[tuple[Any, ...], list[int]] = {}
     for t, (_, _, r, x, y, _, _) in enumerate(terms):
         callable_cost = type(r.cost_fn).__name__ == "CallableCost"
@@ -143,9 +140,21 @@ def _losses(
     return total - total.detach() + value
 
 
-def _error(res: Any) -> float:
-    xy = getattr(res, "xy", res)
-    return float(xy.marginal_error)
+def _not_converged(res: Any, k: int | None) -> str:
+    """Which solve of pair ``k`` missed its tolerance, and by how much."""
+    parts = [("x–y", res.xy), ("x–x self term", res.xx), ("y–y self term", res.yy)] if hasattr(
+        res, "xy") else [("x–y", res)]  # fmt: skip
+    missed = [(name, r) for name, r in parts if not r.converged]
+    where = "" if k is None else f" of pair {k}"
+    what = ", ".join(
+        f"{name}{where} (marginal error {r.marginal_error:.2e} > tol {r.tol:g} after "
+        f"{r.iterations} iterations)"
+        for name, r in missed
+    )
+    return (
+        f"the Sinkhorn solve did not converge: {what}; the loss is that of its best state "
+        "(raise max_iter or tol, or eps)"
+    )
 
 
 def _duals(
@@ -218,6 +227,19 @@ class _PlanMass(torch.autograd.Function):
 def _blocks(n: int, m: int) -> list[tuple[int, int]]:
     step = max(1, BACKWARD_BLOCK_ENTRIES // max(m, 1))
     return [(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
+
+
+def _check_keywords(kwargs: dict[str, Any], solve: Any) -> None:
+    """Refuse a keyword :func:`otcli.solve` does not take, naming it (a misspelling would
+    otherwise surface as a TypeError of an internal function)."""
+    import inspect
+
+    known = set(inspect.signature(inspect.unwrap(solve)).parameters) - {"x", "y", "a", "b"}
+    for name in kwargs:
+        if name not in known:
+            raise OptionError(
+                name, f"sinkhorn_loss takes otcli.solve's keywords: {', '.join(sorted(known))}"
+            )
 
 
 def _clouds(x: Any, name: str) -> tuple[list[torch.Tensor], bool]:

@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from otcli import __version__
 from otcli.cli.signals import exit_code, termination_as_interrupt
+from otcli.errors import OptionError
 
 PAIR_COMMAND = "pair"
 #: ``otdist -V`` / ``--version``, understood after a subcommand too (``otdist pair -V``).
@@ -142,7 +143,13 @@ def run(argv: list[str] | None = None) -> int:
     ClickException = ce.ClickException
     NoArgsIsHelpError = getattr(ce, "NoArgsIsHelpError", ())
     cmd = get_command(app)
-    argv = spread_lists(sys.argv[1:] if argv is None else list(argv))
+    try:
+        argv = spread_lists(sys.argv[1:] if argv is None else list(argv))
+    except OptionError as exc:
+        from otcli import render
+
+        render.error(str(exc))
+        return 2
     try:
         with termination_as_interrupt():  # SIGTERM and SIGHUP clean up as Ctrl-C does
             code = cmd.main(args=argv, prog_name="otdist", standalone_mode=False)
@@ -172,7 +179,8 @@ LIST_OPTIONS = {"pairwise": ("--against",)}
 
 def spread_lists(argv: list[str]) -> list[str]:
     """``argv`` with each list option (:data:`LIST_OPTIONS`) repeated before each of the
-    words that follow it, up to the next option or ``--``."""
+    words that follow it, up to the next option or ``--``. Raises :class:`OptionError` for
+    a list option with no word after it."""
     command = next((a for a in argv if not a.startswith("-")), None)
     names = LIST_OPTIONS.get(command or "", ())
     if not names:
@@ -186,6 +194,9 @@ def spread_lists(argv: list[str]) -> list[str]:
         out.append(word)
         k += 1
         if word in names:
+            if k == len(argv) or (argv[k].startswith("-") and argv[k] != "-"):
+                raise OptionError(word, "give at least one file after it (or a LIST with "
+                                  f"{word}-from)")  # fmt: skip
             first = True
             while k < len(argv) and (first or not argv[k].startswith("-") or argv[k] == "-"):
                 if not first:
