@@ -285,3 +285,14 @@ def test_a_run_removes_the_temporary_file_a_killed_run_left(capfd, tmp_path, fil
     assert otdist(capfd, "pairwise", *a, "--against", *b, "-o", out, "--resume")[0] == 0
     assert not left.exists() and mine.exists()
     assert len(pq.read_table(out)) == 6
+
+
+def test_show_tells_the_empty_entries_of_failed_pairs(capfd, tmp_path, files):
+    a, b = files
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,oops\n")
+    out = tmp_path / "m.csv"
+    assert otdist(capfd, "pairwise", *a, "--against", b[0], bad, "-o", out)[0] == 1
+    code, text, err = otdist(capfd, "show", out)
+    assert code == 0, err
+    assert "6 stored, 3 nonzero, sparsity 0.0% of 6, 3 empty (NaN" in text

@@ -362,9 +362,15 @@ def _matrix_summary(out: Console, s: Any) -> None:
         table.add_row("looks like", kind)
     mass = "mass" if s.coupling else "sum"
     table.add_row(f"total {mass}", _num(s.total))
+    empty = (
+        f", {s.missing:,} empty (NaN: failed pairs' entries, left out of the sums)"
+        if s.missing
+        else ""
+    )
     table.add_row(
         "entries",
-        f"{s.stored:,} stored, {s.nonzero:,} nonzero, sparsity {s.sparsity:.1%} of {s.n * s.m:,}",
+        f"{s.stored:,} stored, {s.nonzero:,} nonzero, sparsity {s.sparsity:.1%} of "
+        f"{s.n * s.m:,}{empty}",
     )
     table.add_row("values", _range(s.min, s.max))
     table.add_row(f"row {mass}es" if s.coupling else "row sums", _range(s.row_min, s.row_max))

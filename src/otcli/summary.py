@@ -50,12 +50,15 @@ class MatrixSummary:
     # it was cut (``--coupling-topk K`` or a threshold); None where the file does not say.
     kept_share: float | None = None
     kept_by: str | None = None
+    # Empty (NaN) entries: a pairwise matrix's failed pairs; left out of the sums above.
+    missing: int = 0
 
     @property
     def sparsity(self) -> float:
-        """The share of the n×m entries that are zero (absent from a long file counts as 0)."""
+        """The share of the n×m entries that are zero (absent from a long file counts as 0;
+        an empty NaN entry does not)."""
         size = self.n * self.m
-        return 1.0 - self.nonzero / size if size else 0.0
+        return 1.0 - (self.nonzero + self.missing) / size if size else 0.0
 
     def fields(self) -> dict[str, Any]:
         return {**asdict(self), "sparsity": self.sparsity}
@@ -92,6 +95,7 @@ def summarise(stored: DenseMatrix | LongMatrix | ResultTable, top: int = 10) -> 
 def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixSummary:
     """Shape, sum, nonzeros, range, row/column sums and the ``top`` largest entries."""
     n, m = matrix.shape
+    missing = 0
     if isinstance(matrix, LongMatrix):
         rows, cols, vals = matrix.rows, matrix.cols, matrix.values
         row_range, col_range = _sums_range(rows, vals, n), _sums_range(cols, vals, m)
@@ -110,7 +114,9 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
             blk = np.asarray(matrix.values[i0 : i0 + step], dtype=np.float64)  # (b, m)
             row_sums[i0 : i0 + blk.shape[0]] = np.nansum(blk, axis=1)
             col_sums += np.nansum(blk, axis=0)
-            nonzero += int(np.count_nonzero(blk))
+            gaps = int(np.isnan(blk).sum())
+            missing += gaps
+            nonzero += int(np.count_nonzero(blk)) - gaps
             if blk.size:
                 lo, hi = min(lo, float(np.nanmin(blk))), max(hi, float(np.nanmax(blk)))
             best = _merge_top(best, _top_block(blk, i0, top))
@@ -137,7 +143,7 @@ def summarise_matrix(matrix: DenseMatrix | LongMatrix, top: int = 10) -> MatrixS
         nonzero=nonzero, total=total, min=lo, max=hi,
         row_min=row_range[0], row_max=row_range[1],
         col_min=col_range[0], col_max=col_range[1], top=best, coupling=coupling,
-        kept_share=kept_share, kept_by=kept_by,
+        kept_share=kept_share, kept_by=kept_by, missing=missing,
     )  # fmt: skip
 
 
