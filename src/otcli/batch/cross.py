@@ -113,17 +113,7 @@ def run_cross(
         )
         run = BatchRun(pairs, out_path, engine, read, divergence, workers, journal=journal)
         _take_previous(run, previous, 0.0 if exact else config.eps)
-        todo = [p for p in pairs if run.rows.get(p.key, {}).get("status") != "ok"]
-        done = len(pairs) - len(todo)
-        if progress is not None:
-            run.progress = progress(len(pairs), done)
-        try:
-            if backend is None:
-                run.run(todo)
-            else:
-                backend.run_batch(run, todo)
-        finally:
-            journal.close()
+        done = run.score_rest(progress, backend)
         final = [_long_row(run.rows[p.key], int(p.id) // nb, int(p.id) % nb) for p in pairs]
         if not matrix:
             write_long(out_path, final, divergence, settings=fingerprint)

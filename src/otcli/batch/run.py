@@ -117,17 +117,7 @@ def run_batch(
             pair = by_key.get(str(r.get("id")))
             if pair is not None and _still_valid(r, pair, config, exact):
                 run.rows[pair.key] = r
-        todo = [p for p in pairs if run.rows.get(p.key, {}).get("status") != "ok"]
-        done = len(pairs) - len(todo)
-        if progress is not None:
-            run.progress = progress(len(pairs), done)
-        try:
-            if backend is None:
-                run.run(todo)
-            else:
-                backend.run_batch(run, todo)
-        finally:
-            journal.close()
+        done = run.score_rest(progress, backend)
         fields = [f for f in ROW_FIELDS if divergence or f != "divergence"]
         final = [_with_manifest_id(run.rows[p.key], p) for p in pairs]
         write_rows(out_path, final, fields, settings=fingerprint)

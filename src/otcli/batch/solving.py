@@ -10,7 +10,7 @@ backends import this module, never the runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,24 @@ class BatchRun:
             self.rows[str(r["id"])] = r
         if self.progress is not None:
             self.progress(len(rows), len(failed))
+
+    def score_rest(
+        self, progress: Callable[[int, int], ProgressHook] | None, backend: Any = None
+    ) -> int:
+        """Score every pair not already ok in :attr:`rows` (an earlier run's), here or on
+        ``backend``'s cluster, then close the journal; returns how many were done before."""
+        todo = [p for p in self.pairs if self.rows.get(p.key, {}).get("status") != "ok"]
+        done = len(self.pairs) - len(todo)
+        if progress is not None:
+            self.progress = progress(len(self.pairs), done)
+        try:
+            if backend is None:
+                self.run(todo)
+            else:
+                backend.run_batch(self, todo)
+        finally:
+            self.journal.close()  # type: ignore[union-attr]
+        return done
 
     def eps_of(self, pair: PairSpec) -> float | None:
         """The row's ε, else the config's absolute one (``None``: relative, per pair)."""
