@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from otcli.costs import CostFn
 
 #: Geometries a user can ask for: ``dense`` (C in memory), ``online`` (O(n + m)), ``auto``.
-GEOMETRIES = ("auto", "dense", "online")
+GEOMETRIES = ("auto", "dense", "online", "multiscale")
 #: Matrix precisions; vectors (masses, potentials, ε) are float64 wherever the device has it.
 DTYPES = ("float32", "float64")
 #: Default marginal-error target per dtype: what each can reach at ordinary ε.
@@ -81,7 +81,8 @@ class SolveConfig:
       factor, ``None`` for plain Sinkhorn), ``check_every`` (resolved from the device).
     - ``device`` (resolved, e.g. ``cpu``, ``cuda``, ``cuda:1``) and ``dtype`` (``float32`` or
       ``float64``: the precision of the n×m matrices).
-    - ``geometry``: ``auto``, ``dense`` or ``online``; ``memory``: the byte budget for n×m
+    - ``geometry``: ``auto``, ``dense``, ``online`` or ``multiscale`` (online, annealed on
+      clusters of the points first: :mod:`otcli.multiscale`); ``memory``: the byte budget for n×m
       buffers as the user gave it (``None``: half the device's free memory, read when a solve
       needs it, see :meth:`memory_budget`).
     - ``max_batch``: most problems per batched solve.
@@ -273,7 +274,9 @@ def make_config(
     if scaling is not None and not (0 < scaling < 1):
         raise OptionError("--scaling", f"must lie strictly between 0 and 1, got {scaling}")
     if geometry not in GEOMETRIES:
-        raise OptionError("--geometry", f"unknown geometry {geometry!r}; use auto, dense or online")
+        raise OptionError(
+            "--geometry", f"unknown geometry {geometry!r}; use auto, dense, online or multiscale"
+        )
     if memory is not None and not (isinstance(memory, int) and memory > 0):
         raise OptionError("--memory", f"must be a positive number of bytes, got {memory}")
     if memory is not None and memory > MAX_MEMORY:

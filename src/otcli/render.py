@@ -205,7 +205,8 @@ class SolveProgress:
         self._update()
 
     def __call__(self, iteration: int, eps: float, err: float) -> None:
-        self._stage = "solving"
+        if not self._stage.startswith("solving"):  # "solving: coarse, ..." stays
+            self._stage = "solving"
         self._fields = {"it": f"iteration {iteration}", "eps": f"ε {eps:.3g}",
                         "err": f"marginal error {err:.2e}"}  # fmt: skip
         self._update()
