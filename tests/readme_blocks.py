@@ -327,6 +327,7 @@ def run_shell(example: Example, cwd: Path, env: dict[str, str], timeout: float) 
         ["bash", "-e", "-o", "pipefail", "-c", example.code],
         cwd=cwd,
         env=env,
+        stdin=subprocess.DEVNULL,  # an example that waits for a terminal fails, never hangs
         capture_output=True,
         encoding="utf-8",
         errors="replace",

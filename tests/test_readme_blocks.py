@@ -23,7 +23,8 @@ FILES = ("README.md", "sample_data/README.md")
 EXAMPLES = [e for f in FILES for e in parse(ROOT / f, f)]
 
 # slow: about 40 otdist processes (each imports torch) and the loss example's 40 steps took
-# 139 s on this project's 2 cores under load (load average 4); CI runs it, -m "not slow" not.
+# 139-176 s on this project's 2 cores under load (load average 4; the loss example alone 26 s);
+# CI runs it, -m "not slow" does not (test_readme.py keeps the quick start in the quick loop).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 
 
