@@ -6,10 +6,11 @@ examples that run as written, in order, in a fresh folder").
 What counts as an example
 -------------------------
 - Fenced blocks (```` ``` ```` or ``~~~``, indented ones in list items too) are read by the first
-  word of their info string; a block tagged ``bash``, ``sh``, ``shell`` or ``console`` is shell. If some of its lines
-  start with ``$ ``, those lines are the commands (a line ending in ``\\`` goes on) and the lines
-  after each one, up to the next ``$ ``, are what that command prints. Otherwise the whole block
-  is one script, run by ``bash -e -o pipefail`` (every command must succeed).
+  word of their info string. A block tagged ``bash``, ``sh``, ``shell`` or ``console`` is shell.
+  If some of its lines start with ``$ ``, those lines are the commands (a line ending in ``\\``
+  goes on) and the lines after each one, up to the next ``$ ``, are what that command prints
+  (each command is its own ``bash``). Otherwise the whole block is one script, run by
+  ``bash -e -o pipefail`` (every command must succeed).
 - A fenced block tagged ``python``, ``py`` or ``pycon`` is Python, run in one namespace per file
   (a later block sees what an earlier one defined). A block with ``>>>`` lines is a doctest: each
   ``>>>`` result is compared (doctest's ELLIPSIS and NORMALIZE_WHITESPACE; ``...`` elides only
@@ -85,7 +86,7 @@ class Example:
 
     file: str  # the Markdown file's name, for messages
     line: int  # 1-based line of the code's first line
-    kind: str  # "shell", "python" or "doctest"
+    kind: str  # "shell", "python", "doctest"; a skipped block keeps its tag
     code: str
     skip: str | None = None  # the reason, when marked skip
     exit_code: int = 0
