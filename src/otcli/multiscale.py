@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 #: points) are fine enough to carry annealing down to a few ε of the unit cube's 1e−3.
 COARSE_POINTS = 4096
 
+#: Fewest points per cluster on average.
+POINTS_PER_CLUSTER = 8
+
 #: Coarse stages run while ε ≥ this factor × the clusters' blur (their mean cost to their
 #: centroid): the coarse potentials are then within about 1/BLUR_FACTOR of the fine ones in
 #: units of ε, and the first fine stage settles in a few iterations.
@@ -133,8 +136,10 @@ def warm_start(
     from otcli.api import make_geometry  # the dense engine for the coarse pair
 
     cost_fn, dtype = config.cost, config.torch_dtype
-    cx = cluster(x[0], log_a[0], cost_fn, COARSE_POINTS)
-    cy = cluster(y[0], log_b[0], cost_fn, COARSE_POINTS)
+    # Clusters of at least POINTS_PER_CLUSTER points: a coarse level as large as the fine
+    # one (a forced multiscale solve of small clouds) would only add a solve.
+    k = min(COARSE_POINTS, max(1, min(x.shape[1], y.shape[1]) // POINTS_PER_CLUSTER))
+    cx, cy = cluster(x[0], log_a[0], cost_fn, k), cluster(y[0], log_b[0], cost_fn, k)
     target = float(eps[0])
     eps_c = max(target, BLUR_FACTOR * max(cx.blur, cy.blur))
     if eps_c >= ANNEALING_START * target or opts.scaling is None:
