@@ -14,7 +14,6 @@ from otcli.cli.options import (
     SOLVER,
     ColumnsOpt,
     CostName,
-    CostOpt,
     DeviceOpt,
     DType,
     DTypeOpt,
@@ -28,7 +27,6 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     OverwriteOpt,
-    POpt,
     ScalingOpt,
     ThreadsOpt,
     TolOpt,
@@ -41,12 +39,13 @@ from otcli.config import DEFAULT_MAX_ITER, DEFAULT_OUTER_ITER, DEFAULT_OUTER_TOL
 from otcli.errors import OptionError
 
 BARYCENTER_EXAMPLES = examples(
-    "# 15 points half-way between the two moons, into a CSV with their columns x, y",
-    "$ otdist barycenter sample_data/moons_a.csv sample_data/moons_b.csv -o bary.csv \\",
-    "      --points 15 --eps 0.01",
+    "# 15 points half-way between the two moons, a CSV with their columns",
+    "$ otdist barycenter sample_data/moons_a.csv sample_data/moons_b.csv \\",
+    "      -o bary.csv --points 15 --eps 0.01",
     "# A quarter of the way, debiased (no entropic shrinkage), as JSON",
-    "$ otdist barycenter sample_data/moons_a.csv sample_data/moons_b.csv -o quarter.npy \\",
-    "      --points 15 --eps 0.01 --weights-of-files 3,1 --divergence --json",
+    "$ otdist barycenter sample_data/moons_a.csv sample_data/moons_b.csv \\",
+    "      -o quarter.npy --points 15 --eps 0.01 \\",
+    "      --weights-of-files 3,1 --divergence --json",
 )
 
 
@@ -142,8 +141,6 @@ def barycenter(
             show_default=False,
         ),
     ] = None,
-    cost: CostOpt = CostName.sqeuclidean,
-    p: POpt = None,
     max_iter: MaxIterOpt = DEFAULT_MAX_ITER,
     tol: TolOpt = None,
     scaling: ScalingOpt = 0.5,
@@ -173,8 +170,8 @@ def barycenter(
     Minimises Σ_k w_k OT_ε(bary, X_k) over the K support points (with --divergence the
     debiased Σ_k w_k S_ε), starting from K points of the files drawn by k-means++ (--seed).
     Each outer iteration solves every file against the support in one batched solve, then
-    moves each point to the w-weighted mean of where the plans send it. Squared Euclidean
-    cost, balanced OT. --max-iter and --tol are each Sinkhorn solve's, as in other commands.
+    moves each point to the w-weighted mean of where the plans send it (the squared
+    Euclidean cost's fixed point; balanced OT). --max-iter and --tol are each Sinkhorn solve's, as in other commands.
     """
     from otcli import render
 
@@ -184,7 +181,7 @@ def barycenter(
 
         render.require_stdout()  # the result's one way out, before any work
         config = _config(
-            eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol,
+            eps=eps, eps_rel=eps_rel, cost=CostName.sqeuclidean, p=None, max_iter=max_iter, tol=tol,
             scaling=scaling, no_scaling=no_scaling, device=device, dtype=dtype,
             geometry=geometry, memory=memory, threads=threads,
         )  # fmt: skip
