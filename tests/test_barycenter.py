@@ -321,6 +321,37 @@ def test_cli_files_from_and_column_names_that_differ(capfd, tmp_path, monkeypatc
     assert otcli.read_cloud("b.parquet").columns == ("0", "1")  # u,v against x,y
 
 
+def test_cli_outer_iter_zero_writes_the_start_and_says_so(capfd, tmp_path):
+    out = tmp_path / "b.npy"
+    code, _, err = otdist(
+        capfd, "barycenter", MOONS_A, MOONS_B, "-o", out, "--points", 5, "--outer-iter", 0,
+        "--no-progress",
+    )  # fmt: skip
+    assert (code, err) == (
+        0,
+        f"Warning: --outer-iter 0: {out} holds the k-means++ start, not moved\n",
+    )
+    clouds = [otcli.read_cloud(str(f)) for f in (MOONS_A, MOONS_B)]
+    union, mass = _union(clouds, np.array([0.5, 0.5]))
+    np.testing.assert_array_equal(
+        np.load(out), kmeans_plus_plus(union, mass, 5, np.random.default_rng(0))
+    )
+
+
+def test_cli_warns_when_the_last_solves_miss_their_tolerance(capfd, tmp_path):
+    code, out, err = otdist(
+        capfd, "barycenter", MOONS_A, MOONS_B, "-o", tmp_path / "b.npy", "--points", 5,
+        "--max-iter", 2, "--outer-iter", 2, "--no-progress", "--json",
+    )  # fmt: skip
+    assert code == 0
+    got = json.loads(out)
+    assert got["solves_converged"] is False and got["marginal_error"] > got["tol"] == 1e-5
+    assert (
+        f"Warning: the final Sinkhorn solves did not all converge: marginal error up to "
+        f"{got['marginal_error']:.2e}, above --tol 1e-05; raise --max-iter or --eps\n"
+    ) in err
+
+
 def test_cli_not_converged_warns(capfd, tmp_path):
     code, _, err = otdist(
         capfd, "barycenter", MOONS_A, MOONS_B, "-o", tmp_path / "b.npy", "--points", 5,

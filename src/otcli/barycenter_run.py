@@ -25,6 +25,9 @@ class BarycenterReport:
     ``cloud_objectives``: each cloud's OT_ε (or S_ε) to the barycenter. ``movement``: the
     last iteration's movement over ``scale`` (the clouds' root mean square radius);
     ``converged``: it fell below ``outer_tol``. ``weights``: the files' w_k, normalised.
+    ``marginal_error``: the largest of the final solves' (the barycenter against each
+    file, and against itself with ``divergence``); ``solves_converged``: each met ``tol``,
+    the Sinkhorn solves' marginal tolerance.
     """
 
     files: list[str]
@@ -41,6 +44,9 @@ class BarycenterReport:
     movement: float
     outer_tol: float
     scale: float
+    marginal_error: float
+    tol: float
+    solves_converged: bool
     seed: int
     columns: list[str]
     device: str
@@ -104,16 +110,21 @@ def run_barycenter(
     )  # fmt: skip
     write_points(out_path, result.points, result.columns)
     values = [r.divergence if divergence else r.objective for r in result.results]
-    first = result.results[0]
-    solved = first.xy if divergence else first  # type: ignore[union-attr]
+    # The final solves: each file against the barycenter, and its own term with divergence.
+    solves = [r.xy for r in result.results] if divergence else list(result.results)
+    if divergence:
+        solves.append(result.results[0].xx)  # type: ignore[union-attr]
+    first = solves[0]
     return BarycenterReport(
         files=[os.fspath(f) for f in files], output=os.fspath(out), points=len(result.points),
         dim=int(result.points.shape[1]), weights=[float(x) for x in result.cloud_weights],
         objective=result.objective, cloud_objectives=[float(v) for v in values],
         divergence=divergence, eps=result.eps, iterations=result.iterations,
         converged=result.converged, movement=result.movement, outer_tol=result.tol,
-        scale=result.scale, seed=seed, columns=list(result.columns), device=solved.device,
-        dtype=solved.dtype, seconds=result.seconds,
+        scale=result.scale, marginal_error=max(s.marginal_error for s in solves),  # type: ignore[union-attr]
+        tol=first.tol, solves_converged=all(s.converged for s in solves), seed=seed,  # type: ignore[union-attr]
+        columns=list(result.columns), device=first.device, dtype=first.dtype,  # type: ignore[union-attr]
+        seconds=result.seconds,
     )  # fmt: skip
 
 

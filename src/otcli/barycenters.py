@@ -63,8 +63,8 @@ class BarycenterResult:
       debiased Σ_k w_k S_ε(μ_Z, ν_k) (≥ 0; 0 only for a barycenter equal to every cloud).
     - ``history``: the objective after each iteration, ``history[0]`` at the initial
       support; ``movements``: each iteration's movement of the support, the root mean
-      square of z_new − z over the clouds' ``scale`` (the weighted union's root mean
-      square distance to its mean).
+      square of the update's move z_new − z (at full step) over the clouds' ``scale``
+      (the weighted union's root mean square distance to its mean).
     - ``iterations``: outer iterations taken; ``converged``: the last movement was below
       ``tol`` (if not, the limit stopped it).
     - ``cloud_weights`` (N,): the w_k, normalised; ``results``: per cloud, its solve at
@@ -185,7 +185,9 @@ def barycenter(
             if new_value <= value + _slack(value, eps_value) or attempt == HALVINGS:
                 break
             step /= 2
-        movement = float(np.sqrt(np.mean(np.sum((new - z) ** 2, axis=1)))) / scale
+        # The move the update asks for (the one taken, unless its step was halved): a
+        # halved step is no sign of a stationary support.
+        movement = float(np.sqrt(np.mean(np.sum((target - z) ** 2, axis=1)))) / scale
         z, value, results = new, new_value, new_results
         history.append(value)
         movements.append(movement)

@@ -160,8 +160,10 @@ def barycenter(
         bool,
         typer.Option(
             "--progress/--no-progress",
-            help="One line per outer iteration on stderr: the objective and the movement.",
+            help="One line per outer iteration on stderr: the objective and the movement "
+            "\\[default: on].",
             rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = True,
 ) -> None:
@@ -202,11 +204,18 @@ def barycenter(
         )  # fmt: skip
 
     report = _guarded(call, lambda: None, "interrupted; no output was written")
-    if not report.converged:
+    if report.iterations == 0:
+        render.warning(f"--outer-iter 0: {output} holds the k-means++ start, not moved")
+    elif not report.converged:
         render.warning(
             f"not converged: the support still moved {report.movement:.2e} of the clouds' "
             f"scale after --outer-iter {outer_iter} iterations (--outer-tol {outer_tol:g}); "
             "raise --outer-iter or --outer-tol"
+        )
+    if not report.solves_converged:
+        render.warning(
+            f"the final Sinkhorn solves did not all converge: marginal error up to "
+            f"{report.marginal_error:.2e}, above --tol {report.tol:.0e}; raise --max-iter or --eps"
         )
     fields = report.fields()
     text = render.to_json(fields) if json_out else render.barycenter_summary(fields)
