@@ -162,6 +162,22 @@ def test_weights_one_and_zero_give_the_first_cloud():
     assert r.results[1].objective > 10 * r.results[0].objective
 
 
+def test_one_support_point_is_the_weighted_mean_of_every_cloud():
+    """K = 1: the one plan of each cloud is b_k itself, so the objective is
+    Σ_k w_k Σ_j b_kj |z − y_kj|² + constants, least at z = Σ_k w_k ȳ_k (masses b_k given
+    per point); the self term of one point is 0, so the debiased answer is the same."""
+    rng = np.random.default_rng(7)
+    clouds = [rng.normal(size=(20, 3)) + k for k in range(3)]
+    masses = [rng.uniform(0, 1, 20) for _ in range(3)]
+    w = np.array([0.2, 0.3, 0.5])
+    expected = sum(wk * (b / b.sum()) @ c for wk, b, c in zip(w, masses, clouds, strict=True))
+    for divergence in (False, True):
+        r = otcli.barycenter(
+            clouds, w * 7, points=1, masses=masses, eps=0.1, divergence=divergence, dtype="float64"
+        )
+        np.testing.assert_allclose(r.points[0], expected, atol=1e-8)
+
+
 def test_batched_solves_equal_one_at_a_time():
     """Every cloud is solved against the support in one batched call; the per-cloud results
     at the returned points are what otcli.solve gives for each pair alone, and the whole
@@ -447,3 +463,14 @@ def test_cli_help_examples_run(capfd, monkeypatch, tmp_path):
     assert quarter["weights"] == [0.75, 0.25] and quarter["divergence"] is True
     assert np.load(tmp_path / "quarter.npy").shape == (15, 2)
     assert otcli.read_cloud(str(tmp_path / "bary.csv")).columns == ("x", "y")
+
+
+def test_cli_never_writes_over_its_file_list(capfd, tmp_path):
+    listing = tmp_path / "list.csv"  # a list whose name an output could take
+    listing.write_text(f"{MOONS_A}\n{MOONS_B}\n")
+    before = listing.read_text()
+    got = otdist(capfd, "barycenter", "--files-from", listing, "-o", listing, "--points", 3,
+                 "--overwrite")  # fmt: skip
+    assert got == (2, "", f"Error: -o: '{listing}' is the input file '{listing}'; an input is "
+                   "never overwritten: write the output under another name\n")  # fmt: skip
+    assert listing.read_text() == before
