@@ -25,7 +25,7 @@ the plan (:func:`_barycentric_projection`). Hence
   :data:`HALVINGS` times; the step then grows back).
 
 Only the squared Euclidean cost has this update (another cost's minimiser over z_i has
-no closed form): other costs are refused, as are unbalanced solves and ``exact``.
+no closed form): other costs are refused, as are unbalanced solves.
 """
 
 from __future__ import annotations
@@ -133,6 +133,11 @@ def barycenter(
     its cloud; random generator ``numpy.random.default_rng(seed)``, so a seed gives one
     answer). ``divergence=True`` minimises the debiased Σ_k w_k S_ε instead of
     Σ_k w_k OT_ε (no entropic shrinkage: the barycenter of one cloud is that cloud).
+
+    Each iteration moves every support point z_i to Σ_k w_k T_k(z_i), where T_k(z_i) is
+    where cloud k's plan sends it, plus z_i − T_μ(z_i) (the barycenter's own plan) with
+    ``divergence``: for the squared Euclidean cost, steps along −∇ of the objective of
+    length 1/(2 a_i) (derived in :mod:`otcli.barycenters`' docstring).
 
     The loop stops once an iteration moves the support by less than ``outer_tol`` (root
     mean square movement over the clouds' scale), or after ``outer_iter`` iterations.
