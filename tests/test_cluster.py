@@ -10,6 +10,7 @@ One ``LocalCluster`` of two single-threaded worker processes serves the module; 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -534,3 +535,140 @@ def test_manifest_urls_are_read_by_the_workers(tmp_path, backend):
     got = read_rows(tmp_path / "u.csv")
     assert [r["a"] for r in got] == [r["a"] for r in rows]  # as written in the manifest
     assert_same_rows(got, read_rows(tmp_path / "p.csv"))
+
+
+# --- real `dask scheduler` / `dask worker` processes: faults the LocalCluster cannot show -------
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _env() -> dict[str, str]:
+    """This interpreter's environment, with this test module importable (for the hooks)."""
+    paths = [p for p in (os.environ.get("PYTHONPATH", ""), TESTS) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
+
+
+class DaskProcesses:
+    """A `dask scheduler` process and `dask worker` processes, stopped (SIGKILL) at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen] = []
+        self.scheduler: subprocess.Popen | None = None
+        self.address = ""
+
+    def start_scheduler(self) -> str:
+        file = self.folder / f"scheduler{len(self.procs)}.json"
+        self.scheduler = self._start(
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "--scheduler-file", str(file),
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (file.exists() and file.read_text().strip().endswith("}")):
+            assert time.monotonic() < deadline and self.scheduler.poll() is None, "no scheduler"
+            time.sleep(0.1)
+        import json
+
+        self.address = json.loads(file.read_text())["address"]
+        return self.address
+
+    def start_worker(self, name: str, prefix: tuple[str, ...] = (), **env: str) -> None:
+        self._start(
+            "worker", self.address, "--name", name, "--nthreads", "1", "--no-dashboard",
+            "--no-nanny", "--death-timeout", "60", prefix=prefix, env=env,
+        )  # fmt: skip
+
+    def _start(self, *args: str, prefix: tuple[str, ...] = (), env=None) -> subprocess.Popen:
+        cmd = [*prefix, sys.executable, "-m", "dask", *args]
+        proc = subprocess.Popen(
+            cmd, env={**_env(), **(env or {})}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def workers(self, count: int) -> dict[str, str]:
+        """Wait for ``count`` workers; their names → addresses."""
+        with distributed.Client(self.address, timeout=30) as client:
+            client.wait_for_workers(count, timeout=90)
+            info = client.scheduler_info(n_workers=-1)["workers"]
+        return {w["name"]: addr for addr, w in info.items()}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    procs = DaskProcesses(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def journaled(path: Path) -> int:
+    """Rows in a batch journal (its header line left out)."""
+    return max(0, len(path.read_bytes().splitlines()) - 1) if path.exists() else 0
+
+
+def kill_scheduler_on_second_shard(
+    marker: str, journal: str, rows: int, pid: int, pairs: list, settings: object
+) -> object:
+    """The shard function, except that the second shard waits until the first one's ``rows``
+    are journaled by the client, then kills the scheduler (SIGKILL) and never finishes."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + 60
+        while journaled(Path(journal)) < rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(120)
+    return solve_batch_shard(pairs, settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_is_one_line_and_resume_finishes_on_a_new_one(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    manifest = clouds_and_manifest(tmp_path, 8)
+    out = tmp_path / "d.csv"
+    address = dask_processes.start_scheduler()
+    dask_processes.start_worker("w1")
+    dask_processes.workers(1)
+    journal = Path(f"{out}.journal.jsonl")
+    # 8 pairs on one worker thread: shards of 2 pairs (shard_size); the second kills the scheduler
+    assert shard_size(8, 1, 1) == 2
+    hook = functools.partial(
+        kill_scheduler_on_second_shard, str(tmp_path / "first"), str(journal), 2,
+        dask_processes.scheduler.pid,
+    )  # fmt: skip
+    monkeypatch.setattr("otcli.batch.cluster.solve_batch_shard", hook)
+    args = ["batch", manifest, "-o", out, "--eps", "0.05", "--max-batch", "1"]
+    code, stdout, err = otdist(capfd, *args, "--scheduler", address)
+    assert (code, stdout) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # the cluster line and the error: no distributed traceback
+    assert lines[0].startswith(f"Dask {address}: 1 worker(s) (cpu ×1); ")
+    assert lines[1] == (
+        f"Error: --scheduler: lost the Dask scheduler at {address} mid-run; 2 of 8 pairs are "
+        f"done and kept in {str(journal)!r}: rerun the same command with --resume, once a "
+        "scheduler runs, to continue"
+    )
+    assert not out.exists() and journaled(journal) == 2
+    kept = {r["id"] for r in read_rows(journal)}
+    monkeypatch.undo()
+    address = dask_processes.start_scheduler()  # a new scheduler, a new worker
+    dask_processes.start_worker("w2")
+    dask_processes.workers(1)
+    code, stdout, err = otdist(capfd, *args, "--resume", "--scheduler", address)
+    assert (code, stdout) == (0, ""), err
+    rows = read_rows(out)
+    assert [r["id"] for r in rows] == [f"p{k}" for k in range(8)]  # each id exactly once
+    assert kept < {r["id"] for r in rows} and not journal.exists()
+    assert otdist(capfd, *args[:3], tmp_path / "l.csv", *args[4:])[0] == 0
+    assert_same_rows(rows, read_rows(tmp_path / "l.csv"))  # --max-batch 1: bit for bit
