@@ -18,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -427,24 +429,126 @@ def test_parse_scheduler_and_shard_size():
     assert shard_size(7, 100, 1) == 1
 
 
-@pytest.mark.slow
-def test_unreachable_scheduler_is_a_usage_error_within_seconds(capfd, tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word (its port)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+@contextlib.contextmanager
+def http_server() -> Iterator[int]:
+    """A plain HTTP server, as on the dashboard's port (its port)."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+UNREACHABLE = (
+    "Error: --scheduler: cannot reach a Dask scheduler at {} within 3 s{}; start one there "
+    "with `dask scheduler`, or check the address\n"
+)
+NOT_DASK = (
+    ": something listens there but does not answer as a Dask scheduler (the dashboard's port "
+    "is 8787, the scheduler's 8786)"
+)
+
+
+@pytest.mark.parametrize("server", ["nothing", "silent", "http"])
+def test_a_scheduler_address_without_a_scheduler_is_one_line_within_seconds(
+    capfd, tmp_path, server
+):
+    """Nothing there: Dask retried for 10 s (15-18 s in all). A silent socket or an HTTP
+    server (the dashboard's port): Dask's handshake waited for ever, Client(timeout=10) too."""
     manifest = clouds_and_manifest(tmp_path, 2)
     out = tmp_path / "r.csv"
+    servers = {"nothing": contextlib.nullcontext(free_port()), "silent": silent_server(),
+               "http": http_server()}  # fmt: skip
+    with servers[server] as port:
+        address = f"tcp://127.0.0.1:{port}"
+        start = time.perf_counter()
+        code, stdout, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address)
+        seconds = time.perf_counter() - start
+    assert (code, stdout) == (2, "")
+    assert err == UNREACHABLE.format(address, "" if server == "nothing" else NOT_DASK)
+    assert seconds < 10, seconds  # 3 s for the scheduler, the rest to start and stop
+    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+
+
+def test_an_existing_output_is_refused_before_reaching_the_scheduler(capfd, tmp_path):
+    """OUT, its journal or a --resume with other options: refused at once, not after 17 s
+    spent on an unreachable scheduler."""
+    manifest = clouds_and_manifest(tmp_path, 2)
+    out = tmp_path / "r.csv"
+    out.write_text("kept\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
     start = time.perf_counter()
-    code, stdout, err = otdist(
-        capfd, "batch", manifest, "-o", out, "--scheduler", f"tcp://127.0.0.1:{port}"
-    )
-    assert time.perf_counter() - start < 15
+    code, stdout, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address)
+    assert time.perf_counter() - start < 2.5  # no connection tried (3 s)
     assert (code, stdout) == (2, "")
     assert err == (
-        f"Error: --scheduler: cannot reach a Dask scheduler at tcp://127.0.0.1:{port} within 10 s; "
-        "start one there with `dask scheduler`, or check the address\n"
+        f"Error: -o: {str(out)!r} exists; use --resume to continue that run or --overwrite to "
+        "start again\n"
     )
-    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+    assert out.read_text() == "kept\n"
+    journal = Path(f"{out}.journal.jsonl")  # a journal written with another --eps
+    journal.write_text('{"otcli_journal": 1, "settings": {"eps": 0.5}}\n')
+    args = ["batch", manifest, "-o", out, "--scheduler", address, "--resume"]
+    start = time.perf_counter()
+    code, _, err = otdist(capfd, *args)
+    assert time.perf_counter() - start < 2.5
+    assert code == 2 and err.startswith(f"Error: --resume: {str(journal)!r} was written with ")
+    out.unlink()
+    journal.unlink()
+    pairs = [tmp_path / "x0.npy", tmp_path / "x1.npy"]
+    for command in (["pairwise", *pairs], ["pairwise", pairs[0], "--against", pairs[1]]):
+        (tmp_path / "m.npy").write_bytes(b"kept")
+        start = time.perf_counter()
+        code, _, err = otdist(capfd, *command, "-o", tmp_path / "m.npy", "--scheduler", address)
+        assert time.perf_counter() - start < 2.5
+        assert code == 2 and "m.npy' exists" in err and "--scheduler" not in err, err
+        assert (tmp_path / "m.npy").read_bytes() == b"kept"
+
+
+def test_a_worker_address_is_not_the_scheduler(capfd, tmp_path, cluster):
+    manifest = clouds_and_manifest(tmp_path, 2)
+    worker = sorted(cluster.scheduler.workers)[0]
+    code, _, err = otdist(capfd, "batch", manifest, "-o", tmp_path / "r.csv", "--scheduler", worker)
+    assert (code, err) == (
+        2,
+        f"Error: --scheduler: {worker} is a Dask worker, not the scheduler; give the "
+        "scheduler's address (`dask scheduler` prints it)\n",
+    )
 
 
 @pytest.mark.slow
