@@ -32,9 +32,10 @@ import pytest
 from conftest import otdist
 from otcli.batch import FailFast, run_batch
 from otcli.batch.cluster import NEEDS_DASK, DaskBackend, parse_scheduler, shard_size
+from otcli.batch.manifest import read_manifest as read_manifest_pairs
 from otcli.batch.pairwise import run_pairwise
-from otcli.batch.shards import share_cores, solve_batch_shard
-from otcli.config import make_config
+from otcli.batch.shards import UnfitWorker, share_cores, solve_batch_shard
+from otcli.config import ReadOptions, make_config
 from otcli.errors import DeviceError, InputError, OptionError, OtcliError
 from otcli.io import read_cloud
 from otcli.io.tables import read_rows
@@ -676,8 +677,8 @@ class DaskProcesses:
         self.address = json.loads(file.read_text())["address"]
         return self.address
 
-    def start_worker(self, name: str, prefix: tuple[str, ...] = (), **env: str) -> None:
-        self._start(
+    def start_worker(self, name: str, prefix: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
+        return self._start(
             "worker", self.address, "--name", name, "--nthreads", "1", "--no-dashboard",
             "--no-nanny", "--death-timeout", "60", prefix=prefix, env=env,
         )  # fmt: skip
@@ -776,3 +777,90 @@ def test_a_lost_scheduler_is_one_line_and_resume_finishes_on_a_new_one(
     assert kept < {r["id"] for r in rows} and not journal.exists()
     assert otdist(capfd, *args[:3], tmp_path / "l.csv", *args[4:])[0] == 0
     assert_same_rows(rows, read_rows(tmp_path / "l.csv"))  # --max-batch 1: bit for bit
+
+
+def can_unshare() -> bool:
+    """Whether this machine lets a process have a mount namespace of its own."""
+    try:
+        args = ["unshare", "--mount", "--map-root-user", "true"]
+        return subprocess.run(args, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+#: A worker in another mount namespace, where an empty tmpfs hides the data folder ($0).
+BLIND = (
+    "unshare",
+    "--mount",
+    "--map-root-user",
+    "sh",
+    "-c",
+    'mount -t tmpfs none "$0" && exec "$@"',
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare(1): user and mount namespaces")
+def test_a_worker_that_cannot_see_the_inputs_gets_no_shards(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    """A worker in another mount namespace turned most rows into "no such file" (it finished
+    its shards at once, so it pulled most of them). Now: named once, its shards done by the
+    others; and with no other worker, the pairs say why they failed."""
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = clouds_and_manifest(data, 12)
+    address = dask_processes.start_scheduler()
+    good = dask_processes.start_worker("good")
+    dask_processes.start_worker("blind", prefix=(*BLIND, str(data)))
+    names = dask_processes.workers(2)
+    blind = names["blind"]
+    with distributed.Client(address, timeout=30) as client:  # what each one sees there
+        seen = client.run(os.listdir, str(data))
+    assert seen[blind] == [] and "x0.npy" in seen[names["good"]]
+    warning = (
+        f"Warning: Dask worker {blind} cannot see {data / 'x0.npy'}, which this machine reads; "
+        "it gets no shards of this run (every worker needs the input files at the same "
+        "absolute paths, or fsspec URLs)"
+    )
+    args = ["batch", manifest, "--eps", "0.05", "--max-batch", "1"]
+    code, _, err = otdist(capfd, *args, "-o", tmp_path / "d.csv", "--scheduler", address)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "Warning" in line] == [warning]
+    assert otdist(capfd, *args, "-o", tmp_path / "l.csv")[0] == 0
+    local = read_rows(tmp_path / "l.csv")
+    assert_same_rows(read_rows(tmp_path / "d.csv"), local)  # all 12 ok, as in-process
+
+    # A worker found blind by its first shard (one that joins mid-run): the same, shard-side.
+    monkeypatch.setattr("otcli.batch.cluster.SAMPLE_PATHS", 0)  # no check when connecting
+    config = make_config(eps=0.05, device="cpu", max_batch=1)
+    told: list[str] = []
+    with DaskBackend(address, warn=told.append) as backend:
+        backend.connect(config)
+        pairs = read_manifest_pairs(manifest)
+        settings = backend._settings(config, ReadOptions())
+        task = backend.client.submit(solve_batch_shard, pairs[:2], settings, workers=[blind])
+        assert task.result() == UnfitWorker(blind, unseen=pairs[0].path_a)
+        summary = run_batch(manifest, tmp_path / "s.csv", config, backend=backend)
+    assert (summary.ok, summary.failed) == (12, 0)
+    assert_same_rows(read_rows(tmp_path / "s.csv"), local)
+    # 12 shards on 2 idle workers: it got some, and said which file it could not see
+    assert len(told) == 1 and told[0].startswith(f"Dask worker {blind} cannot see {data}/x")
+    assert told[0].endswith(warning.partition(".npy")[2])
+
+    # No worker left that sees the files: the pairs fail, saying so (not "no such file").
+    os.killpg(good.pid, signal.SIGKILL)
+    good.wait()
+    with DaskBackend(address) as backend:
+        backend.connect(config)
+        deadline = time.monotonic() + 60
+        while len(backend.client.nthreads()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        summary = run_batch(manifest, tmp_path / "n.csv", config, backend=backend)
+    assert (summary.ok, summary.failed) == (0, 12)
+    errors = {r["error"] for r in read_rows(tmp_path / "n.csv")}
+    assert errors == {
+        f"no Dask worker can see the input files this machine reads ({blind} cannot see "
+        f"{data / 'x0.npy'}); give every worker the files at the same absolute paths (a "
+        "shared filesystem), or use fsspec URLs"
+    }
