@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -864,3 +867,140 @@ def test_a_worker_that_cannot_see_the_inputs_gets_no_shards(
         f"{data / 'x0.npy'}); give every worker the files at the same absolute paths (a "
         "shared filesystem), or use fsspec URLs"
     }
+
+
+# --- what the run says about the cluster: dashboard, versions, cores ----------------------------
+
+
+def test_the_dashboard_link_only_where_bokeh_can_draw_it(tmp_path, cluster, monkeypatch):
+    """Without bokeh the scheduler still serves the dashboard's port, whose pages only say
+    that Dask needs bokeh: no link then."""
+    assert "dashboard" in cluster.scheduler.services
+    lines: list[str] = []
+    with DaskBackend(cluster.scheduler_address, announce=lines.append) as b:
+        b.connect(make_config(device="cpu"))
+        link = b.client.dashboard_link
+    if importlib.util.find_spec("bokeh") is None:
+        assert lines[0].endswith(
+            "; no dashboard (it needs bokeh on the scheduler: pip install bokeh)"
+        )
+    else:
+        assert lines[0].endswith(f"; dashboard: {link}")
+    site = tmp_path / "site" / "bokeh-3.4.0.dist-info"  # bokeh's metadata, seen by the scheduler
+    site.mkdir(parents=True)
+    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: bokeh\nVersion: 3.4.0\n")
+    monkeypatch.syspath_prepend(str(site.parent))  # the module's scheduler runs in this process
+    with DaskBackend(cluster.scheduler_address, announce=lines.append) as b:
+        b.connect(make_config(device="cpu"))
+        assert lines[1].endswith(f"; dashboard: {b.client.dashboard_link}")
+
+
+def test_outputs_record_the_otcli_that_wrote_them(tmp_path, backend):
+    import json
+
+    import otcli
+
+    manifest = clouds_and_manifest(tmp_path, 2)
+    config = make_config(eps=0.2, device="cpu")
+    run_batch(manifest, tmp_path / "d.parquet", config, backend=backend)
+    meta = pq.read_schema(tmp_path / "d.parquet").metadata
+    assert meta[b"otcli_version"].decode() == otcli.__version__ == "0.1.0"
+    run_batch(manifest, tmp_path / "d.csv", config, backend=backend)
+    record = json.loads((tmp_path / "d.csv.settings.json").read_text())
+    assert record["otcli_version"] == otcli.__version__
+
+
+def test_a_worker_with_another_otcli_is_refused_by_its_first_shard(tmp_path, backend, monkeypatch):
+    """A worker that joins mid-run with another otcli: the shard is not solved there and the
+    run stops, naming it (the connect-time check, with real workers: the slow test below)."""
+    import otcli
+
+    manifest = clouds_and_manifest(tmp_path, 3)
+    config = make_config(eps=0.2, device="cpu")
+    pairs = read_manifest_pairs(manifest)
+    settings = replace(backend._settings(config, ReadOptions()), otcli_version="9.9")
+    assert solve_batch_shard(pairs, settings) == UnfitWorker("this process", otcli="0.1.0")
+    real = backend._settings
+    monkeypatch.setattr(
+        backend, "_settings", lambda *a, **k: replace(real(*a, **k), otcli_version="9.9")
+    )
+    out = tmp_path / "d.csv"
+    with pytest.raises(OptionError) as info:
+        run_batch(manifest, out, config, backend=backend)
+    worker = str(info.value).split(" (otcli")[0].removeprefix("--scheduler: Dask worker(s) ")
+    assert worker in backend.client.nthreads()
+    assert str(info.value) == (
+        f"--scheduler: Dask worker(s) {worker} (otcli {otcli.__version__}) run another otcli "
+        "than this machine (9.9), and the numbers may differ between versions: install otcli "
+        "9.9 on every worker"
+    )
+    assert not out.exists() and journaled(Path(f"{out}.journal.jsonl")) == 0
+
+
+@pytest.mark.slow
+def test_workers_with_another_otcli_are_refused_and_another_torch_named(
+    capfd, tmp_path, dask_processes
+):
+    import torch
+
+    import otcli
+
+    old = tmp_path / "old"  # a copy of this otcli that says it is 0.0.1
+    shutil.copytree(Path(otcli.__file__).parent, old / "otcli")
+    init = old / "otcli" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{otcli.__version__}"', '"0.0.1"'))
+    release = torch.__version__.partition("+")[0]
+    preloads = {}
+    for name, version in (("cuda", f"{release}+cu126"), ("older", "2.0.1")):
+        preloads[name] = tmp_path / f"torch_{name}.py"  # a worker whose torch says it is that
+        preloads[name].write_text(f"import torch\ntorch.__version__ = {version!r}\n")
+    address = dask_processes.start_scheduler()
+    path = os.pathsep.join([str(old), TESTS])
+    stale = dask_processes.start_worker("stale", PYTHONPATH=path)
+    for name, preload in preloads.items():
+        dask_processes._start(
+            "worker", address, "--name", name, "--nthreads", "1", "--no-dashboard",
+            "--no-nanny", "--preload", str(preload),
+        )  # fmt: skip
+    names = dask_processes.workers(3)
+    manifest = clouds_and_manifest(tmp_path, 3)
+    args = ["batch", manifest, "-o", tmp_path / "d.csv", "--scheduler", address]
+    code, _, err = otdist(capfd, *args)
+    assert (code, err) == (
+        2,
+        f"Error: --scheduler: Dask worker(s) {names['stale']} (otcli 0.0.1) run another otcli "
+        f"than this machine ({otcli.__version__}), and the numbers may differ between "
+        f"versions: install otcli {otcli.__version__} on every worker\n",
+    )
+    assert not (tmp_path / "d.csv.journal.jsonl").exists()
+    os.killpg(stale.pid, signal.SIGKILL)
+    stale.wait()
+    dask_processes.workers(2)  # the stale one gone
+    deadline = time.monotonic() + 60
+    while True:
+        code, _, err = otdist(capfd, *args, "--overwrite")
+        if "0.0.1" not in err or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # the scheduler has not noticed yet
+    assert code == 0, err
+    assert err.splitlines()[0] == (  # a CUDA build of the same release is no difference
+        f"Warning: Dask worker(s) {names['older']} (torch 2.0.1) run another torch than this "
+        f"machine ({torch.__version__}): their last digits may differ from an in-process run"
+    )
+    assert err.splitlines()[1].startswith(f"Dask {address}: 2 worker(s) (cpu ×2); ")
+
+
+@pytest.mark.slow
+def test_local_n_beyond_the_cores_warns_that_it_is_likely_slower(capfd, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    manifest = clouds_and_manifest(tmp_path, 2)
+    code, _, err = otdist(
+        capfd, "batch", manifest, "-o", tmp_path / "d.csv", "--scheduler", f"local:{cores + 1}"
+    )
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        f"Warning: --scheduler local:{cores + 1} starts {cores + 1} worker processes on {cores} "
+        "usable core(s): likely slower than without --scheduler (local:4 on 2 cores was 3.9× "
+        f"slower); use local:{cores} or leave --scheduler out"
+    )
+    assert err.splitlines()[1].startswith(f"Dask local:{cores + 1}: {cores + 1} worker(s) (")
