@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -37,7 +38,12 @@ from otcli.batch import FailFast, run_batch
 from otcli.batch.cluster import NEEDS_DASK, DaskBackend, parse_scheduler, shard_size
 from otcli.batch.manifest import read_manifest as read_manifest_pairs
 from otcli.batch.pairwise import run_pairwise
-from otcli.batch.shards import UnfitWorker, share_cores, solve_batch_shard
+from otcli.batch.shards import (
+    UnfitWorker,
+    share_cores,
+    solve_batch_shard,
+    solve_pairwise_shard,
+)
 from otcli.config import ReadOptions, make_config
 from otcli.errors import DeviceError, InputError, OptionError, OtcliError
 from otcli.io import read_cloud
@@ -534,6 +540,18 @@ def test_an_existing_output_is_refused_before_reaching_the_scheduler(capfd, tmp_
     assert code == 2 and err.startswith(f"Error: --resume: {str(journal)!r} was written with ")
     out.unlink()
     journal.unlink()
+    (tmp_path / "h.png").write_bytes(b"kept")  # --plot and --coupling-dir files: the same
+    (tmp_path / "P").mkdir()
+    (tmp_path / "P" / "p0.npy").write_bytes(b"kept")
+    for extra, name in (
+        (["--plot", tmp_path / "h.png"], "h.png"),
+        (["--coupling-dir", tmp_path / "P"], "p0.npy"),
+    ):
+        start = time.perf_counter()
+        code, _, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address, *extra)
+        assert time.perf_counter() - start < 2.5
+        assert code == 2 and f"{name}' exists" in err, err
+    assert (tmp_path / "h.png").read_bytes() == (tmp_path / "P" / "p0.npy").read_bytes() == b"kept"
     pairs = [tmp_path / "x0.npy", tmp_path / "x1.npy"]
     for command in (["pairwise", *pairs], ["pairwise", pairs[0], "--against", pairs[1]]):
         (tmp_path / "m.npy").write_bytes(b"kept")
@@ -696,17 +714,25 @@ class DaskProcesses:
         return proc
 
     def workers(self, count: int) -> dict[str, str]:
-        """Wait for ``count`` workers; their names → addresses."""
+        """Wait until exactly ``count`` workers are there; their names → addresses."""
         with distributed.Client(self.address, timeout=30) as client:
-            client.wait_for_workers(count, timeout=90)
-            info = client.scheduler_info(n_workers=-1)["workers"]
-        return {w["name"]: addr for addr, w in info.items()}
+            deadline = time.monotonic() + 90
+            while len(client.nthreads()) != count:
+                assert time.monotonic() < deadline, client.nthreads()
+                time.sleep(0.2)
+            names = client.run(worker_name)
+        return {name: addr for addr, name in names.items()}
 
     def stop(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def worker_name(dask_worker: object) -> str:
+    """On a worker (``client.run`` passes it): its ``--name``."""
+    return str(dask_worker.name)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -780,6 +806,49 @@ def test_a_lost_scheduler_is_one_line_and_resume_finishes_on_a_new_one(
     assert kept < {r["id"] for r in rows} and not journal.exists()
     assert otdist(capfd, *args[:3], tmp_path / "l.csv", *args[4:])[0] == 0
     assert_same_rows(rows, read_rows(tmp_path / "l.csv"))  # --max-batch 1: bit for bit
+
+
+def kill_scheduler_on_second_pairwise_shard(
+    marker: str, pid: int, paths: dict, keys: list, settings: object
+) -> object:
+    """The pairwise shard function, except that the second shard kills the scheduler."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(120)
+    return solve_pairwise_shard(paths, keys, settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_in_pairwise_says_nothing_was_written(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    files = [tmp_path / f"c{k}.npy" for k in range(4)]
+    for k, f in enumerate(files):
+        np.save(f, np.random.default_rng(k).random((10, 2)))
+    address = dask_processes.start_scheduler()
+    dask_processes.start_worker("w1")
+    dask_processes.workers(1)
+    hook = functools.partial(
+        kill_scheduler_on_second_pairwise_shard, str(tmp_path / "first"),
+        dask_processes.scheduler.pid,
+    )  # fmt: skip
+    monkeypatch.setattr("otcli.batch.cluster.solve_pairwise_shard", hook)
+    out = tmp_path / "d.npy"
+    code, stdout, err = otdist(
+        capfd, "pairwise", *files, "-o", out, "--max-batch", "1", "--scheduler", address
+    )
+    assert (code, stdout) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert re.fullmatch(
+        f"Error: --scheduler: lost the Dask scheduler at {re.escape(address)} mid-run, with "
+        "[0-9]+ of 10 pairs done; a square matrix is written whole at the end, so nothing was "
+        "written: run the command again once a scheduler runs",
+        lines[1],
+    ), lines[1]
+    assert not out.exists()
 
 
 def can_unshare() -> bool:
@@ -976,12 +1045,7 @@ def test_workers_with_another_otcli_are_refused_and_another_torch_named(
     os.killpg(stale.pid, signal.SIGKILL)
     stale.wait()
     dask_processes.workers(2)  # the stale one gone
-    deadline = time.monotonic() + 60
-    while True:
-        code, _, err = otdist(capfd, *args, "--overwrite")
-        if "0.0.1" not in err or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)  # the scheduler has not noticed yet
+    code, _, err = otdist(capfd, *args, "--overwrite")
     assert code == 0, err
     assert err.splitlines()[0] == (  # a CUDA build of the same release is no difference
         f"Warning: Dask worker(s) {names['older']} (torch 2.0.1) run another torch than this "

@@ -274,7 +274,7 @@ class DaskBackend:
         """The workers a shard may run on: ``None`` (any) until one was found blind."""
         if not self._blind:
             return None
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        workers = self.client.nthreads()  # asked now (scheduler_info's copy may be stale)
         return sorted(set(workers) - set(self._blind))
 
     def _nobody_sees(self) -> str:
@@ -347,9 +347,8 @@ class DaskBackend:
         portable = [
             replace(p, path_a=_portable(p.path_a), path_b=_portable(p.path_b)) for p in todo
         ]
-        absent = frozenset(
-            path for p in portable for path in (p.path_a, p.path_b) if not _here(path)
-        )
+        paths = {path for p in portable for path in (p.path_a, p.path_b)}
+        absent = frozenset(path for path in paths if not _here(path))  # one stat per file
         settings = self._settings(
             config, run.read, absent, divergence=run.divergence, io_threads=run.workers,
             couplings=run.coupling_dir is not None,
