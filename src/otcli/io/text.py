@@ -272,35 +272,7 @@ def read_text(
 ) -> Picked:
     """CSV/TSV/TXT bytes → points, weights, column labels and point ids (the ``id_column``,
     read as text): pyarrow parses, Python explains failures."""
-    if _NON_SPACE.search(data) is None:
-        raise InputError(where, "the file is empty")
-    if b"\x00" in data:
-        raise InputError(
-            where,
-            "looks like a binary file, not text (it contains NUL bytes, as UTF-16 text also "
-            "does); check the file and its extension, and save text as UTF-8",
-        )
-    data = _normalise_text(data, fmt)
-    lines = _content_lines(data, 0)
-    first = next(lines, None)
-    if first is None:
-        raise InputError(where, "holds no data (only comments and blank lines)")
-    first_no = _line_number(data, first[0])
-    first_fields = _split(_decode_line(first[2], first_no, where), fmt, where, first_no)
-    second = next(lines, None)
-    second_fields = None
-    if second is not None:
-        second_no = _line_number(data, second[0])
-        second_fields = _split(second[2].decode("utf-8", "replace"), fmt, where, second_no)
-    has_header = _is_header(first_fields, second_fields)
-    if has_header:
-        names = [cell.strip() for cell in first_fields]
-        if second is None:
-            raise InputError(where, f"has a header line (line {first_no}) but no data rows")
-        body = first[1] + 1
-    else:
-        names = [str(k) for k in range(len(first_fields))]
-        body = first[0]
+    data, names, has_header, body, first_no, second_fields = _layout(data, fmt, where)
     sel = select_columns(
         names, columns, weights, where, exclude=exclude, id_column=id_column,
         has_header=has_header,
@@ -339,6 +311,57 @@ def read_text(
         explain("a value is not a finite number")
     ids = None if sel.ids is None else table.column(f"c{sel.ids}").to_pylist()  # type: ignore[assignment]
     return pick_columns(sel, arrays, ids, where, notes)
+
+
+def read_text_cells(data: bytes, fmt: TextFormat, where: str) -> tuple[list[str], bool, Any]:
+    """Every column of CSV/TSV/TXT bytes as text, exactly as written (quotes removed): the
+    column names, whether they came from a header, and a pyarrow Table of string columns
+    ``c0``, ``c1``... in the file's order, one row per data row, as :func:`read_text` counts
+    them. For writing a file's rows back with some columns replaced (``otdist map``)."""
+    data, names, has_header, body, first_no, _ = _layout(data, fmt, where)
+
+    def explain(reason: str) -> NoReturn:
+        _explain_text(data, fmt, body, names, [], has_header, first_no, where, reason)
+
+    table = _arrow_parse(data, body, fmt, len(names), [], explain, text=range(len(names)))
+    return names, has_header, table
+
+
+def _layout(
+    data: bytes, fmt: TextFormat, where: str
+) -> tuple[bytes, list[str], bool, int, int, list[str] | None]:
+    """The normalised bytes, the column names, whether line one is a header, the byte where
+    the data rows start, the first line's number and the second line's fields."""
+    if _NON_SPACE.search(data) is None:
+        raise InputError(where, "the file is empty")
+    if b"\x00" in data:
+        raise InputError(
+            where,
+            "looks like a binary file, not text (it contains NUL bytes, as UTF-16 text also "
+            "does); check the file and its extension, and save text as UTF-8",
+        )
+    data = _normalise_text(data, fmt)
+    lines = _content_lines(data, 0)
+    first = next(lines, None)
+    if first is None:
+        raise InputError(where, "holds no data (only comments and blank lines)")
+    first_no = _line_number(data, first[0])
+    first_fields = _split(_decode_line(first[2], first_no, where), fmt, where, first_no)
+    second = next(lines, None)
+    second_fields = None
+    if second is not None:
+        second_no = _line_number(data, second[0])
+        second_fields = _split(second[2].decode("utf-8", "replace"), fmt, where, second_no)
+    has_header = _is_header(first_fields, second_fields)
+    if has_header:
+        names = [cell.strip() for cell in first_fields]
+        if second is None:
+            raise InputError(where, f"has a header line (line {first_no}) but no data rows")
+        body = first[1] + 1
+    else:
+        names = [str(k) for k in range(len(first_fields))]
+        body = first[0]
+    return data, names, has_header, body, first_no, second_fields
 
 
 def _holds_a_number(column: Any) -> bool:

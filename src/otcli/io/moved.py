@@ -1,0 +1,259 @@
+"""A file of points read whole and written back with its coordinates moved (``otdist map``).
+
+:func:`read_point_table` reads a file with the project's readers, so its coordinates get
+the same checks and messages as any cloud (a NaN names its line and column), and keeps
+every column of the file beside them, in order: text columns exactly as written, Parquet
+columns with their types, NPY columns as numbers. :func:`write_moved` writes the rows back a
+chunk at a time, the coordinate columns replaced by what ``move`` returns for the chunk and
+every other column (ids, labels, weights) carried through unchanged, in the format of the
+output's extension. The file appears only once complete (:func:`~otcli.io.writers.atomic_write`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otcli.cloud import Cloud
+from otcli.config import ReadOptions
+from otcli.errors import InputError, OptionError, OtcliError
+from otcli.io.common import arrow_array, open_input, os_reason, require_regular_file
+
+#: Extensions a moved file may be written as.
+MOVED_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".npy")
+#: Rows moved and written at a time: the memory a chunk needs is a few MB whatever the file.
+CHUNK_ROWS = 1 << 16
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": " "}
+
+
+@dataclass(frozen=True)
+class PointTable:
+    """A file's points (``cloud``, checked as every reader checks them) and all its columns.
+
+    ``names`` are the file's column names (a header's, else 0-based indices as text),
+    ``header`` whether they came from one, ``coords`` the positions of the coordinate
+    columns (in ``cloud.points``' order) and ``columns`` a pyarrow Table of every column in
+    the file's order. ``flat``: a 1-D ``.npy`` (points on a line), written back 1-D.
+    """
+
+    cloud: Cloud
+    names: tuple[str, ...]
+    header: bool
+    coords: tuple[int, ...]
+    columns: Any
+    flat: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.cloud.n
+
+
+def read_point_table(path: str | os.PathLike[str], read: ReadOptions) -> PointTable:
+    """Read ``path`` (.csv .tsv .txt, each also .gz, .parquet, .npy) whole: its cloud with
+    ``read``'s columns, weights and ids, and every column of the file. Raises
+    :class:`~otcli.errors.InputError` naming the file."""
+    import pyarrow as pa
+
+    from otcli.io.clouds import _cloud, _input_suffix
+    from otcli.io.npy import _array_columns, load_npy_array
+    from otcli.io.parquet import read_parquet
+    from otcli.io.text import TEXT_FORMATS, read_bytes, read_text, read_text_cells
+
+    where = os.fspath(path)
+    if os.path.isdir(where):
+        raise InputError(where, "is a directory, not a file")
+    options = {"exclude": read.exclude, "id_column": read.id_column}
+    suffix = _input_suffix(where)
+    flat = False
+    if suffix == ".npz":
+        raise InputError(
+            where,
+            "an .npz archive cannot be written back with its points moved; save its points "
+            "array as .npy (np.save), or as .csv or .parquet",
+        )
+    if suffix == ".npy":
+        require_regular_file(where, suffix)
+        array = load_npy_array(where)
+        picked = _array_columns(array, None, read.columns, read.weights, where, **options)
+        flat = array.ndim == 1
+        full = array[:, None] if flat else array
+        names = [str(k) for k in range(full.shape[1])]
+        table = pa.table([arrow_array(np.ascontiguousarray(full[:, k]), _arrow_type(full))
+                          for k in range(full.shape[1])], names=names)  # fmt: skip
+        header = False
+    elif suffix == ".parquet":
+        require_regular_file(where, suffix)
+        picked = read_parquet(where, read.columns, read.weights, **options)
+        table = _parquet_table(where)
+        names, header = list(table.schema.names), True
+    else:
+        data = read_bytes(where, gzipped=suffix.endswith(".gz"))
+        fmt = TEXT_FORMATS[suffix.removesuffix(".gz")]
+        picked = read_text(data, fmt, where, read.columns, read.weights, **options)
+        names, header, table = read_text_cells(data, fmt, where)
+        del data
+    if table.num_rows != picked.points.shape[0]:  # the two reads parse the same bytes
+        raise InputError(
+            where, f"read {table.num_rows} rows beside {picked.points.shape[0]} points"
+        )
+    return PointTable(_cloud(picked, where), tuple(names), header, picked.coords, table, flat)
+
+
+def _arrow_type(array: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    return pa.float64() if array.dtype.kind == "f" else pa.from_numpy_dtype(array.dtype)
+
+
+def _parquet_table(where: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open_input(where) as f:
+        try:
+            return pq.read_table(f)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(where, f"is not a valid Parquet file ({reason})") from None
+
+
+def check_moved_output(table: PointTable, path: str | os.PathLike[str], option: str) -> None:
+    """Refuse, before any work, an output that cannot hold ``table``'s columns: ``.npy``
+    holds numbers only, so a text column (ids, labels) needs a table format."""
+    if Path(path).suffix.lower() != ".npy":
+        return
+    for k, name in enumerate(table.names):
+        if k not in table.coords and _numbers(table.columns.column(k)) is None:
+            shown = f"column {name!r}" if table.header else f"column {k} (0-based)"
+            raise OptionError(
+                option,
+                f"{os.fspath(path)!r}: .npy holds numbers only, and {shown} of "
+                f"{table.cloud.source} is not numeric; write .csv, .tsv or .parquet to keep it",
+            )
+
+
+def _numbers(column: Any) -> np.ndarray | None:
+    """A column as float64 numbers, or None where it holds something else (text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        return None
+    try:
+        return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def write_moved(
+    path: str | os.PathLike[str],
+    table: PointTable,
+    move: Callable[[np.ndarray], np.ndarray],
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write ``table``'s rows to ``path`` with the coordinate columns replaced by
+    ``move(points)`` ((r, d) → (r, d), called on chunks of ``chunk_rows`` rows) and every
+    other column as it was, in order. The format is ``path``'s extension
+    (:data:`MOVED_SUFFIXES`); ``progress(done, total)`` hears after each chunk."""
+    from otcli.io.writers import atomic_write
+
+    where = os.fspath(path)
+    suffix = Path(where).suffix.lower()
+    check_moved_output(table, path, "-o")
+    chunks = _chunks(table, move, chunk_rows, progress)
+    try:
+        with atomic_write(path) as tmp, open(tmp, "wb") as sink:
+            if suffix == ".npy":
+                _write_npy(sink, table, chunks)
+            elif suffix == ".parquet":
+                _write_parquet(sink, table, chunks)
+            else:
+                _write_text(sink, table, chunks, _DELIMITERS[suffix])
+    except OSError as exc:
+        raise OtcliError(where, f"cannot write the file ({os_reason(exc)})") from None
+
+
+def _chunks(
+    table: PointTable,
+    move: Callable[[np.ndarray], np.ndarray],
+    chunk_rows: int,
+    progress: Callable[[int, int], None] | None,
+) -> Any:
+    """Record batches of the output: the file's columns, the coordinates moved."""
+    import pyarrow as pa
+
+    n, points = table.n, table.cloud.points
+    position = {k: pos for pos, k in enumerate(table.coords)}
+    for r0 in range(0, n, max(1, chunk_rows)):
+        r1 = min(n, r0 + chunk_rows)
+        moved = np.asarray(move(points[r0:r1]), dtype=np.float64)  # (r, d)
+        arrays = []
+        for k in range(len(table.names)):
+            if k in position:
+                arrays.append(arrow_array(np.ascontiguousarray(moved[:, position[k]]),
+                                          pa.float64()))  # fmt: skip
+            else:
+                arrays.append(table.columns.column(k).slice(r0, r1 - r0).combine_chunks())
+        yield pa.record_batch(arrays, names=list(table.names))
+        if progress is not None:
+            progress(r1, n)
+
+
+def _write_text(sink: Any, table: PointTable, chunks: Any, delimiter: str) -> None:
+    import pyarrow.csv as pacsv
+
+    if table.header:  # quoted only where a name needs it, as the csv module writes
+        line = io.StringIO()
+        csv.writer(line, delimiter=delimiter, lineterminator="\n").writerow(table.names)
+        sink.write(line.getvalue().encode())
+    options = pacsv.WriteOptions(include_header=False, delimiter=delimiter, quoting_style="needed")
+    writer = None
+    for batch in chunks:
+        if writer is None:
+            writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
+        writer.write_batch(batch)
+    if writer is not None:
+        writer.close()
+
+
+def _write_parquet(sink: Any, table: PointTable, chunks: Any) -> None:
+    import pyarrow.parquet as pq
+
+    meta = table.columns.schema.metadata
+    writer = None
+    for batch in chunks:
+        if writer is None:
+            writer = pq.ParquetWriter(sink, batch.schema.with_metadata(meta))
+        writer.write_batch(batch)
+    if writer is not None:
+        writer.close()
+
+
+def _write_npy(sink: Any, table: PointTable, chunks: Any) -> None:
+    """Float64 rows (1-D for a 1-D input), written a chunk at a time after the header."""
+    shape = (table.n,) if table.flat else (table.n, len(table.names))
+    np.lib.format.write_array_header_1_0(
+        sink, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    for batch in chunks:
+        block = np.column_stack([_numbers(c) for c in batch.columns]).astype("<f8")
+        sink.write(np.ascontiguousarray(block).tobytes())
+
+
+__all__ = [
+    "CHUNK_ROWS",
+    "MOVED_SUFFIXES",
+    "PointTable",
+    "check_moved_output",
+    "read_point_table",
+    "write_moved",
+]
