@@ -211,6 +211,14 @@ def spread_lists(argv: list[str]) -> list[str]:
 MISSING_HINTS = {
     ("batch", "output"): ("-o", "give the results file: -o scores.parquet, .csv or .jsonl"),
     ("pairwise", "output"): ("-o", "give the output file: -o matrix.npy, .csv or .parquet"),
+    ("map", "output"): (
+        "-o",
+        "give the file for the moved points: -o moved.csv (or .tsv, .txt, .parquet, .npy)",
+    ),
+    ("map", "apply"): (
+        "--apply",
+        "give the file of points to move: --apply X (A itself, or any points of A's space)",
+    ),
 }
 
 

@@ -74,14 +74,14 @@ def map_points(
     a: Annotated[
         str | None,
         typer.Argument(
-            metavar="[A]",
+            metavar="A",
             help="Source cloud (.csv .tsv .txt .parquet .npy .npz); not with --potentials.",
             show_default=False,
         ),
     ] = None,
     b: Annotated[
         str | None,
-        typer.Argument(metavar="[B]", help="Target cloud, same formats.", show_default=False),
+        typer.Argument(metavar="B", help="Target cloud, same formats.", show_default=False),
     ] = None,
     apply: Annotated[
         str,
