@@ -48,12 +48,15 @@ from otcli.errors import OptionError
 
 MAP_EXAMPLES = examples(
     "# Move A's own points onto B (the barycentric projection), ids carried along",
-    "$ otdist map sample_data/cells_a.tsv sample_data/cells_b.tsv --id id \\",
-    "      --columns pc1,pc2,pc3,pc4,pc5 --apply sample_data/cells_a.tsv -o moved.tsv",
+    "$ otdist map sample_data/cells_a.tsv sample_data/cells_b.tsv \\",
+    "      --id id --columns pc1,pc2,pc3,pc4,pc5 \\",
+    "      --apply sample_data/cells_a.tsv -o moved.tsv",
     "# Solve once, keep the map, move another file later without solving",
     "$ otdist map sample_data/moons_a.csv sample_data/moons_b.csv \\",
-    "      --apply sample_data/moons_a.csv -o moved.csv --save-potentials moons.npz",
-    "$ otdist map --potentials moons.npz --apply sample_data/moons_b.csv -o back.csv --inverse",
+    "      --apply sample_data/moons_a.csv -o moved.csv \\",
+    "      --save-potentials moons.npz",
+    "$ otdist map --potentials moons.npz --inverse \\",
+    "      --apply sample_data/moons_b.csv -o back.csv",
 )
 
 IdMapOpt = Annotated[

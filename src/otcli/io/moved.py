@@ -209,20 +209,32 @@ def _chunks(
 
 
 def _write_text(sink: Any, table: PointTable, chunks: Any, delimiter: str) -> None:
-    import pyarrow.csv as pacsv
-
-    if table.header:  # quoted only where a name needs it, as the csv module writes
+    """Rows of delimited text: a header where X had one, every cell quoted only where it
+    must be (a delimiter, quote or line break in it), as X's own cells were written."""
+    if table.header:
         line = io.StringIO()
         csv.writer(line, delimiter=delimiter, lineterminator="\n").writerow(table.names)
         sink.write(line.getvalue().encode())
-    options = pacsv.WriteOptions(include_header=False, delimiter=delimiter, quoting_style="needed")
-    writer = None
     for batch in chunks:
-        if writer is None:
-            writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
-        writer.write_batch(batch)
-    if writer is not None:
-        writer.close()
+        rows = _text_rows(batch, delimiter)
+        sink.write(("\n".join(rows) + "\n").encode())
+
+
+def _text_rows(batch: Any, delimiter: str) -> list[str]:
+    """One line of text per row of ``batch`` (numbers in their shortest round-trip form)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    special = "[" + "".join({delimiter, '"', "\n", "\r"}).replace("\t", "\\t") + "]"
+    cells = []
+    for column in batch.columns:
+        text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+        cells.append(pc.if_else(pc.match_substring_regex(text, special), quoted, text))
+    joined = pc.binary_join_element_wise(
+        *cells, delimiter, null_handling="replace", null_replacement=""
+    )
+    return joined.to_pylist()
 
 
 def _write_parquet(sink: Any, table: PointTable, chunks: Any) -> None:
