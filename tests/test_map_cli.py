@@ -216,3 +216,37 @@ def test_one_real_subprocess_run(tmp_path):
     source = pd.read_csv(cells / "cells_a.tsv", sep="\t")
     assert list(got.columns) == list(source.columns) and got["id"].equals(source["id"])
     assert '"points": 300' in run.stdout
+
+
+@pytest.mark.slow
+def test_a_million_points_stay_under_500_mb(tmp_path):
+    """A 1,000,000-row CSV (id, x, y, z, label) moved in chunks: the whole command's peak
+    RSS (torch alone is ~220 MB of it) stays under 500 MB, and every row comes out."""
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    pts = rng.random((n, 3))
+    pd.DataFrame({"id": np.char.add("pt", np.arange(n).astype(str)), "x": pts[:, 0],
+                  "y": pts[:, 1], "z": pts[:, 2], "label": rng.integers(0, 5, n)}).to_csv(
+        tmp_path / "X.csv", index=False)  # fmt: skip
+    for name, shift in (("A.csv", 0.0), ("B.csv", 0.3)):
+        cloud = rng.random((2000, 3)) * 0.5 + shift
+        pd.DataFrame(cloud, columns=["x", "y", "z"]).to_csv(tmp_path / name, index=False)
+    out = tmp_path / "moved.csv"
+    # A fresh parent whose only child is the command: its RUSAGE_CHILDREN is that child's.
+    probe = (
+        "import resource, subprocess, sys; "
+        "code = subprocess.call(sys.argv[1:]); "
+        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, sys.executable, "-m", "otcli", "map",
+         tmp_path / "A.csv", tmp_path / "B.csv", "--apply", tmp_path / "X.csv", "-o", out,
+         "--columns", "x,y,z", "--eps", "0.01"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    code, peak_kb = (int(v) for v in run.stdout.split()[-2:])
+    assert code == 0, run.stderr
+    assert peak_kb < 500 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
+    with open(out) as f:
+        assert f.readline() == "id,x,y,z,label\n"
+        assert sum(1 for _ in f) == n

@@ -82,6 +82,7 @@ def run_map(
     ``strict``, when the solve does not converge: then nothing is written).
     """
     from otcli import api
+    from otcli.device import release_freed_memory
     from otcli.io import check_output_path, read_cloud
     from otcli.io.moved import MOVED_SUFFIXES, check_moved_output, read_point_table, write_moved
     from otcli.io.writers import check_distinct_outputs, check_new_output
@@ -147,6 +148,7 @@ def run_map(
             )
         if not res.converged and warn is not None:
             warn(not_converged_message(_pair_view(res, scale), config.max_iter))
+    release_freed_memory()  # the solve's and the readers' freed blocks: not needed to move X
     start = time.perf_counter()
     if save_potentials is not None:
         report_stage(progress, f"writing {os.fspath(save_potentials)}")

@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from otcli.costs import CostFn
     from otcli.result import SinkhornResult
 
-#: Entries (new points × support points) one block of the map holds at once: about 8 MB per
+#: Entries (new points × support points) one block of the map holds at once: about 2 MB per
 #: float64 matrix, a few of them alive per block.
-MAP_BLOCK_ENTRIES = 1 << 20
+MAP_BLOCK_ENTRIES = 1 << 18
 
 #: Format tag of a saved potentials file, checked on loading.
 POTENTIALS_FORMAT = "otcli-potentials-1"
@@ -86,6 +86,7 @@ def entropic_map(
     import torch
 
     from otcli.costs import as_cost
+    from otcli.device import solve_threads
 
     cost_fn = as_cost(cost, p)
     dev = torch.device(device)
@@ -103,17 +104,20 @@ def entropic_map(
             "support", f"{m} points need {m} weights and potentials; got {w.size} and {h.size}"
         )
     c0 = np.zeros(d) if centre is None else _as_float64(centre, "centre").reshape(d)
-    with torch.no_grad():
+    threads = None if dev.type == "cpu" else torch.get_num_threads()
+    with torch.no_grad(), solve_threads(threads):
         s_hi = torch.as_tensor(sup - c0, dtype=hi, device=dev)[None]  # (1, m, d), centred
         log_w = torch.log(torch.as_tensor(w, dtype=hi, device=dev))
         hk = (log_w + torch.as_tensor(h, dtype=hi, device=dev) / eps)[None, :]  # (1, m)
         s_out = torch.as_tensor(sup, dtype=hi, device=dev)  # (m, d), uncentred
         out = np.empty((x.shape[0], d))
         step = max(1, block_entries // max(m, 1))
+        z_buf = torch.empty((min(step, x.shape[0]), m), dtype=hi, device=dev)  # reused
         for r0 in range(0, x.shape[0], step):
             xb = torch.as_tensor(x[r0 : r0 + step] - c0, dtype=hi, device=dev)[None]  # (1, r, d)
             c = _cost_block(cost_fn, xb, s_hi, work, inverse)  # (r, m): C(x_r, s_j)
-            z = hk - c.to(hi) / eps  # (r, m): log w_j + (h_j − C_rj)/ε
+            z = z_buf[: c.shape[0]].copy_(c).mul_(-1.0 / eps).add_(hk)  # log w_j + (h_j − C_rj)/ε
+            del c
             z -= z.amax(dim=1, keepdim=True)  # softmax, stable: the largest term is e⁰
             e = z.exp_()
             moved = (e @ s_out) / e.sum(dim=1, keepdim=True)  # (r, d): Σ_j e_rj s_j / Σ_j e_rj

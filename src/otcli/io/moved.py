@@ -29,7 +29,7 @@ from otcli.io.common import arrow_array, open_input, os_reason, require_regular_
 #: Extensions a moved file may be written as.
 MOVED_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".npy")
 #: Rows moved and written at a time: the memory a chunk needs is a few MB whatever the file.
-CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 14
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": " "}
 
 
@@ -39,16 +39,17 @@ class PointTable:
 
     ``names`` are the file's column names (a header's, else 0-based indices as text),
     ``header`` whether they came from one, ``coords`` the positions of the coordinate
-    columns (in ``cloud.points``' order) and ``columns`` a pyarrow Table of every column in
-    the file's order. ``flat``: a 1-D ``.npy`` (points on a line), written back 1-D.
+    columns (in ``cloud.points``' order) and ``carried`` every other column by position, as
+    pyarrow arrays. ``flat``: a 1-D ``.npy`` (points on a line), written back 1-D.
     """
 
     cloud: Cloud
     names: tuple[str, ...]
     header: bool
     coords: tuple[int, ...]
-    columns: Any
+    carried: dict[int, Any]
     flat: bool = False
+    metadata: dict[bytes, bytes] | None = None
 
     @property
     def n(self) -> int:
@@ -59,8 +60,8 @@ def read_point_table(path: str | os.PathLike[str], read: ReadOptions) -> PointTa
     """Read ``path`` (.csv .tsv .txt, each also .gz, .parquet, .npy) whole: its cloud with
     ``read``'s columns, weights and ids, and every column of the file. Raises
     :class:`~otcli.errors.InputError` naming the file."""
-    import pyarrow as pa
 
+    from otcli.device import release_freed_memory
     from otcli.io.clouds import _cloud, _input_suffix
     from otcli.io.npy import _array_columns, load_npy_array
     from otcli.io.parquet import read_parquet
@@ -78,32 +79,36 @@ def read_point_table(path: str | os.PathLike[str], read: ReadOptions) -> PointTa
             "an .npz archive cannot be written back with its points moved; save its points "
             "array as .npy (np.save), or as .csv or .parquet",
         )
+    metadata = None
     if suffix == ".npy":
         require_regular_file(where, suffix)
         array = load_npy_array(where)
         picked = _array_columns(array, None, read.columns, read.weights, where, **options)
         flat = array.ndim == 1
         full = array[:, None] if flat else array
-        names = [str(k) for k in range(full.shape[1])]
-        table = pa.table([arrow_array(np.ascontiguousarray(full[:, k]), _arrow_type(full))
-                          for k in range(full.shape[1])], names=names)  # fmt: skip
-        header = False
+        names, header = [str(k) for k in range(full.shape[1])], False
+        carried = {k: arrow_array(np.ascontiguousarray(full[:, k]), _arrow_type(full))
+                   for k in range(full.shape[1]) if k not in picked.coords}  # fmt: skip
+        del array, full
     elif suffix == ".parquet":
         require_regular_file(where, suffix)
         picked = read_parquet(where, read.columns, read.weights, **options)
-        table = _parquet_table(where)
-        names, header = list(table.schema.names), True
+        names, carried, metadata = _parquet_columns(where, picked.coords)
+        header = True
     else:
         data = read_bytes(where, gzipped=suffix.endswith(".gz"))
         fmt = TEXT_FORMATS[suffix.removesuffix(".gz")]
-        picked = read_text(data, fmt, where, read.columns, read.weights, **options)
-        names, header, table = read_text_cells(data, fmt, where)
+        picked = read_text(data, fmt, where, read.columns, read.weights, **options, streaming=True)
+        names, header, carried = read_text_cells(data, fmt, where, skip=picked.coords)
         del data
-    if table.num_rows != picked.points.shape[0]:  # the two reads parse the same bytes
-        raise InputError(
-            where, f"read {table.num_rows} rows beside {picked.points.shape[0]} points"
-        )
-    return PointTable(_cloud(picked, where), tuple(names), header, picked.coords, table, flat)
+    release_freed_memory()  # the parsers' temporaries
+    rows, coords = picked.points.shape[0], picked.coords
+    for column in carried.values():
+        if len(column) != rows:  # the two reads parse the same bytes: never
+            raise InputError(where, f"read {len(column)} rows beside {rows} points")
+    cloud = _cloud(picked, where)
+    del picked
+    return PointTable(cloud, tuple(names), header, coords, carried, flat, metadata)
 
 
 def _arrow_type(array: np.ndarray) -> Any:
@@ -112,16 +117,30 @@ def _arrow_type(array: np.ndarray) -> Any:
     return pa.float64() if array.dtype.kind == "f" else pa.from_numpy_dtype(array.dtype)
 
 
-def _parquet_table(where: str) -> Any:
+def _parquet_columns(
+    where: str, coords: tuple[int, ...]
+) -> tuple[list[str], dict[int, Any], dict[bytes, bytes] | None]:
+    """A Parquet file's column names, its columns other than ``coords`` (by position, with
+    their types) and its schema metadata (pandas', kept for the output)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     with open_input(where) as f:
         try:
-            return pq.read_table(f)
+            pfile = pq.ParquetFile(f)
+            names = list(pfile.schema_arrow.names)
+            keep = [k for k in range(len(names)) if k not in coords]
+            unique = len(set(names)) == len(names)
+            if unique:
+                table = pfile.read(columns=[names[k] for k in keep])
+                carried = {k: table.column(pos) for pos, k in enumerate(keep)}
+            else:  # repeated names: by name pyarrow reads the first; go by position
+                table = pfile.read()
+                carried = {k: table.column(k) for k in keep}
         except (pa.ArrowException, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(where, f"is not a valid Parquet file ({reason})") from None
+    return names, carried, pfile.schema_arrow.metadata
 
 
 def check_moved_output(table: PointTable, path: str | os.PathLike[str], option: str) -> None:
@@ -129,8 +148,9 @@ def check_moved_output(table: PointTable, path: str | os.PathLike[str], option: 
     holds numbers only, so a text column (ids, labels) needs a table format."""
     if Path(path).suffix.lower() != ".npy":
         return
-    for k, name in enumerate(table.names):
-        if k not in table.coords and _numbers(table.columns.column(k)) is None:
+    for k, column in table.carried.items():
+        if _numbers(column) is None:
+            name = table.names[k]
             shown = f"column {name!r}" if table.header else f"column {k} (0-based)"
             raise OptionError(
                 option,
@@ -202,7 +222,8 @@ def _chunks(
                 arrays.append(arrow_array(np.ascontiguousarray(moved[:, position[k]]),
                                           pa.float64()))  # fmt: skip
             else:
-                arrays.append(table.columns.column(k).slice(r0, r1 - r0).combine_chunks())
+                column = table.carried[k].slice(r0, r1 - r0)
+                arrays.append(getattr(column, "combine_chunks", lambda c=column: c)())
         yield pa.record_batch(arrays, names=list(table.names))
         if progress is not None:
             progress(r1, n)
@@ -240,11 +261,10 @@ def _text_rows(batch: Any, delimiter: str) -> list[str]:
 def _write_parquet(sink: Any, table: PointTable, chunks: Any) -> None:
     import pyarrow.parquet as pq
 
-    meta = table.columns.schema.metadata
     writer = None
     for batch in chunks:
         if writer is None:
-            writer = pq.ParquetWriter(sink, batch.schema.with_metadata(meta))
+            writer = pq.ParquetWriter(sink, batch.schema.with_metadata(table.metadata))
         writer.write_batch(batch)
     if writer is not None:
         writer.close()
