@@ -18,7 +18,8 @@ from scipy.special import softmax
 import otcli
 from conftest import numpy_cost
 from otcli.errors import OtcliError
-from otcli.transport import entropic_map, load_potentials, save_potentials
+from otcli.potentials import load_potentials, save_potentials
+from otcli.transport import entropic_map
 
 EPS = 0.2
 COSTS = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None), ("pnorm", 1.5),

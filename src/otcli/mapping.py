@@ -87,8 +87,9 @@ def run_map(
     from otcli.io.moved import MOVED_SUFFIXES, check_moved_output, read_point_table, write_moved
     from otcli.io.writers import check_distinct_outputs, check_new_output
     from otcli.pair import eps_message, not_converged_message
-    from otcli.transport import load_potentials, result_map
-    from otcli.transport import save_potentials as save
+    from otcli.potentials import load_potentials
+    from otcli.potentials import save_potentials as save
+    from otcli.transport import result_map
 
     read = ReadOptions() if read is None else read
     if potentials is not None and (a is not None or b is not None):
