@@ -201,3 +201,22 @@ def test_load_potentials_refuses_other_files(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(OtcliError, match=r"junk\.npz: is not a potentials file"):
         load_potentials(junk)
+
+
+def test_callable_cost_that_is_not_symmetric_maps_both_ways():
+    """A cost of one's own, C(x, y) = |x − 2y|²: the inverse map evaluates C(x_i, y) with the
+    new point second, as POT's potentials say."""
+    x, y, a, b = _pair(11, 30, 20)
+
+    def cost(p, q):  # (B, n, d), (B, m, d) -> (B, n, m)
+        return ((p[:, :, None, :] - 2 * q[:, None, :, :]) ** 2).sum(-1)
+
+    M = ((x[:, None, :] - 2 * y[None, :, :]) ** 2).sum(-1)
+    _, log = ot.sinkhorn(a, b, M, 1.0, method="sinkhorn_log", stopThr=1e-12,
+                         numItermax=200_000, log=True)  # fmt: skip
+    res = otcli.solve(x, y, a, b, eps=1.0, cost=cost, dtype="float64", tol=1e-12)
+    new_y = y[:7] + 0.1
+    back = softmax(log["log_u"][:, None] - ((x[:, None] - 2 * new_y[None]) ** 2).sum(-1), axis=0)
+    np.testing.assert_allclose(res.transport(new_y, inverse=True), back.T @ x, rtol=1e-4)
+    forward = softmax(log["log_v"][None, :] - M, axis=1) @ y
+    np.testing.assert_allclose(res.transport(x), forward, rtol=1e-4)
