@@ -121,7 +121,10 @@ def run_map(
         y = read_cloud(b, **options)  # type: ignore[arg-type]
         api.check_pair(x, y, config.cost, config.dtype)
     report_stage(progress, f"reading {apply}")
-    table = read_point_table(apply, read)
+    table = read_point_table(
+        apply, columns=read.columns, weights=read.weights, exclude=read.exclude,
+        id_column=read.id_column,
+    )  # fmt: skip
     for cloud in (x, y, table.cloud) if potentials is None else (table.cloud,):
         for message in cloud.notes if note is not None else ():
             note(f"{cloud.source}: {message}")
