@@ -161,14 +161,10 @@ def run_map(
     def tell(done: int, total: int) -> None:
         report_stage(progress, f"moving points {done:,}/{total:,}")
 
-    import torch
+    def move(points: Any) -> Any:
+        return result_map(res, points, inverse=inverse, name=apply, threads=config.threads)
 
-    from otcli.device import solve_threads
-
-    cpu = res.device.startswith("cpu")
-    with solve_threads(config.threads if cpu else torch.get_num_threads()):
-        write_moved(out, table, lambda pts: result_map(res, pts, inverse=inverse, name=apply),
-                    progress=tell)  # fmt: skip
+    write_moved(out, table, move, progress=tell)
     return MapReport(
         apply=apply, out=os.fspath(out), points=table.n,
         direction="B → A" if inverse else "A → B", n=res.n, m=res.m, dim=res.dim,

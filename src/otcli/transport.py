@@ -61,6 +61,7 @@ def entropic_map(
     block_entries: int = MAP_BLOCK_ENTRIES,
     progress: Callable[[int, int], None] | None = None,
     name: str = "points",
+    threads: int | None = None,
 ) -> Any:
     """T(x) = Σ_j w_j e^{(h_j − C(x, s_j))/ε} s_j / Σ_j w_j e^{(h_j − C(x, s_j))/ε} for each x.
 
@@ -72,6 +73,8 @@ def entropic_map(
     plan to the last digit). ``inverse=True`` evaluates C(s_j, x) instead of C(x, s_j) (the
     map from B's side onto A, for costs that are not symmetric). Rows are moved a block of
     about ``block_entries`` / m at a time; ``progress(done, total)`` hears after each block.
+    ``threads``: torch's CPU threads meanwhile (default: the cores other work leaves free,
+    as for a solve, :func:`otcli.device.solve_threads`; the caller's setting is restored).
 
     Returns the moved points as ``points`` came: a numpy float64 array for arrays, a tensor
     of the points' floating dtype and device for tensors; (k,) for (k,) input when d = 1.
@@ -99,7 +102,8 @@ def entropic_map(
             "support", f"{m} points need {m} weights and potentials; got {w.size} and {h.size}"
         )
     c0 = np.zeros(d) if centre is None else _as_float64(centre, "centre").reshape(d)
-    threads = None if dev.type == "cpu" else torch.get_num_threads()
+    if dev.type != "cpu":
+        threads = torch.get_num_threads()
     with torch.no_grad(), solve_threads(threads):
         s_hi = torch.as_tensor(sup - c0, dtype=hi, device=dev)[None]  # (1, m, d), centred
         log_w = torch.log(torch.as_tensor(w, dtype=hi, device=dev))
