@@ -162,7 +162,7 @@ def test_bash_completes_through_the_installed_script(capfd, monkeypatch, tmp_pat
 
 # --- --help ------------------------------------------------------------------------------------
 
-COMMANDS = [(), ("pair",), ("batch",), ("pairwise",), ("matrix",), ("show",)]
+COMMANDS = [(), ("pair",), ("batch",), ("pairwise",), ("matrix",), ("show",), ("map",)]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "otdist")
@@ -173,7 +173,7 @@ def test_help_shows_no_bool_type_on_flags(capfd, command):
     if command == ("pair",):
         assert "--json" in text and "--divergence" in text
         assert "otcli[exact]" in text  # rich markup escaped, not swallowed
-    if command and command != ("matrix",):
+    if command and command not in (("matrix",), ("map",)):
         assert "otcli[plot]" in " ".join(text.split())  # was: "optional extra otcli)"
 
 
@@ -285,6 +285,21 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 # --- option pairs ------------------------------------------------------------------------------
+
+
+def test_map_examples_run_and_move_the_points(capfd, monkeypatch, tmp_path):
+    outputs = _run_examples(capfd, monkeypatch, tmp_path, ("map",))
+    assert [o.split("\n")[0].split(" of ")[0] for o in outputs] == ["moved   300 points"] + [
+        "moved   15 points"
+    ] * 2
+    moved = np.loadtxt(tmp_path / "moved.csv", delimiter=",", skiprows=1)
+    back = np.loadtxt(tmp_path / "back.csv", delimiter=",", skiprows=1)
+    # moons_b moved back onto A's side lands among A's points (within A's bounding box).
+    a = np.loadtxt(ROOT / "sample_data" / "moons_a.csv", delimiter=",", skiprows=1)
+    assert moved.shape == back.shape == (15, 2)
+    assert np.all(back >= a.min(0) - 1e-9) and np.all(back <= a.max(0) + 1e-9)
+    cells = (tmp_path / "moved.tsv").read_text().splitlines()
+    assert cells[0] == "id\tpc1\tpc2\tpc3\tpc4\tpc5" and cells[1].startswith("ctrl_0000\t")
 
 
 def test_json_and_quiet_are_refused_together(capfd, tmp_path):

@@ -36,8 +36,17 @@ PyTorch
     SinkhornLoss(**same)
         the same as a torch.nn.Module
 
-Files in, report out: what ``otdist A B`` runs
+Moving points
+    SinkhornResult.transport(x_new, *, inverse=False)
+        the entropic map of a solve at any points (A's: the barycentric projection)
+    entropic_map(points, support, weights, potential, eps, *, cost="sqeuclidean", ...)
+        the same map on bare arrays or tensors
+    save_potentials(result, path) / load_potentials(path) -> SinkhornResult
+        a solved map in a small .npz (no pickles), to move other points later
+
+Files in, report out: what ``otdist A B`` and ``otdist map`` run
     run_pair(a, b, config, *, read=ReadOptions(), outputs=PairOutputs(), ...) -> PairReport
+    run_map(a, b, apply, out, config, *, inverse=False, potentials=None, ...) -> MapReport
 
 Errors
     OtcliError (a ValueError): bad input or options; the message names the file or the
@@ -83,6 +92,11 @@ _LAZY = {
     "SinkhornLoss": "otcli.loss",
     "barycenter": "otcli.barycenters",
     "BarycenterResult": "otcli.barycenters",
+    "entropic_map": "otcli.transport",
+    "save_potentials": "otcli.potentials",
+    "load_potentials": "otcli.potentials",
+    "run_map": "otcli.mapping",
+    "MapReport": "otcli.mapping",
 }
 
 __all__ = [
@@ -92,6 +106,7 @@ __all__ = [
     "DivergenceResult",
     "ExactResult",
     "InputError",
+    "MapReport",
     "OptionError",
     "OtcliError",
     "PairOutputs",
@@ -104,10 +119,14 @@ __all__ = [
     "__version__",
     "barycenter",
     "divergence",
+    "entropic_map",
+    "load_potentials",
     "make_cloud",
     "make_config",
     "read_cloud",
+    "run_map",
     "run_pair",
+    "save_potentials",
     "sinkhorn_loss",
     "solve",
     "solve_exact",
@@ -122,9 +141,12 @@ if TYPE_CHECKING:
     from otcli.exact import ExactResult, solve_exact
     from otcli.io import read_cloud
     from otcli.loss import SinkhornLoss, sinkhorn_loss
+    from otcli.mapping import MapReport, run_map
     from otcli.matrix import solve_matrix
     from otcli.pair import PairOutputs, PairReport, run_pair
+    from otcli.potentials import load_potentials, save_potentials
     from otcli.result import DivergenceResult, SinkhornResult
+    from otcli.transport import entropic_map
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ Each outer iteration solves OT_ε(μ_Z, ν_k) for every k (and OT_ε(μ_Z, μ_Z)
 batched :func:`otcli.solve` call, then moves the support. With the squared Euclidean cost
 and the plans P_k fixed, ∇_{z_i} OT_ε = Σ_j P_k,ij 2(z_i − y_j) = 2 a_i (z_i − T_k(z_i)),
 a_i = 1/K, where T_k(z_i) = Σ_j P_k,ij y_j / Σ_j P_k,ij is the barycentric projection of
-the plan (:func:`_barycentric_projection`). Hence
+the plan (the entropic map at Z, :meth:`SinkhornResult.transport`). Hence
 
 - F: ∇_{z_i} F = 2 a_i (z_i − Σ_k w_k T_k(z_i)), and the update z_i ← Σ_k w_k T_k(z_i)
   is its zero for the current plans: a majorise-minimise step (F cannot rise, up to the
@@ -46,8 +46,6 @@ from otcli.result import DivergenceResult, SinkhornResult
 
 #: Times a step whose objective rose is halved before it is taken anyway.
 HALVINGS = 4
-#: Cost entries each block of :func:`_barycentric_projection` holds (rows × cloud size).
-PROJECTION_BLOCK_ENTRIES = 1 << 22
 
 #: ``progress(iteration, objective, movement)`` after each accepted outer iteration
 #: (iteration 0: the initial support, movement NaN).
@@ -291,34 +289,9 @@ class _Solver:
 
 
 def _barycentric_projection(result: SinkhornResult) -> np.ndarray:
-    """T(x_i) = Σ_j P_ij y_j / Σ_j P_ij for each point x_i of a solved pair, (n, d) float64.
-
-    P_ij = a_i b_j exp((f_i + g_j − C(x_i, y_j))/ε): row i's factor a_i e^{f_i/ε} cancels,
-    so T(x_i) is the softmax over j of log b_j + (g_j − C_ij)/ε applied to the y_j, taken
-    as a log-sum-exp (stable at any ε) block by block: at most
-    :data:`PROJECTION_BLOCK_ENTRIES` costs at a time, never the n × m plan. The same
-    formula at a new point is the entropic map (Pooladian & Niles-Weed, 2021): this private
-    function is kept apart so that the library's map can replace it.
-    """
-    import torch
-
-    dev = torch.device(result.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        dev = torch.device("cpu")
-    hi = torch.float32 if dev.type == "mps" else torch.float64
-    x = torch.as_tensor(result.x.points - result.centre, dtype=hi, device=dev)
-    y = torch.as_tensor(result.y.points - result.centre, dtype=hi, device=dev)
-    with np.errstate(divide="ignore"):
-        log_b = np.log(result.y.weights)
-    h = torch.as_tensor(log_b + result.g / result.eps, dtype=hi, device=dev)  # (m,)
-    out = torch.empty_like(x)
-    rows = max(1, PROJECTION_BLOCK_ENTRIES // max(1, y.shape[0]))
-    with torch.no_grad():
-        for i0 in range(0, x.shape[0], rows):
-            c = result.cost_fn(x[None, i0 : i0 + rows], y[None])[0]  # (r, m)
-            share = torch.softmax(h[None, :] - c / result.eps, dim=1)  # P_ij / Σ_j P_ij
-            out[i0 : i0 + rows] = share @ y  # (r, d)
-    return out.to(torch.float64).cpu().numpy() + result.centre
+    """T(x_i) = Σ_j P_ij y_j / Σ_j P_ij for each point x_i of a solved pair, (n, d) float64:
+    the entropic map at the pair's own points (:meth:`SinkhornResult.transport`)."""
+    return result.transport(result.x.points)
 
 
 def kmeans_plus_plus(

@@ -140,6 +140,34 @@ def summary(fields: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 
 
+def map_summary(fields: dict[str, Any]) -> str:
+    """What ``otdist map`` did, on a few aligned lines: the points moved and where they went,
+    then the solve (or the saved potentials) whose map moved them."""
+    state = "converged" if fields["converged"] else "NOT converged"
+    if "potentials" in fields:
+        solve = f"saved in {fields['potentials']} ({state}, ε = {fields['eps']:g})"
+    else:
+        solve = (
+            f"{fields['iterations']} iterations, {state} (marginal error "
+            f"{fields['marginal_error']:.2e}, tol {fields['tol']:.0e}), "
+            f"{fields['solve_seconds']:.3g} s"
+        )
+    lines = [
+        ("moved", f"{fields['points']:,} points of {fields['apply']} {fields['direction']}, "
+                  f"written to {fields['out']}"),
+        ("map", f"entropic map of the {fields['n']} × {fields['m']} pair in "
+                f"{fields['dim']}-D, {fields['cost_fn']} cost, ε = {fields['eps']:g}"),
+        ("cost", f"{_num(fields['cost'])}   ⟨P, C⟩ of the plan"),
+        ("solve", solve),
+    ]  # fmt: skip
+    if "saved" in fields:
+        lines.append(("saved", f"potentials to {fields['saved']}"))
+    lines.append(("device", f"{fields['device']}, {fields['dtype']}, "
+                            f"{fields['map_seconds']:.3g} s moving and writing"))  # fmt: skip
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
 def _columns_lines(fields: dict[str, Any]) -> list[tuple[str, str]]:
     """The ``columns`` line: the coordinate columns read (A's and B's when they differ)."""
     if not fields.get("columns"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -125,6 +125,23 @@ class SinkhornResult(PlanMatrices):
     def eps_rel(self) -> float:
         """ε as a fraction of the pair's mean cost."""
         return self.eps / self.cost_scale if self.cost_scale > 0 else float("inf")
+
+    def transport(self, x_new: Any, *, inverse: bool = False) -> Any:
+        """Move points with the entropic map of this solve (Pooladian & Niles-Weed):
+        T(x) = Σ_j b_j e^{(g_j − C(x, y_j))/ε} y_j / Σ_j b_j e^{(g_j − C(x, y_j))/ε}.
+
+        ``x_new`` (k, d) are points in A's space (any points, not only A's: at A's own
+        points T gives the barycentric projection (P y)_i / a_i); ``inverse=True`` moves
+        points of B's space onto A instead (f, a and A's points). Arrays give a float64
+        array, tensors a tensor of their dtype and device. The cost is evaluated as the
+        solve did (centred on ``centre``, in ``dtype``), block by block: O(block · m)
+        memory. Unbalanced results use their own potentials (T(x_i) = (P y)_i / (P 1)_i).
+        Raises :class:`~otcli.errors.OtcliError` for points of another dimension or with
+        NaN/inf, and for results of ``solve_matrix``, which have no coordinates.
+        """
+        from otcli.transport import result_map
+
+        return result_map(self, x_new, inverse=inverse, name="x_new")
 
     def cost_blocks(self, block_rows: int = 4096) -> Iterator[tuple[int, int, np.ndarray]]:
         """The cost matrix as ``(i0, 0, rows)`` blocks of ``block_rows`` rows."""

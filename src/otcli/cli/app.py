@@ -216,6 +216,14 @@ MISSING_HINTS = {
         "--points",
         "give the number of support points K, e.g. --points 100",
     ),
+    ("map", "output"): (
+        "-o",
+        "give the file for the moved points: -o moved.csv (or .tsv, .txt, .parquet, .npy)",
+    ),
+    ("map", "apply"): (
+        "--apply",
+        "give the file of points to move: --apply X (A itself, or any points of A's space)",
+    ),
 }
 
 

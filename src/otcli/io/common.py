@@ -119,13 +119,16 @@ class Selection:
 
 @dataclass(frozen=True)
 class Picked:
-    """What a reader hands :func:`~otcli.cloud.make_cloud`: values, labels, ids and notes."""
+    """What a reader hands :func:`~otcli.cloud.make_cloud`: values, labels, ids and notes;
+    ``coords``: the 0-based positions of the coordinate columns in the file, in the order
+    of ``points``' columns (what ``otdist map`` replaces when it writes the file back)."""
 
     points: np.ndarray
     weights: np.ndarray | None
     columns: list[str]
     ids: list[str] | None
     notes: list[str]
+    coords: tuple[int, ...] = ()
 
 
 def require_regular_file(where: str, suffix: str) -> None:
@@ -285,7 +288,12 @@ def pick_columns(
     points = np.column_stack([values[k] for k in coords])
     w = None if sel.weights is None else values[sel.weights]
     return Picked(
-        points, w, [sel.names[k] for k in coords], None if ids is None else list(ids), notes
+        points,
+        w,
+        [sel.names[k] for k in coords],
+        None if ids is None else list(ids),
+        notes,
+        tuple(coords),
     )
 
 

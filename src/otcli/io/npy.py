@@ -37,6 +37,12 @@ def read_npy(
 ) -> Picked:
     """A ``.npy`` file's points and weights: a 2-D (or 1-D) numeric array, never a pickle.
     ``data``: the file's bytes (stdin)."""
+    array = load_npy_array(where, data)
+    return _array_columns(array, None, columns, weights, where, exclude, id_column)
+
+
+def load_npy_array(where: str, data: bytes | None = None) -> np.ndarray:
+    """The one array of a ``.npy`` file, as it is stored (checked header, never a pickle)."""
     with open_input(where, data) as f:
         head = f.read(len(_NPY_MAGIC))
         if not head:
@@ -49,8 +55,7 @@ def read_npy(
             raise InputError(where, "is not a NumPy .npy file (wrong magic bytes)")
         size = len(data) if data is not None else os.fstat(f.fileno()).st_size
         f.seek(0)
-        array = _load_member(lambda: _load_npy(f, size, where, "the array"), where, "the array")
-    return _array_columns(array, None, columns, weights, where, exclude, id_column)
+        return _load_member(lambda: _load_npy(f, size, where, "the array"), where, "the array")
 
 
 def read_npz(
