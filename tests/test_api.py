@@ -67,7 +67,7 @@ def sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         (
             {"geometry": "sparse"},
             OptionError,
-            "geometry: unknown geometry 'sparse'; use auto, dense or online",
+            "geometry: unknown geometry 'sparse'; use auto, dense, online or multiscale",
         ),
         (
             {"dtype": "float16"},

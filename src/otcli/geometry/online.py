@@ -37,7 +37,8 @@ class OnlineGeometry:
 
     One large pair on CPU with a coordinate cost is reduced block-sparsely instead
     (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf
-    pairs whose terms provably cannot reach 1e−17 of them, which at small ε is most of C.
+    pairs whose terms provably cannot reach the sums' rounding (1e−17 of them in float64,
+    1e−10 in float32), which at small ε is most of C.
     """
 
     name = "online"
@@ -71,7 +72,7 @@ class OnlineGeometry:
         if self._fused:
             self._x64, self._y64 = x.to(torch.float64), y.to(torch.float64)
             self._sqx, self._sqy = self._x64.square().sum(-1), self._y64.square().sum(-1)
-        # One large pair on CPU: skip the leaf pairs whose terms cannot reach 1e−17 of a sum
+        # One large pair on CPU: skip the leaf pairs whose terms cannot reach the sums' rounding
         # (see .blocksparse). ``prune`` None decides by size; tests force it either way.
         if prune is None:
             prune = n * m >= _PRUNE_MIN_ENTRIES
