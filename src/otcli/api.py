@@ -285,7 +285,9 @@ def _solve_clouds(
     warm = None
     sizes = (x_hi.shape[0], x_hi.shape[1], y_hi.shape[1])
     if isinstance(geom, OnlineGeometry) and multiscale.wanted(config, *sizes):
-        warm = multiscale.warm_start(x_hi, y_hi, log_a, log_b, eps_t, config, opts, progress)
+        warm = multiscale.warm_start(
+            x_hi, y_hi, log_a, log_b, eps_t, config, opts, make_geometry, progress
+        )
         engine = "multiscale" if warm is not None else engine
     out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress, warm)
     report_stage(progress, "measuring the plan")

@@ -25,6 +25,7 @@ per cloud instead of the points (Schmitzer 2019's sparse multiscale scheme; Geom
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ import torch
 from otcli.annealing import ANNEALING_START, StepConstants
 from otcli.costs import CostFn
 from otcli.errors import OptionError
+from otcli.geometry import Geometry
 from otcli.geometry.blocksparse import kd_leaves
 from otcli.geometry.online import OnlineGeometry
 from otcli.solver import ProgressFn, SolverOptions, WarmStart, report_stage, sinkhorn_loop
@@ -130,13 +132,15 @@ def warm_start(
     eps: torch.Tensor,
     config: SolveConfig,
     opts: SolverOptions,
+    make_geometry: Callable[..., Geometry],
     progress: ProgressFn | None = None,
 ) -> WarmStart | None:
     """Potentials for the fine pair (1, n, d), (1, m, d) annealed on their clusters down to
     where the clusters stop standing in for the points; None where that is the annealing's
-    start already (nothing to gain)."""
-    from otcli.api import make_geometry  # the dense engine for the coarse pair
-
+    start already (nothing to gain). ``make_geometry`` builds the coarse pair's geometry
+    (:func:`otcli.api.make_geometry`, with a dense config): the engine a pair of that size
+    gets anywhere else.
+    """
     cost_fn, dtype = config.cost, config.torch_dtype
     # Clusters of at least POINTS_PER_CLUSTER points: a coarse level as large as the fine
     # one (a forced multiscale solve of small clouds) would only add a solve.

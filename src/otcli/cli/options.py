@@ -109,7 +109,9 @@ GeometryOpt = Annotated[
     Geometry,
     typer.Option(
         help="dense: C in memory; online: C rebuilt block by block, O(n+m) memory; "
-        "auto: dense while C and Cᵀ fit --memory.",
+        "multiscale: online, annealed on clusters of the points first (one large pair); "
+        "auto: dense while C and Cᵀ fit --memory, else online (multiscale for one pair of "
+        "16,384+ points each).",
         rich_help_panel=SOLVER,
     ),
 ]
