@@ -22,6 +22,32 @@ MAX_CELLS = 80
 BLOCK_ENTRIES = 1 << 22
 
 
+#: Dots per inch of a PNG by default (``--plot-dpi``), and the most it may ask for: 100 inches
+#: at 1200 dpi is a 120,000-pixel side, beyond what Agg draws (2^16), so the product of the
+#: two is checked too (:func:`check_dpi`).
+DPI = 100
+MAX_DPI = 1200
+#: The longest side Agg can render, in pixels.
+MAX_PIXELS = 1 << 16
+
+
+def check_dpi(dpi: int, size: tuple[float, float] | None = None) -> int:
+    """``dpi`` within 1 .. :data:`MAX_DPI`, and ``size`` (inches) at that dpi within Agg's
+    :data:`MAX_PIXELS` a side; an :class:`~otcli.errors.OptionError` naming ``--plot-dpi``
+    otherwise."""
+    from otcli.errors import OptionError
+
+    if not 1 <= dpi <= MAX_DPI:
+        raise OptionError("--plot-dpi", f"must be 1 to {MAX_DPI} dots per inch, got {dpi}")
+    if size is not None and max(size) * dpi >= MAX_PIXELS:
+        raise OptionError(
+            "--plot-dpi",
+            f"{max(size):g} inches at {dpi} dpi is {max(size) * dpi:,.0f} pixels, over the "
+            f"{MAX_PIXELS - 1:,} a picture can have; lower --plot-dpi or --plot-size",
+        )
+    return dpi
+
+
 def new_figure(size: tuple[float, float]) -> Figure:
     """A figure on matplotlib's Agg canvas: no pyplot, no display, no global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
