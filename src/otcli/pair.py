@@ -24,8 +24,8 @@ class PairOutputs:
     keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
     ``coupling_topk`` largest of each row if given). ``plot``: a picture of the pair
     (.png/.svg/.pdf, :func:`otcli.plot.pair_figure`) with at most ``plot_max_links`` links,
-    ``plot_size`` inches (width, height) if given, a PNG at ``plot_dpi`` dots per inch. An existing file is replaced only
-    with ``overwrite``, an input file never."""
+    ``plot_size`` inches (width, height) if given, a PNG at ``plot_dpi`` dots per inch. An
+    existing file is replaced only with ``overwrite``, an input file never."""
 
     coupling: str | os.PathLike[str] | None = None
     cost_matrix: str | os.PathLike[str] | None = None

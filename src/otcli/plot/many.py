@@ -5,7 +5,7 @@ the files, histograms of a batch's costs and iterations, and any stored matrix a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,8 +135,10 @@ def pairwise_figure(
 
         total = size_n * (size_n + 1) // 2
         grey = Patch(facecolor="0.85", edgecolor="0.5", label=f"failed: {failed} of {total} pairs")
-        ax_m.legend(handles=[grey], loc="upper left", bbox_to_anchor=(0.0, -0.1 if numbered else -0.3),
-                    fontsize="small", frameon=False)  # fmt: skip
+        below = (0.0, -0.1 if numbered else -0.3)  # under the tick labels, over no cell
+        ax_m.legend(
+            handles=[grey], loc="upper left", bbox_to_anchor=below, fontsize="small", frameon=False
+        )
     keep = mappable_files(matrix)
     if keep.size < 2:
         ax_e.text(0.5, 0.5, f"no map: {failed} pairs failed", ha="center", gid="no map")
@@ -249,77 +251,108 @@ def _finite(values: list[Any]) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
-#: Entries × iterations the reordering of a stored matrix may spend (a 25,000,000-entry
-#: coupling gets 8 half-step pairs, a small one :data:`SERIATION_STEPS`).
+#: Entries × steps the reordering of a stored matrix may spend (a 25,000,000-entry coupling
+#: gets the fewest steps, :data:`SERIATION_MIN`; a small one :data:`SERIATION_MAX`).
 SERIATION_WORK = 2 * 10**8
-SERIATION_STEPS = 60
+SERIATION_MIN, SERIATION_MAX = 12, 40
+#: Rows or columns beyond which a stored matrix is drawn in file order: the reordering holds
+#: 2 × steps vectors of that length.
+SERIATION_SIDE = 1 << 22
 
 
 def seriation(
     matrix: DenseMatrix | LongMatrix, steps: int | None = None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Row and column keys that put a nonnegative matrix's structure on the diagonal: the
-    first axis of its correspondence analysis, by reciprocal averaging (u = P v / r,
-    v = Pᵀ u / c, each centred on its marginal's mean; the power method on the doubly
-    normalised matrix with its trivial constant axis removed). A coupling stored in the
-    clouds' file order (arbitrary) looks like noise; ordered by these keys, its band shows.
-    ``None`` where the matrix has a negative entry or no mass (drawn in file order)."""
+    first nontrivial axis of its correspondence analysis, the second singular pair of
+    S = D_r^{-1/2} P D_c^{-1/2} (r, c the row and column sums; the first pair, √r and √c
+    with singular value 1, says nothing). A coupling stored in the clouds' file order
+    (arbitrary) looks like noise; ordered by these keys, its band shows. Beyond
+    :data:`SERIATION_SIDE` rows or columns it is not reordered.
+
+    Lanczos on S Sᵀ with √r projected out and full reorthogonalisation, ``steps`` products
+    with P and Pᵀ (streamed: a dense matrix row block by row block, a long one as sums over
+    its entries): a smooth band's axes have singular values close together, and the power
+    method alone folded the order. ``None`` where the matrix has a negative entry or no
+    mass (then it is drawn in file order)."""
     n, m = matrix.shape
-    entries = matrix.values.size
+    if max(n, m) > SERIATION_SIDE:
+        return None
     if isinstance(matrix, LongMatrix):
         if matrix.values.size and matrix.values.min() < 0:
             return None
+        rows, cols, vals = matrix.rows, matrix.cols, matrix.values
 
-        def both(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """(P v, Pᵀ u) with u = P v / r computed in between."""
-            pv = np.bincount(matrix.rows, matrix.values * v[matrix.cols], minlength=n)
-            u = _centred(np.divide(pv, r, out=np.zeros(n), where=r > 0), r)
-            return u, np.bincount(matrix.cols, matrix.values * u[matrix.rows], minlength=m)
+        def pv(v: np.ndarray) -> np.ndarray:  # P v, (n,)
+            return np.bincount(rows, vals * v[cols], minlength=n)
 
-        r = np.bincount(matrix.rows, matrix.values, minlength=n)
-        c = np.bincount(matrix.cols, matrix.values, minlength=m)
+        def ptu(u: np.ndarray) -> np.ndarray:  # Pᵀ u, (m,)
+            return np.bincount(cols, vals * u[rows], minlength=m)
+
+        r, c = pv(np.ones(m)), ptu(np.ones(n))
     else:
         step = block_rows(m)
         values = matrix.values
-        r, c = np.zeros(n), np.zeros(m)
-        for i0 in range(0, n, step):
-            blk = np.asarray(values[i0 : i0 + step], dtype=np.float64)
-            if blk.size and np.nanmin(blk) < 0:
-                return None
-            r[i0 : i0 + len(blk)] = np.nansum(blk, axis=1)
-            c += np.nansum(blk, axis=0)
 
-        def both(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            u = np.zeros(n)
-            ptu = np.zeros(m)
+        def blocks() -> Iterator[tuple[int, np.ndarray]]:
             for i0 in range(0, n, step):
-                blk = np.nan_to_num(np.asarray(values[i0 : i0 + step], dtype=np.float64))
-                rows = slice(i0, i0 + len(blk))
-                u[rows] = np.divide(blk @ v, r[rows], out=np.zeros(len(blk)), where=r[rows] > 0)
-                ptu += u[rows] @ blk
-            mean = float(u @ r / r.sum())
-            return u - mean, ptu - mean * c  # Pᵀ(u − mean) without a second pass
+                yield i0, np.nan_to_num(np.asarray(values[i0 : i0 + step], dtype=np.float64))
 
+        if any(blk.size and blk.min() < 0 for _, blk in blocks()):
+            return None
+
+        def pv(v: np.ndarray) -> np.ndarray:
+            return np.concatenate([blk @ v for _, blk in blocks()]) if n else np.zeros(0)
+
+        def ptu(u: np.ndarray) -> np.ndarray:
+            out = np.zeros(m)
+            for i0, blk in blocks():
+                out += u[i0 : i0 + len(blk)] @ blk
+            return out
+
+        r, c = pv(np.ones(m)), ptu(np.ones(n))
     if not (r.sum() > 0):
         return None
+    rs = np.sqrt(np.maximum(r, 0.0))
+    cs = np.sqrt(np.maximum(c, 0.0))
+    ir = np.divide(1.0, rs, out=np.zeros(n), where=rs > 0)
+    ic = np.divide(1.0, cs, out=np.zeros(m), where=cs > 0)
+    trivial = rs / np.linalg.norm(rs)
+
+    def s_st(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(S Sᵀ x, Sᵀ x)."""
+        right = ptu(x * ir) * ic  # Sᵀ x, (m,)
+        return pv(right * ic) * ir, right
+
     if steps is None:
-        steps = int(np.clip(SERIATION_WORK // max(entries, 1), 8, SERIATION_STEPS))
-    v = _centred(np.random.default_rng(seed).standard_normal(m), c)
-    u = np.zeros(n)
-    for _ in range(steps):
-        u, ptu = both(v)
-        v = _centred(np.divide(ptu, c, out=np.zeros(m), where=c > 0), c)
-        v /= max(float(np.abs(v).max()), 1e-300)
-    if np.corrcoef(np.arange(n), u)[0, 1] < 0 if n > 1 and u.std() > 0 else False:
+        work = SERIATION_WORK // max(int(matrix.values.size), 1)
+        steps = int(np.clip(work, SERIATION_MIN, SERIATION_MAX))
+    steps = max(1, min(steps, n - 1, m - 1)) if min(n, m) > 1 else 1
+    basis = np.zeros((steps, n))
+    images = np.zeros((steps, n))
+    q = np.random.default_rng(seed).standard_normal(n)
+    for k in range(steps):
+        q -= (q @ trivial) * trivial
+        q -= basis[:k].T @ (basis[:k] @ q)  # full reorthogonalisation
+        norm = float(np.linalg.norm(q))
+        if norm < 1e-12:
+            basis, images = basis[:k], images[:k]
+            break
+        basis[k] = q / norm
+        images[k] = s_st(basis[k])[0]
+        q = images[k].copy()
+    if len(basis) == 0:
+        return None
+    small = basis @ images.T  # Qᵀ (S Sᵀ) Q
+    eigval, eigvec = np.linalg.eigh(0.5 * (small + small.T))
+    left = eigvec[:, -1] @ basis  # the second left singular vector of S, (n,)
+    right = s_st(left)[1]  # ∝ the second right one, (m,)
+    u, v = left * ir, right * ic  # CA's standard coordinates
+    if n > 1 and u.std() > 0 and np.corrcoef(np.arange(n), u)[0, 1] < 0:
         u, v = -u, -v  # one orientation: a matrix already in order keeps it
     u = np.where(r > 0, u, np.inf)  # empty rows and columns go last
     v = np.where(c > 0, v, np.inf)
     return u, v
-
-
-def _centred(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    total = weights.sum()
-    return x - (x @ weights) / total if total > 0 else x
 
 
 def matrix_figure(
