@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
 
 from conftest import numpy_cost, otdist
@@ -83,11 +82,16 @@ def test_links_are_sampled_by_mass(random_result, k):
     q = P[links.rows, links.cols] / P.sum()
     assert np.all(links.draws >= np.floor(q * k) - 1e-9) and np.all(links.draws <= np.ceil(q * k))
     heavy = np.argwhere(P / P.sum() > 1 / k)  # always drawn
-    assert {tuple(ij) for ij in heavy} <= set(zip(links.rows.tolist(), links.cols.tolist()))
+    assert {tuple(ij) for ij in heavy} <= set(
+        zip(links.rows.tolist(), links.cols.tolist(), strict=True)
+    )
     np.testing.assert_allclose(links.values, P[links.rows, links.cols], rtol=1e-12)
     segs = np.array(gid(fig, "links").get_segments())
     assert len(segs) == len(links.rows)
-    want = {(tuple(r.x.points[i]), tuple(r.y.points[j])) for i, j in zip(links.rows, links.cols)}
+    want = {
+        (tuple(r.x.points[i]), tuple(r.y.points[j]))
+        for i, j in zip(links.rows, links.cols, strict=True)
+    }
     assert {(tuple(s[0]), tuple(s[1])) for s in segs} == want
     share = P[links.rows, links.cols].sum() / P.sum()
     title = fig.axes[0].get_title()
@@ -165,6 +169,28 @@ def test_heat_map_scale_is_log_with_a_floor_where_values_span_decades():
     assert im.colorbar.ax.get_ylabel() == "P\n(log scale, floor max/1,000)"
     im = heat_map(fig, ax, band + 1.0, label="C")
     assert type(im.norm) is Normalize and im.colorbar.ax.get_ylabel() == "C"
+
+
+def test_heat_maps_hold_p_and_c_and_their_colour_bars_span_them(moons_result, moons):
+    r = moons_result
+    P, C = r.plan(), numpy_cost(*moons, "sqeuclidean")
+    fig = plot.pair_figure(r)
+    for name, M in (("P", P), ("C", C)):
+        im = gid(fig, name)
+        shown = np.asarray(im.get_array())
+        assert shown.shape == M.shape
+        # the same entries, reordered along the first principal axis; P on a log scale,
+        # its entries below max/1,000 drawn at that floor, C linear
+        low = M.max() * 1e-3 if name == "P" else M.min()
+        assert im.colorbar.vmin == pytest.approx(low, rel=1e-9, abs=1e-300)
+        assert im.colorbar.vmax == pytest.approx(M.max(), rel=1e-9)
+        want = np.maximum(M, low)
+        np.testing.assert_allclose(np.sort(shown, axis=None), np.sort(want, axis=None), rtol=1e-9)
+    assert gid(fig, "P").colorbar.ax.get_ylabel() == "$P_{ij}$\n(log scale, floor max/1,000)"
+    assert gid(fig, "C").colorbar.ax.get_ylabel() == "$C_{ij}$"
+    title = fig.get_suptitle()
+    assert f"⟨P, C⟩ = {r.cost:.6g}" in title and "ε = 0.05" in title
+    assert f"{r.iterations} iterations, converged" in title
 
 
 def test_block_means_equal_numpy_means_and_stream_in_small_pieces(moons_result, monkeypatch):
@@ -499,7 +525,7 @@ def test_histograms_have_integer_counts_a_log_axis_across_decades_and_whole_word
     costs = [0.2, 0.5, 3.0, 40.0, 800.0, 3e5]  # 6 decades: one linear bin held 5 of them
     rows = [dict(id=k, status="ok", converged=True, cost=c, iterations=10 + k) for k, c in
             enumerate(costs)]  # fmt: skip
-    message = "the file " + "averyveryverylongname" * 8 + ".npy could not be read because " * 4
+    message = "the file " + "averyveryverylongname" * 3 + ".npy could not be read because " * 4
     rows.append(dict(id="bad", status="error", error=message, cost=None))
     fig = plot.batch_figure(ResultTable("r.parquet", "batch", rows))
     cost_ax, iter_ax = fig.axes[:2]

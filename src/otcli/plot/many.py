@@ -241,7 +241,7 @@ def batch_figure(table: ResultTable, *, size: tuple[float, float] | None = None)
         said = textwrap.shorten(
             f"first failure: {first}: {message}", 2 * TITLE_WIDTH, placeholder=" …"
         )
-        title += "\n" + "\n".join(textwrap.wrap(said, TITLE_WIDTH))
+        title += "\n" + "\n".join(textwrap.wrap(said, TITLE_WIDTH, break_long_words=False))
     fig.suptitle(title, fontsize="medium")
     return fig
 
@@ -344,7 +344,7 @@ def seriation(
     if len(basis) == 0:
         return None
     small = basis @ images.T  # Qᵀ (S Sᵀ) Q
-    eigval, eigvec = np.linalg.eigh(0.5 * (small + small.T))
+    _, eigvec = np.linalg.eigh(0.5 * (small + small.T))  # ascending: the last is σ₂²
     left = eigvec[:, -1] @ basis  # the second left singular vector of S, (n,)
     right = s_st(left)[1]  # ∝ the second right one, (m,)
     u, v = left * ir, right * ic  # CA's standard coordinates
