@@ -224,6 +224,18 @@ def heat_map(
     return im
 
 
+def wrap_title(text: str, width: float, points: float = 10.0) -> str:
+    """``text`` wrapped at words to fit ``width`` inches in a ``points``-point font (about
+    0.6 em a character): a title that runs off a small picture is cut mid-word."""
+    import textwrap
+
+    chars = max(20, int(width * 72 / (0.6 * points)))
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, chars, break_long_words=False)) or line
+        for line in text.split("\n")
+    )
+
+
 def size_or(size: tuple[float, float] | None, default: tuple[float, float]) -> tuple[float, float]:
     return default if size is None else size
 

@@ -22,6 +22,7 @@ from otcli.plot.common import (
     new_figure,
     short_name,
     size_or,
+    wrap_title,
 )
 from otcli.summary import summarise_table
 
@@ -242,7 +243,7 @@ def batch_figure(table: ResultTable, *, size: tuple[float, float] | None = None)
             f"first failure: {first}: {message}", 2 * TITLE_WIDTH, placeholder=" …"
         )
         title += "\n" + "\n".join(textwrap.wrap(said, TITLE_WIDTH, break_long_words=False))
-    fig.suptitle(title, fontsize="medium")
+    fig.suptitle(wrap_title(title, fig.get_figwidth()), fontsize="medium")
     return fig
 
 

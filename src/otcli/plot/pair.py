@@ -27,6 +27,7 @@ from otcli.plot.common import (
     short_name,
     size_or,
     stream_image,
+    wrap_title,
 )
 
 if TYPE_CHECKING:
@@ -330,9 +331,9 @@ def pair_figure(
         if img.averaged:
             kind += f", {img.cells[0]}×{img.cells[1]} block means"
         ax.set_title(kind, fontsize="small")
-        ax.set_xlabel(f"points of B, {proj.order_label}")
-        ax.set_ylabel(f"points of A, {proj.order_label}")
-    fig.suptitle(pair_title(result), fontsize="medium")
+        ax.set_xlabel(f"B, {proj.order_label}")
+        ax.set_ylabel(f"A, {proj.order_label}")
+    fig.suptitle(wrap_title(pair_title(result), fig.get_figwidth()), fontsize="medium")
     return fig
 
 
