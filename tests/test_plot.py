@@ -137,15 +137,20 @@ def test_unbalanced_points_show_the_mass_they_transport(moons):
     r = api.solve(*moons, eps=0.1, reach=0.5, dtype="float64")
     P = r.plan()
     fig = plot.pair_figure(r)
-    for tag, marginal, weights in (("A", P.sum(1), r.x.weights), ("B", P.sum(0), r.y.weights)):
-        colours = np.asarray(gid(fig, f"points {tag}").get_array())
-        np.testing.assert_allclose(colours, marginal / weights, rtol=1e-9)
+    for tag, points, marginal, weights in (("A", r.x.points, P.sum(1), r.x.weights),
+                                           ("B", r.y.points, P.sum(0), r.y.weights)):  # fmt: skip
+        drawn = gid(fig, f"points {tag}")
+        colours = np.asarray(drawn.get_array())
+        where = [int(np.flatnonzero((points == p).all(1))[0]) for p in drawn.get_offsets()]
+        assert sorted(where) == list(range(len(points)))
+        np.testing.assert_allclose(colours, (marginal / weights)[where], rtol=1e-9)
+        assert np.all(np.diff(colours) >= 0)  # the most transported drawn on top
     assert P.sum() < 0.5  # reach 0.5 on moons 1 apart: most mass stays
     title = fig.axes[0].get_title()
     assert f"transported Σ P = {P.sum():.3g} of each cloud's mass 1" in title
-    assert f"{1 - P.sum():.2g} of A's and of B's mass stays" in title
-    bar = gid(fig, "points B").colorbar  # one bar for both clouds
-    assert bar.ax.get_ylabel().startswith("share of the point's mass transported")
+    assert f"{1 - P.sum():.2g} of A's and of B's" in title
+    assert gid(fig, "points A").colorbar.ax.get_ylabel() == "A: P1/a"
+    assert gid(fig, "points B").colorbar.ax.get_ylabel() == "B: Pᵀ1/b"
     balanced = plot.pair_figure(api.solve(*moons, eps=0.1))
     assert "transported Σ P" not in balanced.axes[0].get_title()
 
@@ -596,3 +601,25 @@ def test_axes_carry_the_column_names(tmp_path, moons):
     assert (bare.axes[0].get_xlabel(), bare.axes[0].get_ylabel()) == ("x₁", "x₂")
     assert axis_names(("0", "1")) == ["x₁", "x₂"]
     assert axis_names(("x", "y"), ("u", "y")) == ["A: x / B: u", "y"]
+
+
+def test_readme_unbalanced_picture_figure(capfd, tmp_path, monkeypatch):
+    """The README's unbalanced example: Σ P = 0.244 at --reach 0.5, said in the picture; the
+    oracle is the plan's own sum from numpy."""
+    root = Path(__file__).resolve().parents[1]
+    figures = []
+    real = plot.pair_figure
+    monkeypatch.setattr(
+        plot, "pair_figure", lambda *a, **k: figures.append(real(*a, **k)) or figures[-1]
+    )
+    monkeypatch.chdir(root)
+    out = tmp_path / "moons_reach.png"
+    code, text, err = otdist(capfd, "sample_data/moons_a.csv", "sample_data/moons_b.csv",
+                             "--reach", "0.5", "--plot", out, "--json")  # fmt: skip
+    assert code == 0, err
+    import json
+
+    mass = json.loads(text)["mass"]
+    assert f"{mass:.3g}" == "0.244"
+    assert "transported Σ P = 0.244 of each cloud's mass 1" in figures[-1].axes[0].get_title()
+    assert_picture(out, ".png")

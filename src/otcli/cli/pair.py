@@ -170,8 +170,8 @@ def pair(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
-            "P and C as heat maps (optional extra otcli\\[plot]).",
+            help="Draw the pair (.png .svg .pdf): the clouds with the transport drawn by mass "
+            "(links or barycentric arrows), P and C as heat maps (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,

@@ -276,11 +276,11 @@ def mass_note(result: Any, scan: PlanScan) -> str | None:
     if mass <= 1:
         return (
             f"transported Σ P = {mass:.3g} of each cloud's mass 1: {1 - mass:.2g} of A's and of "
-            "B's mass stays (colour: transported share per point)"
+            "B's mass stays (colour: each point's share transported)"
         )
     return (
         f"transported Σ P = {mass:.3g}: the relaxed marginals create {mass - 1:.2g} beyond "
-        "each cloud's mass 1 (colour: transported share per point)"
+        "each cloud's mass 1 (colour: each point's share transported)"
     )
 
 
@@ -393,6 +393,7 @@ def _draw_clouds(
     shares = (_share(scan.row_mass, x.weights), _share(scan.col_mass, y.weights))
     top = max(1.0, *(float(s.max(initial=0.0)) for s in shares)) if unbalanced else 1.0
     clouds = ((proj.x, x, "tab:blue", "A", "o"), (proj.y, y, "tab:orange", "B", "^"))
+    drawn = []
     for (pts, cloud, colour, tag, marker), share in zip(clouds, shares, strict=True):
         keep = np.arange(len(pts))
         label = f"{tag}: {short_name(cloud.source)} ({cloud.n:,} points"
@@ -401,18 +402,23 @@ def _draw_clouds(
             label += f", {MAX_POINTS:,} drawn"
         size = float(np.clip(4000 / len(pts), 3, 36))
         style: dict[str, Any] = {"c": colour}
-        if unbalanced:
-            style = {"c": share[keep], "cmap": "viridis", "vmin": 0.0, "vmax": top}
-        drawn = ax.scatter(
+        if unbalanced:  # grey (nothing transported) to the cloud's colour; the most on top
+            keep = keep[np.argsort(share[keep], kind="stable")]
+            style = {"c": share[keep], "cmap": _fade(colour), "vmin": 0.0, "vmax": top}
+        drawn.append(ax.scatter(
             pts[keep, 0], pts[keep, 1], s=size, marker=marker, label=label + ")", zorder=3,
             linewidths=0, gid=f"points {tag}", **style,
-        )  # fmt: skip
+        ))  # fmt: skip
     if unbalanced:
-        bar = ax.figure.colorbar(drawn, ax=ax, shrink=0.9)
-        bar.set_label("share of the point's mass transported\n(P1/a for A ●, Pᵀ1/b for B ▲)")
+        fig = ax.figure
+        for artist, what in zip(drawn, ("A: P1/a", "B: Pᵀ1/b"), strict=True):
+            bar = fig.colorbar(artist, ax=ax, shrink=0.9, pad=0.01, fraction=0.04)
+            bar.set_label(what, labelpad=1)
+        drawn[0].colorbar.ax.set_title("share\ntransported", fontsize="x-small", loc="left")
     title = transport_title(transport)
-    if note is not None:
-        title += "\n" + note
+    if note is not None:  # wrapped to the panel (about 0.35 of the figure); the lines above
+        # hold mathtext, never split
+        title += "\n" + wrap_title(note, 0.35 * ax.figure.get_figwidth(), points=9)
     ax.set_title(title, fontsize="small")
     ax.set_xlabel(proj.labels[0])
     ax.set_ylabel(proj.labels[1])
@@ -421,11 +427,23 @@ def _draw_clouds(
         ax.set_ylim(-0.3, 1.3)
     else:
         ax.set_aspect("equal", adjustable="datalim")
-    legend = ax.legend(loc="best", fontsize="small", framealpha=0.8)
-    if unbalanced:  # the markers name the clouds; their colour is the share, not the cloud
-        for handle in legend.legend_handles:
-            handle.set_color("0.35")  # type: ignore[union-attr]
+    handles: list[Any] = list(drawn)
+    if unbalanced:  # the legend names the clouds in their full colour
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], marker=marker, color=colour, linestyle="none", label=art.get_label())
+            for art, (_, _, colour, _, marker) in zip(drawn, clouds, strict=True)
+        ]
+    ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
     ax.autoscale_view()
+
+
+def _fade(colour: str) -> Any:
+    """A colour map from light grey (share 0: the point's mass all stays) to ``colour``."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(f"fade {colour}", ["0.82", colour])
 
 
 def _share(marginal: np.ndarray, weights: np.ndarray) -> np.ndarray:
