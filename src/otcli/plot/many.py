@@ -110,10 +110,12 @@ def pairwise_figure(
     names = distinct_names(list(labels))
     numbered = size_n > MAX_NAMED
     if numbered:
-        rows = -(-size_n // KEY_ROWS)
-        default = (PAIRWISE_SIZE[0] + 2.6 * rows, max(PAIRWISE_SIZE[1], 0.9 + 0.13 * KEY_ROWS))
+        columns = -(-size_n // KEY_ROWS)
+        key_width = columns * (0.6 + 0.062 * max(len(name) for name in names))  # inches
+        default = (PAIRWISE_SIZE[0] + key_width, max(PAIRWISE_SIZE[1], 0.9 + 0.13 * KEY_ROWS))
         fig = new_figure(size_or(size, default))
-        ax_m, ax_e, ax_k = fig.subplots(1, 3, width_ratios=[1.15, 1, 0.5 * rows])
+        ratio = key_width / (PAIRWISE_SIZE[0] / 2.15)  # the two panels share 13 inches
+        ax_m, ax_e, ax_k = fig.subplots(1, 3, width_ratios=[1.15, 1, ratio])
     else:
         fig = new_figure(size_or(size, PAIRWISE_SIZE))
         ax_m, ax_e = fig.subplots(1, 2, width_ratios=[1.15, 1])
