@@ -1,16 +1,18 @@
-"""Large pairs: otcli's online geometry (O(n + m) memory) against the machine's exp floor.
+"""Large pairs: otcli's online and multiscale geometries (O(n + m) memory) and the exp floor.
 
 Run on demand (not part of the tests):
 
     python benchmarks/bench_large.py --sizes 10000 50000 --eps 0.001
+    python benchmarks/bench_large.py --data colours --eps 0.001 --methods multiscale
 
 Each solve runs in a child process so its peak RSS can be read (``ru_maxrss``). Printed per
-size: wall time, iterations, steady-state seconds per iteration (otcli: the median time between
-its per-iteration progress calls), the floor (two bare ``torch.exp`` passes
-over n·m float32 elements, measured in the same run on a slice and scaled), their ratio,
-peak RSS and the marginal error reached. ``--peers`` adds POT's ``sinkhorn_log`` on the dense
-matrix where it fits the memory (it does not beyond ~20k points on 24 GB) and GeomLoss's
-tensorized solver if geomloss is installed (benchmark-only dependency).
+size and method (otcli's ``online`` and ``multiscale`` geometries; ``pot_log`` is POT's
+``sinkhorn_log`` on the dense matrix where it fits the memory, ``geomloss`` GeomLoss's
+tensorized solver, a benchmark-only dependency): wall time and how it splits (coarse level,
+fine level, the final plan measurement), iterations (otcli: the fine level's), steady-state
+seconds per iteration (otcli: the median time between its per-iteration progress calls), the
+floor (two bare ``torch.exp`` passes over n·m float32 elements, measured on a slice and
+scaled), their ratio, peak RSS and the marginal error reached.
 """
 
 from __future__ import annotations
@@ -23,31 +25,64 @@ import sys
 import time
 
 
-def worker(method: str, n: int, eps: float, max_iter: int) -> dict[str, float]:
+def clouds(data: str, n: int):
+    """The pair: ``cube`` (two uniform n-point clouds in the unit cube, d = 3) or ``colours``
+    (every pixel of scikit-image's bundled astronaut and coffee photographs as RGB points in
+    [0, 1]³: 262,144 and 240,000 points; ``n`` ignored)."""
     import numpy as np
 
+    if data == "colours":
+        from skimage import data as images
+
+        def pixels(img: np.ndarray) -> np.ndarray:
+            return img.reshape(-1, 3).astype(np.float64) / 255.0
+
+        return pixels(images.astronaut()), pixels(images.coffee())
     rng = np.random.default_rng(0)
-    x, y = rng.random((n, 3)), rng.random((n, 3))
+    return rng.random((n, 3)), rng.random((n, 3))
+
+
+def worker(method: str, data: str, n: int, eps: float, max_iter: int) -> dict[str, float]:
+    import numpy as np
+
+    x, y = clouds(data, n)
+    points = float(np.sqrt(len(x) * len(y)))  # the floor's n for an n × m pair
     start = time.perf_counter()
-    if method == "otcli":
+    if method in ("online", "multiscale"):
         import statistics
 
         import otcli
 
-        stamps: list[float] = []  # one per convergence check, i.e. per iteration on CPU
+        class Progress:
+            """Per-iteration stamps (one check per iteration on CPU) and when each stage began."""
 
-        def progress(it: int, e: float, err: float) -> None:
-            stamps.append(time.perf_counter())
-            if it % 10 == 0:  # a long run shows where it is (stderr: not the JSON result)
-                print(f"  n={n} iteration {it}: eps {e:.3g}, marginal error {err:.2e}, "
-                      f"{stamps[-1] - start:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+            def __init__(self) -> None:
+                self.stamps: list[float] = []
+                self.stages: dict[str, float] = {}
 
-        r = otcli.solve(x, y, eps=eps, geometry="online", max_iter=max_iter, device="cpu",
+            def stage(self, description: str) -> None:
+                self.stages.setdefault(description.split(",")[0], time.perf_counter() - start)
+
+            def __call__(self, it: int, e: float, err: float) -> None:
+                self.stamps.append(time.perf_counter())
+                if it % 10 == 0:  # a long run shows where it is (stderr: not the JSON result)
+                    print(f"  n={len(x)} {method} iteration {it}: eps {e:.3g}, marginal error "
+                          f"{err:.2e}, {self.stamps[-1] - start:.0f} s", file=sys.stderr,
+                          flush=True)  # fmt: skip
+
+        progress = Progress()
+        r = otcli.solve(x, y, eps=eps, geometry=method, max_iter=max_iter, device="cpu",
                         progress=progress)  # fmt: skip
-        steps = [b - a for a, b in itertools.pairwise(stamps)]
+        steps = [b - a for a, b in itertools.pairwise(progress.stamps)]
+        st = progress.stages
+        fine_from = st.get("solving: fine", st.get("solving", 0.0))
         return dict(seconds=time.perf_counter() - start, iterations=r.iterations,
                     marginal_error=r.marginal_error, cost=r.cost,
-                    per_iter=statistics.median(steps) if steps else float("nan"))  # fmt: skip
+                    per_iter=statistics.median(steps) if steps else float("nan"),
+                    coarse_s=fine_from - st.get("solving: coarse", fine_from),
+                    fine_s=st.get("measuring the plan", 0.0) - fine_from,
+                    measure_s=time.perf_counter() - start - st.get("measuring the plan", 0.0),
+                    points=points)  # fmt: skip
     if method == "pot_log":
         import ot
 
@@ -92,53 +127,58 @@ def exp_floor(n: int) -> float:
     return 2 * per_elem * n * n
 
 
-def run_child(method: str, n: int, eps: float, max_iter: int) -> dict[str, float]:
+def run_child(method: str, data: str, n: int, eps: float, max_iter: int) -> dict[str, float]:
     """One solve in a fresh process, so peak RSS is that solve's alone."""
-    cmd = [sys.executable, __file__, "--worker", method, str(n), str(eps), str(max_iter)]
+    cmd = [sys.executable, __file__, "--worker", method, data, str(n), str(eps), str(max_iter)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
     return json.loads(proc.stdout) if proc.returncode == 0 else dict(error=proc.returncode)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        method, n, eps, max_iter = (
+        method, data, n, eps, max_iter = (
             sys.argv[2],
-            int(sys.argv[3]),
-            float(sys.argv[4]),
-            int(sys.argv[5]),
+            sys.argv[3],
+            int(sys.argv[4]),
+            float(sys.argv[5]),
+            int(sys.argv[6]),
         )
         import resource
 
-        result = worker(method, n, eps, max_iter)
+        result = worker(method, data, n, eps, max_iter)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
     ap.add_argument("--eps", type=float, default=0.001)
-    ap.add_argument("--max-iter", type=int, default=1000)
-    ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--max-iter", type=int, default=10000)
+    ap.add_argument("--data", choices=["cube", "colours"], default="cube")
+    ap.add_argument("--methods", nargs="+", default=["online", "multiscale"],
+                    help="online, multiscale (otcli's --geometry), pot_log, geomloss")  # fmt: skip
     args = ap.parse_args()
-    print(f"unit cube, d=3, sqeuclidean, eps={args.eps}; one child process per solve")
-    print(f"{'n=m':>7} {'method':<10} {'time s':>9} {'iters':>6} {'s/iter':>8} {'floor s/it':>10} "
-          f"{'ratio':>6} {'RSS MB':>8} {'marg err':>9} {'<P,C>':>10}")  # fmt: skip
-    for n in args.sizes:
-        floor = exp_floor(n)
-        methods = ["otcli"] + (["pot_log", "geomloss"] if args.peers else [])
-        for method in methods:
-            if method == "pot_log" and n > 20000:
+    print(f"{args.data}, d=3, sqeuclidean, eps={args.eps}; one child process per solve")
+    print(f"{'n=m':>7} {'method':<10} {'time s':>9} {'coarse':>7} {'fine':>7} {'measure':>7} "
+          f"{'iters':>6} {'s/iter':>8} {'floor s/it':>10} {'ratio':>6} {'RSS MB':>8} "
+          f"{'marg err':>9} {'<P,C>':>10}")  # fmt: skip
+    sizes = [0] if args.data == "colours" else args.sizes
+    for n in sizes:
+        for method in args.methods:
+            if method == "pot_log" and (n > 20000 or args.data == "colours"):
                 continue  # the dense float64 matrix alone would not fit in memory
-            r = run_child(method, n, args.eps, args.max_iter)
+            r = run_child(method, args.data, n, args.eps, args.max_iter)
             if "error" in r:
                 print(f"{n:>7} {method:<10} failed (exit {r['error']})")
                 continue
+            floor = exp_floor(int(r.get("points", n)))
             # Steady-state seconds per iteration (median gap between the solver's per-iteration
             # progress calls), without set-up and final statistics; peers: time / iterations.
             per_it = r.get("per_iter", float("nan"))
             if per_it != per_it and r["iterations"] == r["iterations"]:
                 per_it = r["seconds"] / r["iterations"]
-            print(f"{n:>7} {method:<10} {r['seconds']:>9.1f} {r['iterations']:>6.0f} "
-                  f"{per_it:>8.3f} "
+            split = [r.get(k, float("nan")) for k in ("coarse_s", "fine_s", "measure_s")]
+            print(f"{n:>7} {method:<10} {r['seconds']:>9.1f} {split[0]:>7.1f} {split[1]:>7.1f} "
+                  f"{split[2]:>7.1f} {r['iterations']:>6.0f} {per_it:>8.3f} "
                   f"{floor:>10.3f} {per_it / floor:>6.1f} {r['peak_rss_mb']:>8.0f} "
                   f"{r['marginal_error']:>9.1e} {r['cost']:>10.6f}", flush=True)  # fmt: skip
 

@@ -10,14 +10,21 @@ One ``LocalCluster`` of two single-threaded worker processes serves the module; 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import os
 import pickle
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +36,15 @@ import pytest
 from conftest import otdist
 from otcli.batch import FailFast, run_batch
 from otcli.batch.cluster import NEEDS_DASK, DaskBackend, parse_scheduler, shard_size
+from otcli.batch.manifest import read_manifest as read_manifest_pairs
 from otcli.batch.pairwise import run_pairwise
-from otcli.batch.shards import share_cores, solve_batch_shard
-from otcli.config import make_config
+from otcli.batch.shards import (
+    UnfitWorker,
+    share_cores,
+    solve_batch_shard,
+    solve_pairwise_shard,
+)
+from otcli.config import ReadOptions, make_config
 from otcli.errors import DeviceError, InputError, OptionError, OtcliError
 from otcli.io import read_cloud
 from otcli.io.tables import read_rows
@@ -426,24 +439,138 @@ def test_parse_scheduler_and_shard_size():
     assert shard_size(7, 100, 1) == 1
 
 
-@pytest.mark.slow
-def test_unreachable_scheduler_is_a_usage_error_within_seconds(capfd, tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word (its port)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+@contextlib.contextmanager
+def http_server() -> Iterator[int]:
+    """A plain HTTP server, as on the dashboard's port (its port)."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+UNREACHABLE = (
+    "Error: --scheduler: cannot reach a Dask scheduler at {} within 3 s{}; start one there "
+    "with `dask scheduler`, or check the address\n"
+)
+NOT_DASK = (
+    ": something listens there but does not answer as a Dask scheduler (the dashboard's port "
+    "is 8787, the scheduler's 8786)"
+)
+
+
+@pytest.mark.parametrize("server", ["nothing", "silent", "http"])
+def test_a_scheduler_address_without_a_scheduler_is_one_line_within_seconds(
+    capfd, tmp_path, server
+):
+    """Nothing there: Dask retried for 10 s (15-18 s in all). A silent socket or an HTTP
+    server (the dashboard's port): Dask's handshake waited for ever, Client(timeout=10) too."""
     manifest = clouds_and_manifest(tmp_path, 2)
     out = tmp_path / "r.csv"
+    servers = {"nothing": contextlib.nullcontext(free_port()), "silent": silent_server(),
+               "http": http_server()}  # fmt: skip
+    with servers[server] as port:
+        address = f"tcp://127.0.0.1:{port}"
+        start = time.perf_counter()
+        code, stdout, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address)
+        seconds = time.perf_counter() - start
+    assert (code, stdout) == (2, "")
+    assert err == UNREACHABLE.format(address, "" if server == "nothing" else NOT_DASK)
+    assert seconds < 10, seconds  # 3 s for the scheduler, the rest to start and stop
+    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+
+
+def test_an_existing_output_is_refused_before_reaching_the_scheduler(capfd, tmp_path):
+    """OUT, its journal or a --resume with other options: refused at once, not after 17 s
+    spent on an unreachable scheduler."""
+    manifest = clouds_and_manifest(tmp_path, 2)
+    out = tmp_path / "r.csv"
+    out.write_text("kept\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
     start = time.perf_counter()
-    code, stdout, err = otdist(
-        capfd, "batch", manifest, "-o", out, "--scheduler", f"tcp://127.0.0.1:{port}"
-    )
-    assert time.perf_counter() - start < 15
+    code, stdout, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address)
+    assert time.perf_counter() - start < 2.5  # no connection tried (3 s)
     assert (code, stdout) == (2, "")
     assert err == (
-        f"Error: --scheduler: cannot reach a Dask scheduler at tcp://127.0.0.1:{port} within 10 s; "
-        "start one there with `dask scheduler`, or check the address\n"
+        f"Error: -o: {str(out)!r} exists; use --resume to continue that run or --overwrite to "
+        "start again\n"
     )
-    assert not out.exists() and not Path(f"{out}.journal.jsonl").exists()
+    assert out.read_text() == "kept\n"
+    journal = Path(f"{out}.journal.jsonl")  # a journal written with another --eps
+    journal.write_text('{"otcli_journal": 1, "settings": {"eps": 0.5}}\n')
+    args = ["batch", manifest, "-o", out, "--scheduler", address, "--resume"]
+    start = time.perf_counter()
+    code, _, err = otdist(capfd, *args)
+    assert time.perf_counter() - start < 2.5
+    assert code == 2 and err.startswith(f"Error: --resume: {str(journal)!r} was written with ")
+    out.unlink()
+    journal.unlink()
+    (tmp_path / "h.png").write_bytes(b"kept")  # --plot and --coupling-dir files: the same
+    (tmp_path / "P").mkdir()
+    (tmp_path / "P" / "p0.npy").write_bytes(b"kept")
+    for extra, name in (
+        (["--plot", tmp_path / "h.png"], "h.png"),
+        (["--coupling-dir", tmp_path / "P"], "p0.npy"),
+    ):
+        start = time.perf_counter()
+        code, _, err = otdist(capfd, "batch", manifest, "-o", out, "--scheduler", address, *extra)
+        assert time.perf_counter() - start < 2.5
+        assert code == 2 and f"{name}' exists" in err, err
+    assert (tmp_path / "h.png").read_bytes() == (tmp_path / "P" / "p0.npy").read_bytes() == b"kept"
+    pairs = [tmp_path / "x0.npy", tmp_path / "x1.npy"]
+    for command in (["pairwise", *pairs], ["pairwise", pairs[0], "--against", pairs[1]]):
+        (tmp_path / "m.npy").write_bytes(b"kept")
+        start = time.perf_counter()
+        code, _, err = otdist(capfd, *command, "-o", tmp_path / "m.npy", "--scheduler", address)
+        assert time.perf_counter() - start < 2.5
+        assert code == 2 and "m.npy' exists" in err and "--scheduler" not in err, err
+        assert (tmp_path / "m.npy").read_bytes() == b"kept"
+
+
+def test_a_worker_address_is_not_the_scheduler(capfd, tmp_path, cluster):
+    manifest = clouds_and_manifest(tmp_path, 2)
+    worker = sorted(cluster.scheduler.workers)[0]
+    code, _, err = otdist(capfd, "batch", manifest, "-o", tmp_path / "r.csv", "--scheduler", worker)
+    assert (code, err) == (
+        2,
+        f"Error: --scheduler: {worker} is a Dask worker, not the scheduler; give the "
+        "scheduler's address (`dask scheduler` prints it)\n",
+    )
 
 
 @pytest.mark.slow
@@ -534,3 +661,410 @@ def test_manifest_urls_are_read_by_the_workers(tmp_path, backend):
     got = read_rows(tmp_path / "u.csv")
     assert [r["a"] for r in got] == [r["a"] for r in rows]  # as written in the manifest
     assert_same_rows(got, read_rows(tmp_path / "p.csv"))
+
+
+# --- real `dask scheduler` / `dask worker` processes: faults the LocalCluster cannot show -------
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _env() -> dict[str, str]:
+    """This interpreter's environment, with this test module importable (for the hooks)."""
+    paths = [p for p in (os.environ.get("PYTHONPATH", ""), TESTS) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
+
+
+class DaskProcesses:
+    """A `dask scheduler` process and `dask worker` processes, stopped (SIGKILL) at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen] = []
+        self.scheduler: subprocess.Popen | None = None
+        self.address = ""
+
+    def start_scheduler(self) -> str:
+        file = self.folder / f"scheduler{len(self.procs)}.json"
+        self.scheduler = self._start(
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "--scheduler-file", str(file),
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (file.exists() and file.read_text().strip().endswith("}")):
+            assert time.monotonic() < deadline and self.scheduler.poll() is None, "no scheduler"
+            time.sleep(0.1)
+        import json
+
+        self.address = json.loads(file.read_text())["address"]
+        return self.address
+
+    def start_worker(self, name: str, prefix: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
+        return self._start(
+            "worker", self.address, "--name", name, "--nthreads", "1", "--no-dashboard",
+            "--no-nanny", "--death-timeout", "60", prefix=prefix, env=env,
+        )  # fmt: skip
+
+    def _start(self, *args: str, prefix: tuple[str, ...] = (), env=None) -> subprocess.Popen:
+        cmd = [*prefix, sys.executable, "-m", "dask", *args]
+        proc = subprocess.Popen(
+            cmd, env={**_env(), **(env or {})}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def workers(self, count: int) -> dict[str, str]:
+        """Wait until exactly ``count`` workers are there; their names → addresses."""
+        with distributed.Client(self.address, timeout=30) as client:
+            deadline = time.monotonic() + 90
+            while len(client.nthreads()) != count:
+                assert time.monotonic() < deadline, client.nthreads()
+                time.sleep(0.2)
+            names = client.run(worker_name)
+        return {name: addr for addr, name in names.items()}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def worker_name(dask_worker: object) -> str:
+    """On a worker (``client.run`` passes it): its ``--name``."""
+    return str(dask_worker.name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    procs = DaskProcesses(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def journaled(path: Path) -> int:
+    """Rows in a batch journal (its header line left out)."""
+    return max(0, len(path.read_bytes().splitlines()) - 1) if path.exists() else 0
+
+
+def kill_scheduler_on_second_shard(
+    marker: str, journal: str, rows: int, pid: int, pairs: list, settings: object
+) -> object:
+    """The shard function, except that the second shard waits until the first one's ``rows``
+    are journaled by the client, then kills the scheduler (SIGKILL) and never finishes."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + 60
+        while journaled(Path(journal)) < rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(120)
+    return solve_batch_shard(pairs, settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_is_one_line_and_resume_finishes_on_a_new_one(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    manifest = clouds_and_manifest(tmp_path, 8)
+    out = tmp_path / "d.csv"
+    address = dask_processes.start_scheduler()
+    dask_processes.start_worker("w1")
+    dask_processes.workers(1)
+    journal = Path(f"{out}.journal.jsonl")
+    # 8 pairs on one worker thread: shards of 2 pairs (shard_size); the second kills the scheduler
+    assert shard_size(8, 1, 1) == 2
+    hook = functools.partial(
+        kill_scheduler_on_second_shard, str(tmp_path / "first"), str(journal), 2,
+        dask_processes.scheduler.pid,
+    )  # fmt: skip
+    monkeypatch.setattr("otcli.batch.cluster.solve_batch_shard", hook)
+    args = ["batch", manifest, "-o", out, "--eps", "0.05", "--max-batch", "1"]
+    code, stdout, err = otdist(capfd, *args, "--scheduler", address)
+    assert (code, stdout) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # the cluster line and the error: no distributed traceback
+    assert lines[0].startswith(f"Dask {address}: 1 worker(s) (cpu ×1); ")
+    assert lines[1] == (
+        f"Error: --scheduler: lost the Dask scheduler at {address} mid-run; 2 of 8 pairs are "
+        f"done and kept in {str(journal)!r}: rerun the same command with --resume, once a "
+        "scheduler runs, to continue"
+    )
+    assert not out.exists() and journaled(journal) == 2
+    kept = {r["id"] for r in read_rows(journal)}
+    monkeypatch.undo()
+    address = dask_processes.start_scheduler()  # a new scheduler, a new worker
+    dask_processes.start_worker("w2")
+    dask_processes.workers(1)
+    code, stdout, err = otdist(capfd, *args, "--resume", "--scheduler", address)
+    assert (code, stdout) == (0, ""), err
+    rows = read_rows(out)
+    assert [r["id"] for r in rows] == [f"p{k}" for k in range(8)]  # each id exactly once
+    assert kept < {r["id"] for r in rows} and not journal.exists()
+    assert otdist(capfd, *args[:3], tmp_path / "l.csv", *args[4:])[0] == 0
+    assert_same_rows(rows, read_rows(tmp_path / "l.csv"))  # --max-batch 1: bit for bit
+
+
+def kill_scheduler_on_second_pairwise_shard(
+    marker: str, pid: int, paths: dict, keys: list, settings: object
+) -> object:
+    """The pairwise shard function, except that the second shard kills the scheduler."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(120)
+    return solve_pairwise_shard(paths, keys, settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_in_pairwise_says_nothing_was_written(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    files = [tmp_path / f"c{k}.npy" for k in range(4)]
+    for k, f in enumerate(files):
+        np.save(f, np.random.default_rng(k).random((10, 2)))
+    address = dask_processes.start_scheduler()
+    dask_processes.start_worker("w1")
+    dask_processes.workers(1)
+    hook = functools.partial(
+        kill_scheduler_on_second_pairwise_shard, str(tmp_path / "first"),
+        dask_processes.scheduler.pid,
+    )  # fmt: skip
+    monkeypatch.setattr("otcli.batch.cluster.solve_pairwise_shard", hook)
+    out = tmp_path / "d.npy"
+    code, stdout, err = otdist(
+        capfd, "pairwise", *files, "-o", out, "--max-batch", "1", "--scheduler", address
+    )
+    assert (code, stdout) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert re.fullmatch(
+        f"Error: --scheduler: lost the Dask scheduler at {re.escape(address)} mid-run, with "
+        "[0-9]+ of 10 pairs done; a square matrix is written whole at the end, so nothing was "
+        "written: run the command again once a scheduler runs",
+        lines[1],
+    ), lines[1]
+    assert not out.exists()
+
+
+def can_unshare() -> bool:
+    """Whether this machine lets a process have a mount namespace of its own."""
+    try:
+        args = ["unshare", "--mount", "--map-root-user", "true"]
+        return subprocess.run(args, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+#: A worker in another mount namespace, where an empty tmpfs hides the data folder ($0).
+BLIND = (
+    "unshare",
+    "--mount",
+    "--map-root-user",
+    "sh",
+    "-c",
+    'mount -t tmpfs none "$0" && exec "$@"',
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare(1): user and mount namespaces")
+def test_a_worker_that_cannot_see_the_inputs_gets_no_shards(
+    capfd, tmp_path, dask_processes, monkeypatch
+):
+    """A worker in another mount namespace turned most rows into "no such file" (it finished
+    its shards at once, so it pulled most of them). Now: named once, its shards done by the
+    others; and with no other worker, the pairs say why they failed."""
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = clouds_and_manifest(data, 12)
+    address = dask_processes.start_scheduler()
+    good = dask_processes.start_worker("good")
+    dask_processes.start_worker("blind", prefix=(*BLIND, str(data)))
+    names = dask_processes.workers(2)
+    blind = names["blind"]
+    with distributed.Client(address, timeout=30) as client:  # what each one sees there
+        seen = client.run(os.listdir, str(data))
+    assert seen[blind] == [] and "x0.npy" in seen[names["good"]]
+    warning = (
+        f"Warning: Dask worker {blind} cannot see {data / 'x0.npy'}, which this machine reads; "
+        "it gets no shards of this run (every worker needs the input files at the same "
+        "absolute paths, or fsspec URLs)"
+    )
+    args = ["batch", manifest, "--eps", "0.05", "--max-batch", "1"]
+    code, _, err = otdist(capfd, *args, "-o", tmp_path / "d.csv", "--scheduler", address)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "Warning" in line] == [warning]
+    assert otdist(capfd, *args, "-o", tmp_path / "l.csv")[0] == 0
+    local = read_rows(tmp_path / "l.csv")
+    assert_same_rows(read_rows(tmp_path / "d.csv"), local)  # all 12 ok, as in-process
+
+    # A worker found blind by its first shard (one that joins mid-run): the same, shard-side.
+    monkeypatch.setattr("otcli.batch.cluster.SAMPLE_PATHS", 0)  # no check when connecting
+    config = make_config(eps=0.05, device="cpu", max_batch=1)
+    told: list[str] = []
+    with DaskBackend(address, warn=told.append) as backend:
+        backend.connect(config)
+        pairs = read_manifest_pairs(manifest)
+        settings = backend._settings(config, ReadOptions())
+        task = backend.client.submit(solve_batch_shard, pairs[:2], settings, workers=[blind])
+        assert task.result() == UnfitWorker(blind, unseen=pairs[0].path_a)
+        summary = run_batch(manifest, tmp_path / "s.csv", config, backend=backend)
+    assert (summary.ok, summary.failed) == (12, 0)
+    assert_same_rows(read_rows(tmp_path / "s.csv"), local)
+    # 12 shards on 2 idle workers: it got some, and said which file it could not see
+    assert len(told) == 1 and told[0].startswith(f"Dask worker {blind} cannot see {data}/x")
+    assert told[0].endswith(warning.partition(".npy")[2])
+
+    # No worker left that sees the files: the pairs fail, saying so (not "no such file").
+    os.killpg(good.pid, signal.SIGKILL)
+    good.wait()
+    with DaskBackend(address) as backend:
+        backend.connect(config)
+        deadline = time.monotonic() + 60
+        while len(backend.client.nthreads()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        summary = run_batch(manifest, tmp_path / "n.csv", config, backend=backend)
+    assert (summary.ok, summary.failed) == (0, 12)
+    errors = {r["error"] for r in read_rows(tmp_path / "n.csv")}
+    assert errors == {
+        f"no Dask worker can see the input files this machine reads ({blind} cannot see "
+        f"{data / 'x0.npy'}); give every worker the files at the same absolute paths (a "
+        "shared filesystem), or use fsspec URLs"
+    }
+
+
+# --- what the run says about the cluster: dashboard, versions, cores ----------------------------
+
+
+def test_the_dashboard_link_only_where_bokeh_can_draw_it(tmp_path, cluster, monkeypatch):
+    """Without bokeh the scheduler still serves the dashboard's port, whose pages only say
+    that Dask needs bokeh: no link then."""
+    assert "dashboard" in cluster.scheduler.services
+    lines: list[str] = []
+    with DaskBackend(cluster.scheduler_address, announce=lines.append) as b:
+        b.connect(make_config(device="cpu"))
+        link = b.client.dashboard_link
+    if importlib.util.find_spec("bokeh") is None:
+        assert lines[0].endswith(
+            "; no dashboard (it needs bokeh on the scheduler: pip install bokeh)"
+        )
+    else:
+        assert lines[0].endswith(f"; dashboard: {link}")
+    site = tmp_path / "site" / "bokeh-3.4.0.dist-info"  # bokeh's metadata, seen by the scheduler
+    site.mkdir(parents=True)
+    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: bokeh\nVersion: 3.4.0\n")
+    monkeypatch.syspath_prepend(str(site.parent))  # the module's scheduler runs in this process
+    with DaskBackend(cluster.scheduler_address, announce=lines.append) as b:
+        b.connect(make_config(device="cpu"))
+        assert lines[1].endswith(f"; dashboard: {b.client.dashboard_link}")
+
+
+def test_outputs_record_the_otcli_that_wrote_them(tmp_path, backend):
+    import json
+
+    import otcli
+
+    manifest = clouds_and_manifest(tmp_path, 2)
+    config = make_config(eps=0.2, device="cpu")
+    run_batch(manifest, tmp_path / "d.parquet", config, backend=backend)
+    meta = pq.read_schema(tmp_path / "d.parquet").metadata
+    assert meta[b"otcli_version"].decode() == otcli.__version__ == "0.1.0"
+    run_batch(manifest, tmp_path / "d.csv", config, backend=backend)
+    record = json.loads((tmp_path / "d.csv.settings.json").read_text())
+    assert record["otcli_version"] == otcli.__version__
+
+
+def test_a_worker_with_another_otcli_is_refused_by_its_first_shard(tmp_path, backend, monkeypatch):
+    """A worker that joins mid-run with another otcli: the shard is not solved there and the
+    run stops, naming it (the connect-time check, with real workers: the slow test below)."""
+    import otcli
+
+    manifest = clouds_and_manifest(tmp_path, 3)
+    config = make_config(eps=0.2, device="cpu")
+    pairs = read_manifest_pairs(manifest)
+    settings = replace(backend._settings(config, ReadOptions()), otcli_version="9.9")
+    assert solve_batch_shard(pairs, settings) == UnfitWorker("this process", otcli="0.1.0")
+    real = backend._settings
+    monkeypatch.setattr(
+        backend, "_settings", lambda *a, **k: replace(real(*a, **k), otcli_version="9.9")
+    )
+    out = tmp_path / "d.csv"
+    with pytest.raises(OptionError) as info:
+        run_batch(manifest, out, config, backend=backend)
+    worker = str(info.value).split(" (otcli")[0].removeprefix("--scheduler: Dask worker(s) ")
+    assert worker in backend.client.nthreads()
+    assert str(info.value) == (
+        f"--scheduler: Dask worker(s) {worker} (otcli {otcli.__version__}) run another otcli "
+        "than this machine (9.9), and the numbers may differ between versions: install otcli "
+        "9.9 on every worker"
+    )
+    assert not out.exists() and journaled(Path(f"{out}.journal.jsonl")) == 0
+
+
+@pytest.mark.slow
+def test_workers_with_another_otcli_are_refused_and_another_torch_named(
+    capfd, tmp_path, dask_processes
+):
+    import torch
+
+    import otcli
+
+    old = tmp_path / "old"  # a copy of this otcli that says it is 0.0.1
+    shutil.copytree(Path(otcli.__file__).parent, old / "otcli")
+    init = old / "otcli" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{otcli.__version__}"', '"0.0.1"'))
+    release = torch.__version__.partition("+")[0]
+    preloads = {}
+    for name, version in (("cuda", f"{release}+cu126"), ("older", "2.0.1")):
+        preloads[name] = tmp_path / f"torch_{name}.py"  # a worker whose torch says it is that
+        preloads[name].write_text(f"import torch\ntorch.__version__ = {version!r}\n")
+    address = dask_processes.start_scheduler()
+    path = os.pathsep.join([str(old), TESTS])
+    stale = dask_processes.start_worker("stale", PYTHONPATH=path)
+    for name, preload in preloads.items():
+        dask_processes._start(
+            "worker", address, "--name", name, "--nthreads", "1", "--no-dashboard",
+            "--no-nanny", "--preload", str(preload),
+        )  # fmt: skip
+    names = dask_processes.workers(3)
+    manifest = clouds_and_manifest(tmp_path, 3)
+    args = ["batch", manifest, "-o", tmp_path / "d.csv", "--scheduler", address]
+    code, _, err = otdist(capfd, *args)
+    assert (code, err) == (
+        2,
+        f"Error: --scheduler: Dask worker(s) {names['stale']} (otcli 0.0.1) run another otcli "
+        f"than this machine ({otcli.__version__}), and the numbers may differ between "
+        f"versions: install otcli {otcli.__version__} on every worker\n",
+    )
+    assert not (tmp_path / "d.csv.journal.jsonl").exists()
+    os.killpg(stale.pid, signal.SIGKILL)
+    stale.wait()
+    dask_processes.workers(2)  # the stale one gone
+    code, _, err = otdist(capfd, *args, "--overwrite")
+    assert code == 0, err
+    assert err.splitlines()[0] == (  # a CUDA build of the same release is no difference
+        f"Warning: Dask worker(s) {names['older']} (torch 2.0.1) run another torch than this "
+        f"machine ({torch.__version__}): their last digits may differ from an in-process run"
+    )
+    assert err.splitlines()[1].startswith(f"Dask {address}: 2 worker(s) (cpu ×2); ")
+
+
+@pytest.mark.slow
+def test_local_n_beyond_the_cores_warns_that_it_is_likely_slower(capfd, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    manifest = clouds_and_manifest(tmp_path, 2)
+    code, _, err = otdist(
+        capfd, "batch", manifest, "-o", tmp_path / "d.csv", "--scheduler", f"local:{cores + 1}"
+    )
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        f"Warning: --scheduler local:{cores + 1} starts {cores + 1} worker processes on {cores} "
+        "usable core(s): likely slower than without --scheduler (local:4 on 2 cores was 3.9× "
+        f"slower); use local:{cores} or leave --scheduler out"
+    )
+    assert err.splitlines()[1].startswith(f"Dask local:{cores + 1}: {cores + 1} worker(s) (")

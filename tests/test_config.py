@@ -46,7 +46,7 @@ def test_defaults_resolve_once():
         ({"max_batch": 0}, "--max-batch: must be ≥ 1, got 0"),
         (
             {"geometry": "sparse"},
-            "--geometry: unknown geometry 'sparse'; use auto, dense or online",
+            "--geometry: unknown geometry 'sparse'; use auto, dense, online or multiscale",
         ),
         ({"max_iter": True}, "--max-iter: must be a positive integer, got True"),
     ],

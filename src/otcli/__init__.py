@@ -25,6 +25,10 @@ Solving
     SinkhornResult, DivergenceResult, ExactResult
         figures (cost, objective, iterations, converged...), potentials; plan() on demand
 
+Barycenters
+    barycenter(clouds, weights=None, *, points=K, divergence=False, seed=0, ...) -> BarycenterResult
+        K support points averaging the clouds: min Σ_k w_k OT_ε (or S_ε) to each
+
 PyTorch
     sinkhorn_loss(x, y, a=None, b=None, *, divergence=True, **solve's keywords) -> Tensor
         the divergence (or OT_ε) as a tensor autograd differentiates: x, y, a, b, a
@@ -77,9 +81,12 @@ _LAZY = {
     "ExactResult": "otcli.exact",
     "sinkhorn_loss": "otcli.loss",
     "SinkhornLoss": "otcli.loss",
+    "barycenter": "otcli.barycenters",
+    "BarycenterResult": "otcli.barycenters",
 }
 
 __all__ = [
+    "BarycenterResult",
     "Cloud",
     "DeviceError",
     "DivergenceResult",
@@ -95,6 +102,7 @@ __all__ = [
     "SolveConfig",
     "SolverError",
     "__version__",
+    "barycenter",
     "divergence",
     "make_cloud",
     "make_config",
@@ -108,6 +116,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from otcli.api import divergence, make_config, solve
+    from otcli.barycenters import BarycenterResult, barycenter
     from otcli.cloud import Cloud, make_cloud
     from otcli.config import ReadOptions, SolveConfig
     from otcli.exact import ExactResult, solve_exact

@@ -35,6 +35,7 @@ def eps_schedule(
     eps: torch.Tensor,
     scaling: float | None,
     max_stages: int | None = None,
+    first: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(K, B) annealing ε values, from the cost's scale down to (excluding) the target ε.
 
@@ -43,9 +44,10 @@ def eps_schedule(
     together (see :func:`otcli.solver.sinkhorn_loop`), so in a batch that mixes very
     different ratios C_maxₖ / εₖ a problem with an easy target walks its stages at the pace
     of its hardest neighbour (its result is the same; it just reports more iterations).
-    With ``scaling=None`` the schedule is empty. The number of stages is counted in logs
-    (C_max / ε overflows for ε = 1e-300) and capped at ``max_stages``: a loop of
-    ``max_stages - 1`` iterations never gets further.
+    ``first`` (B,) replaces ε₀ where a solve starts from potentials already annealed down to
+    it (:mod:`otcli.multiscale`). With ``scaling=None`` the schedule is empty. The number of
+    stages is counted in logs (C_max / ε overflows for ε = 1e-300) and capped at
+    ``max_stages``: a loop of ``max_stages - 1`` iterations never gets further.
     """
     if scaling is None:
         return eps.new_zeros((0, eps.shape[0]))
@@ -56,7 +58,7 @@ def eps_schedule(
             "working precision); rescale the coordinates"
         )
     cost = max_cost.to(eps.dtype)
-    start = torch.minimum(cost, ANNEALING_START * eps)  # (B,)
+    start = torch.minimum(cost, ANNEALING_START * eps) if first is None else first  # (B,)
     log_ratio = (start.log() - eps.log()).max().item()  # log(ε₀ / ε), the most stages
     # (less a rounding's worth: 64ε / ε is six halvings, not seven)
     stages = math.ceil(log_ratio / -math.log(scaling) - 1e-9) if log_ratio > 0 else 0

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from otcli import config as _config
+from otcli import multiscale
 from otcli.buckets import plan_buckets
 from otcli.checks import check_cost_range, check_pair
 from otcli.cloud import Cloud, as_cloud_list, pad_clouds
@@ -281,7 +282,12 @@ def _solve_clouds(
         dense = getattr(geom, "cost", None)
         scale = mean_costs(x_hi, y_hi, mask_x, mask_y, cost_fn, dt, dense=dense)
     report_stage(progress, "solving")
-    out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress)
+    warm = None
+    sizes = (x_hi.shape[0], x_hi.shape[1], y_hi.shape[1])
+    if isinstance(geom, OnlineGeometry) and multiscale.wanted(config, *sizes):
+        warm = multiscale.warm_start(x_hi, y_hi, log_a, log_b, eps_t, config, opts, progress)
+        engine = "multiscale" if warm is not None else engine
+    out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress, warm)
     report_stage(progress, "measuring the plan")
     dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
     del geom
@@ -392,7 +398,7 @@ def make_geometry(
             f"dense needs {format_bytes(need)} for C and Cᵀ, over the --memory budget of "
             f"{format_bytes(budget)}; use --geometry online or auto",
         )
-    if geometry == "online" or (geometry == "auto" and need > budget):
+    if geometry in ("online", "multiscale") or (geometry == "auto" and need > budget):
         return OnlineGeometry(x, y, cost_fn, mask_x, mask_y, dtype)
     block = _block_rows(B * m, x.device)
     cost = cost_fn.whole(x, y, dtype)  # a precomputed matrix is used as it is

@@ -140,10 +140,7 @@ def auto_threads() -> int:
     process does not count; where that is not available, the 1-minute load average, which
     lags: a pipeline's previous step would still count for a minute.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     busy = _runnable_others()
     if busy is None:
         try:
@@ -151,6 +148,15 @@ def auto_threads() -> int:
         except (AttributeError, OSError):
             busy = 0
     return max(1, min(cores, cores - busy))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's
+    share), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _runnable_others() -> int | None:

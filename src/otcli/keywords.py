@@ -25,6 +25,9 @@ KEYWORDS = {
     "--max-batch": "max_batch", "--threads": "threads",
     "--reach": "reach", "--reach-a": "reach_a", "--reach-b": "reach_b",
     "--rho": "rho", "--rho-a": "rho_a", "--rho-b": "rho_b",
+    # otcli.barycenter's own
+    "--points": "points", "--weights-of-files": "weights", "--outer-iter": "outer_iter",
+    "--outer-tol": "outer_tol", "--seed": "seed",
 }  # fmt: skip
 #: Options whose value follows them in a message (``--device cpu``): ``device='cpu'``.
 _VALUED = ("--cost", "--device", "--dtype", "--geometry")

@@ -205,7 +205,8 @@ class SolveProgress:
         self._update()
 
     def __call__(self, iteration: int, eps: float, err: float) -> None:
-        self._stage = "solving"
+        if not self._stage.startswith("solving"):  # "solving: coarse, ..." stays
+            self._stage = "solving"
         self._fields = {"it": f"iteration {iteration}", "eps": f"ε {eps:.3g}",
                         "err": f"marginal error {err:.2e}"}  # fmt: skip
         self._update()
@@ -405,3 +406,37 @@ def _table_summary(out: Console, s: Any) -> None:
     for label, err in s.unconverged:
         table.add_row("not converged", _plain(f"{label}: marginal error {err:.2e}"), style="yellow")
     out.print(table)
+
+
+# --- otdist barycenter --------------------------------------------------------------------------
+
+
+def iteration(index: int, objective: float, movement: float, divergence: bool) -> None:
+    """One progress line per outer iteration of a barycenter, on stderr."""
+    what = "S_ε" if divergence else "objective"
+    if math.isnan(movement):
+        text = f"iteration {index}: {what} {_num(objective)} (initial support, k-means++)"
+    else:
+        text = f"iteration {index}: {what} {_num(objective)}, movement {movement:.2e}"
+    stderr.print(text, markup=False, highlight=False)
+
+
+def barycenter_summary(fields: dict[str, Any]) -> str:
+    """The human-readable result of ``otdist barycenter``: aligned lines, as :func:`summary`."""
+    if fields["divergence"]:
+        what = f"Σ_k w_k S_ε(bary, X_k), debiased, ε = {fields['eps']:g}"
+    else:
+        what = f"Σ_k w_k OT_ε(bary, X_k), ε = {fields['eps']:g}"
+    state = "converged" if fields["converged"] else "NOT converged"
+    weights = ", ".join(f"{w:.3g}" for w in fields["weights"])
+    lines = [
+        ("objective", f"{_num(fields['objective'])}   {what}"),
+        ("clouds", f"{len(fields['files'])}, weights {weights}"),
+        ("iterations", f"{fields['iterations']}, {state} (movement {fields['movement']:.2e} "
+                       f"of the clouds' scale, tol {fields['outer_tol']:.0e})"),
+        ("points", f"{fields['points']} in {fields['dim']}-D, written to {fields['output']}"),
+        *_columns_lines(fields),
+        ("device", f"{fields['device']}, {fields['dtype']}, {fields['seconds']:.3g} s"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)

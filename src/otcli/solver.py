@@ -60,6 +60,7 @@ __all__ = [
     "LoopOutput",
     "ProgressFn",
     "SolverOptions",
+    "WarmStart",
     "damping",
     "eps_schedule",
     "relaxed_marginal",
@@ -95,16 +96,33 @@ class _Decision:
     n_active: int
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Potentials ``g`` (B, m) already annealed down to ``eps`` (B,): the loop's schedule
+    starts there instead of at the cost's scale (:mod:`otcli.multiscale` computes them on
+    clusters of the points)."""
+
+    g: torch.Tensor
+    eps: torch.Tensor
+
+
 def _start(
-    geom: Geometry, log_a: torch.Tensor, log_b: torch.Tensor, eps: torch.Tensor, opts: SolverOptions
+    geom: Geometry,
+    log_a: torch.Tensor,
+    log_b: torch.Tensor,
+    eps: torch.Tensor,
+    opts: SolverOptions,
+    warm: WarmStart | None = None,
 ) -> tuple[Batch, State, StepConstants]:
-    """The batch, its schedule and the first half-steps from g = 0 (a kernel geometry builds
-    its kernel in the first f half-step, and the g half-step that follows uses it)."""
+    """The batch, its schedule and the first half-steps from g = 0, or from a warm start (a
+    kernel geometry builds its kernel in the first f half-step, and the g half-step that
+    follows uses it)."""
     B = log_a.shape[0]
     # Stages advance at most once per iteration: max_iter + 1 keeps a run that ends while
     # annealing short of the target (it then takes one plain step there, see _finish).
     stages = min(opts.max_iter + 1, MAX_ANNEALING_STAGES)
-    schedule = eps_schedule(geom.max_cost(), eps, opts.scaling, stages)
+    first = None if warm is None else torch.maximum(warm.eps, eps)
+    schedule = eps_schedule(geom.max_cost(), eps, opts.scaling, stages, first)
     schedule = torch.cat([schedule, eps[None]])  # (K+1, B)
     rows = torch.arange(B, device=eps.device)
     b = Batch(
@@ -117,7 +135,7 @@ def _start(
     stage = torch.where(schedule[stage, rows] == eps, b.last, stage)
     e = schedule[stage, rows]
     c = b.constants(e)
-    f = b.f_step(log_b.new_zeros(log_b.shape), c)
+    f = b.f_step(log_b.new_zeros(log_b.shape) if warm is None else warm.g, c)
     g = b.g_step(f, c)
     ones = torch.ones(B, dtype=torch.int64, device=eps.device)
     inf = torch.full((B,), math.inf, dtype=log_a.dtype, device=eps.device)
@@ -286,6 +304,7 @@ def sinkhorn_loop(
     eps: torch.Tensor,
     opts: SolverOptions,
     progress: ProgressFn | None = None,
+    warm: WarmStart | None = None,
 ) -> LoopOutput:
     """Over-relaxed Sinkhorn with ε-annealing until every problem meets ``opts.tol``.
 
@@ -311,8 +330,10 @@ def sinkhorn_loop(
     With ``opts.rho_a``/``opts.rho_b`` the half-steps are damped (unbalanced OT, see the
     module docstring) and the error is measured against the relaxed marginals, which is
     the fixed-point residual in units of mass: zero exactly at the unbalanced optimum.
+
+    ``warm``: start from potentials already annealed down to some ε (:class:`WarmStart`).
     """
-    b, st, c = _start(geom, log_a, log_b, eps, opts)
+    b, st, c = _start(geom, log_a, log_b, eps, opts, warm)
     done: dict[str, torch.Tensor] | None = None
     window = every(opts.check_every, opts.relax_window)  # ω is re-estimated at checks only
     burst_from = 1  # a burst that failed waits for the next check

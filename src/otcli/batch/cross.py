@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from otcli.batch.engine import Engine, ProgressHook, RunSummary, check_exact, check_workers
-from otcli.batch.journal import JOURNAL_SUFFIX, journal_path, prepare_output, run_fingerprint
+from otcli.batch.journal import JOURNAL_SUFFIX, check_output, journal_path, run_fingerprint
 from otcli.batch.lock import output_lock
 from otcli.batch.manifest import PairSpec
 from otcli.batch.solving import BatchRun
@@ -104,13 +104,12 @@ def run_cross(
         for j, b in enumerate(b_files)
     ]
     fingerprint = {**run_fingerprint(config, read, divergence, exact), "against": True}
-    if backend is not None:
-        backend.connect(config)
     with output_lock(out_path):  # one run per OUT: a second is refused at once
         remove_leftover_temps([out_path])  # what a killed run left: no other run writes it
-        journal, previous = prepare_output(
-            out_path, fingerprint, resume=resume, overwrite=overwrite
-        )
+        plan = check_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
+        if backend is not None:  # after every check of the outputs, before the first write
+            backend.connect(config, [*a_files, *b_files])
+        journal, previous = plan.open(), plan.rows
         run = BatchRun(pairs, out_path, engine, read, divergence, workers, journal=journal)
         _take_previous(run, previous, 0.0 if exact else config.eps)
         done = run.score_rest(progress, backend)

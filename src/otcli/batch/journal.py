@@ -12,6 +12,7 @@ when it cannot tell which options wrote it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,10 +119,33 @@ def journal_path(out: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(out) + JOURNAL_SUFFIX)
 
 
-def prepare_output(
+@dataclass
+class OutputPlan:
+    """What :func:`check_output` found, before anything is written: the rows already done
+    and how :meth:`open` starts the journal (a new one with ``header``, or the old one cut
+    to ``keep_bytes``; ``carry``: the rows come from a finished OUT and go into it)."""
+
+    journal: Journal
+    rows: list[dict[str, Any]]
+    header: dict[str, Any] | None
+    keep_bytes: int = 0
+    carry: bool = False
+
+    def open(self) -> Journal:
+        """Open the journal as planned; the first write of the run."""
+        self.journal.open(self.header, self.keep_bytes)
+        if self.carry:
+            self.journal.append(self.rows)  # the journal is the one source of truth from here
+        return self.journal
+
+
+def check_output(
     out: Path, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool
-) -> tuple[Journal, list[dict[str, Any]]]:
-    """Open the journal for a fresh or resumed run; return it and the rows already done."""
+) -> OutputPlan:
+    """Every check of OUT and its journal for a fresh or resumed run, writing nothing: an
+    existing OUT or journal without ``resume``/``overwrite``, a journal or finished OUT
+    written with other options. A run makes them all before it connects to a cluster or
+    solves anything, then calls :meth:`OutputPlan.open`."""
     jpath = journal_path(out)
     journal = Journal(jpath)
     header = {"otcli_journal": JOURNAL_VERSION, "settings": fingerprint}
@@ -135,8 +159,7 @@ def prepare_output(
                 f"{str(existing[0])!r} exists; use --resume to continue that run or "
                 "--overwrite to start again",
             )
-        journal.open(header)
-        return journal, []
+        return OutputPlan(journal, [], header)
     if jpath.exists():
         old_header, rows, keep = Journal.read(jpath)
         if keep and not old_header:
@@ -147,10 +170,8 @@ def prepare_output(
             )
         check_same_settings(old_header.get("settings"), fingerprint, str(jpath))
         if keep == 0:
-            journal.open(header)
-        else:
-            journal.open(None, keep)
-        return journal, rows
+            return OutputPlan(journal, rows, header)
+        return OutputPlan(journal, rows, None, keep)
     rows = []
     if out.exists():
         settings, why = read_output_settings(out)
@@ -162,6 +183,4 @@ def prepare_output(
             )
         check_same_settings(settings, fingerprint, str(out))
         rows = read_rows(out)
-    journal.open(header)
-    journal.append(rows)  # the journal is the one source of truth from here on
-    return journal, rows
+    return OutputPlan(journal, rows, header, carry=True)

@@ -97,7 +97,7 @@ def run_pairwise(
     n_files = len(files)
     total = n_files * (n_files + 1) // 2
     if backend is not None:
-        backend.connect(config)
+        backend.connect(config, files)
     hook = progress(total, 0) if progress is not None else None
     if backend is not None:
         clouds, outcomes, shares = backend.run_pairwise(files, config, read, workers, hook)

@@ -25,8 +25,8 @@ from otcli.batch.engine import (
 from otcli.batch.journal import (
     JOURNAL_SUFFIX,
     ROW_FIELDS,
+    check_output,
     journal_path,
-    prepare_output,
     run_fingerprint,
 )
 from otcli.batch.lock import output_lock
@@ -76,7 +76,8 @@ def run_batch(
     :class:`FailFast` when ``fail_fast`` meets a failed pair (the journal keeps the good rows,
     so ``resume`` continues). Failed pairs are otherwise rows with ``status`` ``error``; a
     resumed run tries them again. With a ``backend`` (a :class:`~otcli.batch.cluster.DaskBackend`)
-    the pairs are solved on its cluster, which it connects to before any file is written.
+    the pairs are solved on its cluster, which it connects to after every check of the outputs
+    and before any file is written.
     """
     start = time.perf_counter()
     read = ReadOptions() if read is None else read
@@ -97,17 +98,16 @@ def run_batch(
             others=own,
         )  # fmt: skip
     fingerprint = run_fingerprint(config, read, divergence, exact)
-    if backend is not None:
-        backend.connect(config)
     with output_lock(out_path):  # one run per OUT: a second is refused at once
         # What a killed run (kill -9) left: no other run writes these while OUT is locked.
         remove_leftover_temps(
             [out_path, settings_path(out_path)]
             + ([] if cdir is None else [cdir / f"{p.id}.{coupling_format}" for p in pairs])
         )
-        journal, previous = prepare_output(
-            out_path, fingerprint, resume=resume, overwrite=overwrite
-        )
+        plan = check_output(out_path, fingerprint, resume=resume, overwrite=overwrite)
+        if backend is not None:  # after every check of the outputs, before the first write
+            backend.connect(config, [p for q in pairs for p in (q.path_a, q.path_b)])
+        journal, previous = plan.open(), plan.rows
         run = BatchRun(
             pairs, out_path, engine, read, divergence, workers, cdir, coupling_format, fail_fast,
             journal=journal,

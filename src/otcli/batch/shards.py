@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,8 @@ class ShardSettings:
 
     ``device`` is the user's ``--device``, resolved on each worker (``auto``: that worker's
     best device); ``None`` keeps ``config.device``. ``threads_on_host`` counts the worker
-    threads on each host, which share its cores.
+    threads on each host, which share its cores. ``otcli_version`` and ``absent`` let a
+    worker tell that it must not run a shard (:class:`UnfitWorker`).
     """
 
     config: SolveConfig
@@ -45,6 +46,10 @@ class ShardSettings:
     divergence: bool = False
     io_threads: int = 4
     couplings: bool = False
+    #: The client's otcli version: a worker that runs another one does not solve the shard.
+    otcli_version: str = ""
+    #: Input paths the client cannot see either: missing there too, they fail their pairs.
+    absent: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,69 @@ class CloudSize:
     n: int
 
 
-def probe_worker(config: SolveConfig, device: str | None) -> tuple[str, str]:
-    """On a worker: ``("", device)`` it would solve on, or ``(option, what is wrong)``."""
+@dataclass(frozen=True)
+class WorkerReport:
+    """What a worker says about itself when the client connects (:func:`probe_worker`)."""
+
+    where: str  # "" when the device is usable here, else the option at fault
+    what: str  # the device it would solve on, or what is wrong with it
+    otcli: str  # its otcli version
+    torch: str  # its torch version
+    unseen: tuple[str, ...] = ()  # of the paths asked about, those it cannot see
+
+
+def probe_worker(
+    config: SolveConfig, device: str | None, paths: Sequence[str] = ()
+) -> WorkerReport:
+    """On a worker: the device it would solve on (or what is wrong), its otcli and torch
+    versions, and which of ``paths`` (input files the client sees) it cannot see."""
+    import torch
+
+    import otcli
+
     try:
-        return "", _on_device(config, device).device
+        where, what = "", _on_device(config, device).device
     except OtcliError as exc:
-        return exc.where, exc.what
+        where, what = exc.where, exc.what
+    return WorkerReport(where, what, otcli.__version__, torch.__version__, _unseen(paths))
+
+
+@dataclass(frozen=True)
+class UnfitWorker:
+    """A shard's answer from a worker that did not run it, and why: it runs another otcli
+    than the client (``otcli``, its version), or it cannot see an input file that the client
+    sees (``unseen``: another mount namespace, a machine without the shared filesystem).
+    Its pairs are not at fault; the client decides (refuse the run, or send the shard to
+    another worker)."""
+
+    address: str
+    otcli: str | None = None
+    unseen: str | None = None
+
+
+def unfit_worker(settings: ShardSettings, paths: Sequence[str]) -> UnfitWorker | None:
+    """On a worker, before a shard: why this worker must not run it, else ``None``.
+
+    A stat of each input path of the shard (not of URLs, nor of paths the client cannot
+    see either: those fail their own pairs as in-process)."""
+    import otcli
+
+    if settings.otcli_version and otcli.__version__ != settings.otcli_version:
+        return UnfitWorker(_address(), otcli=otcli.__version__)
+    unseen = _unseen(p for p in paths if p not in settings.absent)
+    return UnfitWorker(_address(), unseen=unseen[0]) if unseen else None
+
+
+def _unseen(paths: Iterable[str]) -> tuple[str, ...]:
+    """The local paths among ``paths`` that do not exist on this machine."""
+    from otcli.io.common import is_url
+
+    return tuple(p for p in dict.fromkeys(paths) if not is_url(p) and not os.path.exists(p))
+
+
+def _address() -> str:
+    worker = _this_worker()
+    return "this process" if worker is None else str(worker.address)
 
 
 def _on_device(config: SolveConfig, device: str | None) -> SolveConfig:
@@ -126,10 +188,10 @@ def share_cores(threads_on_host: dict[str, int]) -> None:
     import torch
     from distributed.comm import get_address_host
 
+    from otcli.device import usable_cores
+
     sharing = threads_on_host.get(get_address_host(worker.address)) or worker.state.nthreads
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    threads = max(1, cores // max(1, sharing))
+    threads = max(1, usable_cores() // max(1, sharing))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -163,9 +225,13 @@ class _ShardRun(BatchRun):
 
 def solve_batch_shard(
     pairs: list[PairSpec], settings: ShardSettings
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | UnfitWorker:
     """On a worker: the in-process batch code on ``pairs`` (read, self terms, buckets, rows);
-    their rows, and the ok pairs' results when the client writes couplings."""
+    their rows, and the ok pairs' results when the client writes couplings (or why this
+    worker must not run them: :func:`unfit_worker`)."""
+    unfit = unfit_worker(settings, [path for p in pairs for path in (p.path_a, p.path_b)])
+    if unfit is not None:
+        return unfit
     share_cores(settings.threads_on_host)
     config = worker_config(settings.config, settings.device)
     sink = _RowSink()
@@ -203,9 +269,16 @@ def _clouds(paths: dict[int, str], settings: ShardSettings) -> dict[int, Any]:
 
 def solve_pairwise_shard(
     paths: dict[int, str], keys: list[tuple[int, int]], settings: ShardSettings
-) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], float], dict[int, int | str]]:
+) -> (
+    tuple[dict[tuple[int, int], Any], dict[tuple[int, int], float], dict[int, int | str]]
+    | UnfitWorker
+):
     """On a worker: the in-process pairwise code on the pairs ``keys`` of the files
-    ``paths`` (index → path); each pair's figures or error, its seconds, the clouds' sizes."""
+    ``paths`` (index → path); each pair's figures or error, its seconds, the clouds' sizes
+    (or why this worker must not run them: :func:`unfit_worker`)."""
+    unfit = unfit_worker(settings, list(paths.values()))
+    if unfit is not None:
+        return unfit
     share_cores(settings.threads_on_host)
     config = worker_config(settings.config, settings.device)
     clouds = _clouds(paths, settings)

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from otcli.cli import many, matrix, pair, show  # noqa: F401 (each registers its commands on the app)
+from otcli.cli import barycenter, many, matrix, pair, show  # noqa: F401 (each registers its commands on the app)
 from otcli.cli.app import app, main, run
 
 __all__ = ["app", "main", "run"]

@@ -211,6 +211,11 @@ def spread_lists(argv: list[str]) -> list[str]:
 MISSING_HINTS = {
     ("batch", "output"): ("-o", "give the results file: -o scores.parquet, .csv or .jsonl"),
     ("pairwise", "output"): ("-o", "give the output file: -o matrix.npy, .csv or .parquet"),
+    ("barycenter", "output"): ("-o", "give the output file: -o bary.csv, .tsv, .parquet or .npy"),
+    ("barycenter", "points"): (
+        "--points",
+        "give the number of support points K, e.g. --points 100",
+    ),
 }
 
 

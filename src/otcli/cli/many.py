@@ -82,9 +82,13 @@ def _backend(scheduler: str | None, device: str) -> Any:
 
     if scheduler is None:
         return contextlib.nullcontext()
+    from otcli import render
     from otcli.batch.cluster import DaskBackend
 
-    return DaskBackend(scheduler, device=device, announce=lambda line: typer.echo(line, err=True))
+    return DaskBackend(
+        scheduler, device=device, announce=lambda line: typer.echo(line, err=True),
+        warn=render.warning,
+    )  # fmt: skip
 
 
 def _client_device(device: str, scheduler: str | None) -> str:

@@ -57,6 +57,7 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet")
 #: The file beside a CSV or JSON-lines batch output that records the options that wrote it.
 SETTINGS_SUFFIX = ".settings.json"
 _SETTINGS_KEY = b"otcli_settings"  # the same record in a Parquet output's metadata
+_VERSION_KEY = b"otcli_version"  # the otcli that wrote a Parquet output (and its workers')
 #: Columns of the pairwise long table, in order (``divergence`` only with ``--divergence``).
 LONG_FIELDS = (
     "i", "j", "a", "b", "n", "m", "eps", "cost", "objective", "divergence", "iterations",
@@ -297,6 +298,12 @@ def _sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _otcli_version() -> str:
+    from otcli import __version__
+
+    return __version__
+
+
 def write_rows(
     out: Path,
     rows: Sequence[dict[str, Any]],
@@ -308,7 +315,8 @@ def write_rows(
     ``settings`` (the options that produced the rows) go into a Parquet file's metadata, or
     for CSV and JSON lines into :func:`settings_path` with the file's SHA-256, renamed into
     place just before ``out`` itself, so :func:`read_output_settings` can tell later which
-    options wrote ``out``.
+    options wrote ``out``. The otcli version that wrote it goes beside them (every Parquet
+    output has it; with ``--scheduler`` the workers run the same one, or the run is refused).
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -326,14 +334,15 @@ def write_rows(
                 elif suffix == ".csv":
                     pacsv.write_csv(rows_table(rows, fields), fh)
                 else:
-                    table = rows_table(rows, fields)
+                    meta = {_VERSION_KEY: _otcli_version().encode()}
                     if settings is not None:
-                        table = table.replace_schema_metadata(
-                            {_SETTINGS_KEY: json.dumps(settings).encode()}
-                        )
-                    pq.write_table(table, fh)
+                        meta[_SETTINGS_KEY] = json.dumps(settings).encode()
+                    pq.write_table(rows_table(rows, fields).replace_schema_metadata(meta), fh)
             if settings is not None and suffix != ".parquet":
-                record = {"otcli_output": 1, "settings": settings, "sha256": _sha256(tmp)}
+                record = {
+                    "otcli_output": 1, "otcli_version": _otcli_version(), "settings": settings,
+                    "sha256": _sha256(tmp),
+                }  # fmt: skip
                 with atomic_write(settings_path(out)) as side:
                     side.write_text(json.dumps(record) + "\n", encoding="utf-8")
     except OSError as exc:
