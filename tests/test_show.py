@@ -105,8 +105,19 @@ def test_show_plot_of_a_matrix_spans_its_range(capfd, tmp_path, pair):
     ii, jj, vv = long_entries(tmp_path / "C.parquet")
     C = np.zeros((13, 9))
     C[ii, jj] = vv
-    np.testing.assert_allclose(np.asarray(im.get_array()), C, rtol=1e-12)  # file order
+    # rows and columns reordered (correspondence analysis): C's rows and columns, permuted
+    shown = np.asarray(im.get_array())
+    rp = [int(np.flatnonzero(np.isclose(np.sort(C, 1), np.sort(r), rtol=1e-12).all(1))[0])
+          for r in shown]  # fmt: skip
+    cp = [int(np.flatnonzero(np.isclose(np.sort(C, 0).T, np.sort(c), rtol=1e-12).all(1))[0])
+          for c in shown.T]  # fmt: skip
+    assert sorted(rp) == list(range(13)) and sorted(cp) == list(range(9))
+    np.testing.assert_allclose(shown, C[np.ix_(rp, cp)], rtol=1e-12)
     assert (im.colorbar.vmin, im.colorbar.vmax) == (C.min(), C.max())
+    im = plot.matrix_figure(stored, reorder=False).findobj(match=lambda a: a.get_gid() == "matrix")[
+        0
+    ]
+    np.testing.assert_allclose(np.asarray(im.get_array()), C, rtol=1e-12)  # file order
     code, _, err = otdist(capfd, "show", tmp_path / "C.parquet", "--plot", tmp_path / "C.pdf")
     assert code == 0, err
     assert (tmp_path / "C.pdf").read_bytes().startswith(b"%PDF-")
@@ -317,3 +328,53 @@ def test_show_draws_a_divergence_matrix_as_pairwise_plot_does(
     titles = " ".join(ax.get_title() for ax in shown.axes)
     assert f"pairwise {what}, 3 files" in titles and f"classical MDS of √{what}" in titles
     assert "cost" not in titles
+
+
+def test_a_long_coupling_is_placed_by_i_j_and_reordered_to_show_its_band(capfd, tmp_path):
+    """A coupling in long format, its points in an arbitrary order and its rows shuffled in
+    the file: drawn by (i, j) and reordered by correspondence analysis, the band it is made
+    of shows (in file order it looked like noise). Oracle: the band matrix we built."""
+    rng = np.random.default_rng(7)
+    n = 200
+    t = np.arange(n)
+    band = np.exp(-(((t[:, None] - t[None]) / 6.0) ** 2))  # a smooth monotone transport
+    band /= band.sum()
+    pi, pj = rng.permutation(n), rng.permutation(n)  # point k of the band is row pi[k]
+    ii, jj = np.nonzero(band > 1e-12)
+    order = rng.permutation(ii.size)
+    rows = ["i,j,value"] + [f"{pi[i]},{pj[j]},{float(band[i, j])!r}" for i, j in
+                            zip(ii[order], jj[order], strict=True)]  # fmt: skip
+    path = tmp_path / "P.csv"
+    path.write_text("\n".join(rows) + "\n")
+    stored = read_stored(path)
+
+    def near_diagonal(fig) -> float:
+        im = fig.findobj(match=lambda a: a.get_gid() == "matrix")[0]
+        cells = np.ma.filled(np.asarray(im.get_array()), 0.0) * 1.0
+        k = len(cells)
+        close = np.abs(np.arange(k)[:, None] - np.arange(k)[None]) <= 3
+        anti = np.abs(np.arange(k)[:, None] + np.arange(k)[None] - (k - 1)) <= 3
+        return max(cells[close].sum(), cells[anti].sum()) / cells.sum()
+
+    from otcli.plot.many import matrix_figure, seriation
+
+    # the keys put each point of the band back in its place (up to the direction)
+    u, v = seriation(stored)
+    inverse = np.argsort(pi)
+    rank = np.argsort(np.argsort(u))[pi]  # the rank of band point k
+    assert abs(np.corrcoef(rank, t)[0, 1]) > 0.99
+    assert abs(np.corrcoef(np.argsort(np.argsort(v))[pj], t)[0, 1]) > 0.99
+    assert inverse.size == n
+    assert near_diagonal(matrix_figure(stored, cells=40)) > 0.9
+    assert near_diagonal(matrix_figure(stored, cells=40, reorder=False)) < 0.2  # file order
+    fig = matrix_figure(stored, cells=40)
+    assert "reordered" in fig.axes[0].get_title() and "reordered" in fig.axes[0].get_xlabel()
+    label = fig.axes[1].get_ylabel()
+    assert label == "mean of value over\nblocks of 5 × 5\n(log scale, floor max/1,000)"
+    code, _, err = otdist(capfd, "show", path, "--plot", tmp_path / "P.png", "--plot-dpi", 30)
+    assert code == 0, err
+    from PIL import Image
+
+    with Image.open(tmp_path / "P.png") as png:
+        assert png.size == (210, 165)  # 7 × 5.5 inches at 30 dpi
+        assert png.info["dpi"] == pytest.approx((30, 30), abs=0.01)

@@ -24,8 +24,8 @@ class PairOutputs:
     keep of the coupling (entries above ``coupling_threshold``, default 1e-9 × max P; only the
     ``coupling_topk`` largest of each row if given). ``plot``: a picture of the pair
     (.png/.svg/.pdf, :func:`otcli.plot.pair_figure`) with at most ``plot_max_links`` links,
-    ``plot_size`` inches (width, height) if given. An existing file is replaced only
-    with ``overwrite``, an input file never."""
+    ``plot_size`` inches (width, height) if given, a PNG at ``plot_dpi`` dots per inch. An
+    existing file is replaced only with ``overwrite``, an input file never."""
 
     coupling: str | os.PathLike[str] | None = None
     cost_matrix: str | os.PathLike[str] | None = None
@@ -35,6 +35,7 @@ class PairOutputs:
     plot_max_links: int = 1000
     plot_size: tuple[float, float] | None = None
     overwrite: bool = False
+    plot_dpi: int = 100
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def run_pair(
         from otcli import plot
 
         plot.check_plot_path(outputs.plot)
-        plot.check_plot_options(outputs.plot_max_links, outputs.plot_size)
+        plot.check_plot_options(outputs.plot_max_links, outputs.plot_size, outputs.plot_dpi)
         check_new_output(outputs.plot, "--plot", overwrite=outputs.overwrite, inputs=(a, b))
     options = {
         "columns": read.columns, "weights": read.weights, "exclude": read.exclude,
@@ -330,7 +331,7 @@ def _write_outputs(
             fig = plot.pair_figure(
                 res, clouds=clouds, max_links=outputs.plot_max_links, size=outputs.plot_size
             )
-            stack.enter_context(plot.figure_file(fig, outputs.plot))
+            stack.enter_context(plot.figure_file(fig, outputs.plot, outputs.plot_dpi))
         x, y = clouds
         export.write_matrices(
             res, coupling=outputs.coupling, cost_matrix=outputs.cost_matrix,

@@ -34,6 +34,7 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     OverwriteOpt,
+    PlotDpiOpt,
     PlotSizeOpt,
     POpt,
     ReachAOpt,
@@ -51,6 +52,7 @@ from otcli.cli.options import (
     _config,
     _exact,
     _guarded,
+    _plot_dpi,
     _plot_size,
     _read_options,
 )
@@ -232,6 +234,7 @@ def batch(
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    plot_dpi: PlotDpiOpt = 100,
     scheduler: SchedulerOpt = None,
     exact: ExactOpt = False,
 ) -> None:
@@ -248,7 +251,12 @@ def batch(
 
         # A resumed run draws its picture again over the one it drew before.
         size = _check_plot(
-            plot, plot_size, overwrite=overwrite or resume, inputs=[manifest], output=output
+            plot,
+            plot_size,
+            plot_dpi,
+            overwrite=overwrite or resume,
+            inputs=[manifest],
+            output=output,
         )
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
@@ -274,7 +282,7 @@ def batch(
         if plot is not None:
             from otcli.plot import batch_file_figure, save_figure
 
-            save_figure(batch_file_figure(output, size=size), plot)
+            save_figure(batch_file_figure(output, size=size), plot, plot_dpi)
         return summary
 
     _run_many(call, progress, "interrupted; rerun the same command with --resume to continue")
@@ -379,6 +387,7 @@ def pairwise(
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    plot_dpi: PlotDpiOpt = 100,
     scheduler: SchedulerOpt = None,
     exact: ExactOpt = False,
 ) -> None:
@@ -393,6 +402,7 @@ def pairwise(
         from otcli.batch.pairwise import read_file_list, run_pairwise
 
         size = _plot_size(plot_size)
+        _plot_dpi(plot_dpi)
         config = _config(
             eps=eps, eps_rel=eps_rel, cost=cost, p=p, max_iter=max_iter, tol=tol, scaling=scaling,
             no_scaling=no_scaling, device=_client_device(device, scheduler), dtype=dtype,
@@ -415,7 +425,9 @@ def pairwise(
                 "--resume", "only a run with --against is resumable; a square matrix is "
                 "written whole at the end"
             )  # fmt: skip
-        _check_plot(plot, plot_size, overwrite=overwrite, inputs=paths + listed, output=output)
+        _check_plot(
+            plot, plot_size, plot_dpi, overwrite=overwrite, inputs=paths + listed, output=output
+        )
         with _backend(scheduler, device) as backend:
             summary = run_pairwise(
                 paths, output, config,
@@ -428,7 +440,7 @@ def pairwise(
 
             what = "divergence" if divergence else "cost"
             fig = pairwise_file_figure(output, paths, what=what, size=size)
-            save_figure(fig, plot)
+            save_figure(fig, plot, plot_dpi)
         return summary
 
     def _cross(paths: list[str], others: list[str], config: Any, start: Any) -> Any:
@@ -456,14 +468,16 @@ def pairwise(
 def _check_plot(
     plot: Path | None,
     plot_size: str | None,
+    plot_dpi: int,
     *,
     overwrite: bool,
     inputs: list[Any],
     output: Path,
 ) -> tuple[float, float] | None:
     """Before the run: --plot's path and matplotlib, the overwrite policy (an input never,
-    nor the run's -o), and the --plot-size it asks for."""
+    nor the run's -o), and the --plot-size and --plot-dpi it asks for."""
     size = _plot_size(plot_size)
+    _plot_dpi(plot_dpi)
     if plot is not None:
         from otcli.io.writers import check_distinct_outputs, check_new_output
         from otcli.plot import check_plot_path

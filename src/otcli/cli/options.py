@@ -435,6 +435,16 @@ PlotSizeOpt = Annotated[
 ]
 
 
+PlotDpiOpt = Annotated[
+    int,
+    typer.Option(
+        "--plot-dpi",
+        help="Dots per inch of a PNG picture (and of raster parts of SVG/PDF), 1 to 1200.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+
+
 #: Sides of a picture, in inches: at 100 dpi, 100 to 10,000 pixels. Below an inch a
 #: picture holds no readable panel, and 0.001 inch was zero pixels (PIL: "cannot write
 #: empty image").
@@ -459,3 +469,10 @@ def _plot_size(value: str | None) -> tuple[float, float] | None:
             f"size {value!r} is out of range; each side is {lo:g} to {hi:g} inches, e.g. 12x4",
         )
     return width, height
+
+
+def _plot_dpi(value: int) -> int:
+    """``--plot-dpi``, checked before any work (see :func:`otcli.plot.check_plot_options`)."""
+    from otcli.plot.common import check_dpi
+
+    return check_dpi(value)

@@ -27,6 +27,7 @@ from otcli.cli.options import (
     MemoryOpt,
     NoScalingOpt,
     OverwriteOpt,
+    PlotDpiOpt,
     PlotSizeOpt,
     POpt,
     ReachAOpt,
@@ -42,6 +43,7 @@ from otcli.cli.options import (
     _config,
     _exact,
     _guarded,
+    _plot_dpi,
     _plot_size,
     _read_options,
 )
@@ -168,18 +170,21 @@ def pair(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Draw the pair (.png .svg .pdf): the clouds with the transport as segments, "
-            "P and C as heat maps (optional extra otcli\\[plot]).",
+            help="Draw the pair (.png .svg .pdf): the clouds with the transport drawn by mass "
+            "(links or barycentric arrows), P and C as heat maps (optional extra otcli\\[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
     plot_max_links: Annotated[
         int,
         typer.Option(
-            help="--plot draws at most this many links, the strongest.", rich_help_panel=OUTPUT
+            help="--plot draws at most this many links, sampled by mass (or, for large pairs, "
+            "at most 250 barycentric arrows).",
+            rich_help_panel=OUTPUT,
         ),
     ] = 1000,
     plot_size: PlotSizeOpt = None,
+    plot_dpi: PlotDpiOpt = 100,
 ) -> None:
     """Optimal-transport cost between the point clouds in files A and B.
 
@@ -205,7 +210,7 @@ def pair(
             raise OptionError("--quiet", "prints the bare number, --json one object; give one")
         outputs = PairOutputs(
             coupling, cost_matrix, coupling_threshold, coupling_topk, plot, plot_max_links,
-            _plot_size(plot_size), overwrite=overwrite,
+            _plot_size(plot_size), overwrite=overwrite, plot_dpi=_plot_dpi(plot_dpi),
         )  # fmt: skip
         _exact(exact, eps, eps_rel, divergence)
         return run_pair(

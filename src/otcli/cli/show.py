@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from otcli.cli.app import command
-from otcli.cli.options import OUTPUT, OverwriteOpt, PlotSizeOpt, _guarded, _plot_size
+from otcli.cli.options import (
+    OUTPUT,
+    OverwriteOpt,
+    PlotDpiOpt,
+    PlotSizeOpt,
+    _guarded,
+    _plot_dpi,
+    _plot_size,
+)
 
 
 @command("show")
@@ -30,6 +38,7 @@ def show(
         ),
     ] = None,
     plot_size: PlotSizeOpt = None,
+    plot_dpi: PlotDpiOpt = 100,
     overwrite: OverwriteOpt = False,
     top: Annotated[
         int,
@@ -57,6 +66,7 @@ def show(
         if plot is None:  # the summary is the result; with --plot the picture is
             render.require_stdout()
         size = _plot_size(plot_size)
+        _plot_dpi(plot_dpi)
         if plot is not None:
             from otcli.io.writers import check_new_output
             from otcli.plot import check_plot_path
@@ -68,7 +78,7 @@ def show(
         if plot is not None:
             from otcli.plot import save_figure, stored_figure
 
-            save_figure(stored_figure(stored, size=size), plot)
+            save_figure(stored_figure(stored, size=size), plot, plot_dpi)
         return summary
 
     summary = _guarded(call, lambda: None, "interrupted")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from otcli.errors import OptionError, OtcliError
 from otcli.io.common import os_reason
 from otcli.io.writers import atomic_write, check_output_path
+from otcli.plot.common import DPI, check_dpi
 from otcli.plot.many import batch_figure, classical_mds, matrix_figure, pairwise_figure
 from otcli.plot.pair import DEFAULT_MAX_LINKS, pair_figure
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 #: Picture formats, by extension.
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 INSTALL_HINT = "pip install 'otcli[plot]'"
-#: Dots per inch of PNG output (SVG and PDF are vector formats).
-DPI = 100
 
 
 def require_matplotlib(option: str = "--plot") -> None:
@@ -53,8 +52,12 @@ def check_plot_path(path: str | os.PathLike[str], option: str = "--plot") -> Pat
 
 
 def check_plot_options(
-    max_links: int = DEFAULT_MAX_LINKS, size: tuple[float, float] | None = None
+    max_links: int = DEFAULT_MAX_LINKS,
+    size: tuple[float, float] | None = None,
+    dpi: int = DPI,
 ) -> None:
+    """``--plot-max-links``, ``--plot-size`` and ``--plot-dpi`` (with the size it draws at)."""
+    check_dpi(dpi, size)
     if max_links < 1:
         raise OptionError("--plot-max-links", f"must be ≥ 1, got {max_links}")
     if size is not None and not (0 < size[0] <= 100 and 0 < size[1] <= 100):
@@ -62,34 +65,39 @@ def check_plot_options(
 
 
 @contextlib.contextmanager
-def figure_file(fig: Figure, path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Draw ``fig`` into a temporary file beside ``path``, renamed onto it when the
-    ``with`` block ends without error: other outputs can be written inside, all or none."""
+def figure_file(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Iterator[Path]:
+    """Draw ``fig`` into a temporary file beside ``path`` (a PNG at ``dpi`` dots per inch),
+    renamed onto it when the ``with`` block ends without error: other outputs can be written
+    inside, all or none."""
     final = Path(path)
+    check_dpi(dpi, tuple(fig.get_size_inches()))
     with atomic_write(final) as tmp:
         try:
             if final.suffix.lower() == ".png":
-                _save_png(fig, tmp)
+                _save_png(fig, tmp, dpi)
             else:
-                fig.savefig(tmp, format=final.suffix.lower()[1:], metadata=_metadata(final))
+                fig.savefig(
+                    tmp, format=final.suffix.lower()[1:], metadata=_metadata(final), dpi=dpi
+                )
         except OSError as exc:
             raise OtcliError(str(final), f"cannot write the picture ({os_reason(exc)})") from None
         yield final
 
 
-def _save_png(fig: Figure, path: Path) -> None:
+def _save_png(fig: Figure, path: Path, dpi: int = DPI) -> None:
     """The Agg rendering as an opaque RGB PNG, compressed hard: a tenth smaller than
     matplotlib's RGBA file, the same pixels (the figure's background is opaque white)."""
     import numpy as np
     from PIL import Image, PngImagePlugin
 
-    fig.set_dpi(DPI)
+    fig.set_dpi(dpi)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", "otdist")
-    dpi = (DPI, DPI)
-    Image.fromarray(rgba[..., :3]).save(path, format="PNG", optimize=True, pnginfo=info, dpi=dpi)
+    Image.fromarray(rgba[..., :3]).save(
+        path, format="PNG", optimize=True, pnginfo=info, dpi=(dpi, dpi)
+    )
 
 
 def _metadata(path: Path) -> dict[str, Any]:
@@ -99,9 +107,9 @@ def _metadata(path: Path) -> dict[str, Any]:
     return {"Creator": "otdist", "Date": None}
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` to ``path`` (format by extension), atomically."""
-    with figure_file(fig, path) as final:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    """Write ``fig`` to ``path`` (format by extension; a PNG at ``dpi``), atomically."""
+    with figure_file(fig, path, dpi) as final:
         return final
 
 
@@ -160,9 +168,11 @@ def batch_file_figure(
 
 __all__ = [
     "DEFAULT_MAX_LINKS",
+    "DPI",
     "PLOT_SUFFIXES",
     "batch_figure",
     "batch_file_figure",
+    "check_dpi",
     "check_plot_options",
     "check_plot_path",
     "classical_mds",
