@@ -500,6 +500,18 @@ class DaskBackend:
     def _connected(self) -> bool:
         return self.client is not None and self.client.status == "running"
 
+    def _gone(self, exc: Exception, wait: float = 2.0) -> bool:
+        """Whether a closed connection was the scheduler's: it names the scheduler, or the
+        client stops running within ``wait`` seconds."""
+        if str(self.where) in str(exc):
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not self._connected():
+                return True
+            time.sleep(0.1)
+        return False
+
     def _shard_result(self, future: Any) -> Any:
         """A finished shard's value; a shard the cluster could not compute is a SolverError,
         and one cancelled because the scheduler went away is :class:`SchedulerLost`."""
@@ -509,6 +521,9 @@ class DaskBackend:
             raise
         except Exception as exc:
             lost = getattr(exc, "reason", None) == "scheduler-connection-lost"
+            # The connection to the scheduler can close under a gather before the client
+            # notices (seen in CI: CommClosedError naming the scheduler, status "running").
+            lost = lost or (type(exc).__name__ == "CommClosedError" and self._gone(exc))
             if lost or not self._connected():
                 raise SchedulerLost(
                     f"--scheduler: lost the Dask scheduler at {self.where}"
