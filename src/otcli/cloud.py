@@ -80,14 +80,7 @@ def make_cloud(
         raise InputError(source, "no points (the cloud is empty)")
     if d == 0:
         raise InputError(source, "points have no coordinates (0 columns)")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise InputError(
-            source,
-            f"non-finite coordinate {x[i, j]} at point {i} (0-based), coordinate {j}; "
-            "clean the data or drop those rows",
-        )
+    check_finite(x, source, "clean the data or drop those rows")
     w = _normalised_weights(weights, n, source)
     x = np.array(x, order="C")  # our own copy: freezing it must not freeze the caller's array
     x.setflags(write=False)
@@ -140,6 +133,16 @@ def real_values(values: object, source: str, what: str) -> np.ndarray:
 
 
 _REAL_ONLY = "otcli takes real numbers: pass .real, or the real and imaginary parts as two columns"
+
+
+def check_finite(x: np.ndarray, source: str, fix: str) -> None:
+    """Raise :class:`InputError` naming the first non-finite coordinate of (n, d) ``x``."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(
+            source, f"non-finite coordinate {x[i, j]} at point {i} (0-based), coordinate {j}; {fix}"
+        )
 
 
 def _normalised_weights(weights: object | None, n: int, source: str) -> np.ndarray:

@@ -172,7 +172,7 @@ def _as_float64(values: Any, name: str) -> np.ndarray:
 
 def _new_points(points: Any, d: int, name: str) -> tuple[np.ndarray, Any]:
     """(k, d) float64 points to move, checked, and how to give the result back."""
-    from otcli.cloud import real_values
+    from otcli.cloud import check_finite, real_values
 
     like: Any = ("numpy", None)
     if callable(getattr(points, "detach", None)):  # a torch tensor
@@ -187,14 +187,7 @@ def _new_points(points: Any, d: int, name: str) -> tuple[np.ndarray, Any]:
         raise InputError(
             name, f"points of shape {shape}: the map moves points in {d}-D, give (k, {d})"
         )
-    bad = ~np.isfinite(x)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise InputError(
-            name,
-            f"non-finite coordinate {x[i, j]} at point {i} (0-based), coordinate {j}; the map "
-            "moves finite points only",
-        )
+    check_finite(x, name, "the map moves finite points only")
     return x, (like, flat and d == 1)
 
 
