@@ -45,35 +45,42 @@ def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -
     While annealing, a stage is often done within a few iterations: the burst then ends as
     soon as every problem is ready for the check to move it on (its error within the
     stage's tolerance, or the target's), so a stage takes no more iterations than with a
-    check after each one."""
+    check after each one. At the target ε a problem whose error reaches half the tolerance
+    is frozen there and then (the check confirms it), and the burst ends with the last one:
+    a batch runs as many iterations as its slowest problem needs, not up to the next
+    multiple of the check period."""
     steps = to_next_check(it, opts)
     run = getattr(b.geom, "scaling_steps", None)
     if steps < 2 or run is None or b.rho_a is not None or b.rho_b is not None:
         return 0
     omega = st.omega if st.all_active else torch.where(st.active, st.omega, 0.0)
-    stop = None
-    if not st.all_last:
-        tol = torch.where(st.stage == b.last, 0.5 * opts.tol, opts.stage_tol)
-        stop = torch.where(st.active, tol, math.inf)
+    half_tol = 0.5 * opts.tol
+    if st.all_last:
+        final = st.active
+        stop = torch.where(final, half_tol, math.inf)
+    else:
+        final = st.active & (st.stage == b.last)
+        stop = torch.where(st.active, torch.where(final, half_tol, opts.stage_tol), math.inf)
         left = opts.stage_max_iter - int(st.stage_iters.max())
         steps = min(steps, max(left, 0))
         if steps < 2:
             return 0
-    out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop)
+    out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop, final)
     if out is None:
         return None
-    if out[3] == 0:
+    f, g, g_hat, each = out
+    ran = int(each.max())
+    if ran == 0:
         return 0
-    f, g, g_hat, steps = out
     if st.all_active:
         st.f, st.g, st.g_hat = f, g, g_hat
-        st.iterations += steps
+        st.iterations += each
     else:  # frozen problems keep their potentials to the bit
         active = flag(st.active)
         st.f = torch.where(active, f, st.f)
         st.g = torch.where(active, g, st.g)
         st.g_hat = torch.where(active, g_hat, st.g_hat)
-        st.iterations += steps * st.active
+        st.iterations += each * st.active
     if not st.all_last:
-        st.stage_iters += steps
-    return steps
+        st.stage_iters += each
+    return ran

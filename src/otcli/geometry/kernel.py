@@ -233,14 +233,18 @@ class KernelGeometry:
         omega: torch.Tensor,
         steps: int,
         stop: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None:
+        final: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Up to ``steps`` over-relaxed balanced Sinkhorn iterations from (f, g) in the
         scaling form, u ← u^{1−ω} (a / K̃v)^ω and v ← v^{1−ω} (b / K̃ᵀu)^ω: the new f and g,
         ĝ (the last column half-step before relaxation, for the error check) and how many
-        ran. With ``stop`` (B,), they end early once every problem's marginal error
-        ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁, read off the products already made, is at most its
-        ``stop``. None where the kernel cannot serve them exactly: not built for ``eps``,
-        potentials out of reach at the start or the end, or a value not finite.
+        iterations each problem ran, (B,). With ``stop`` (B,), they end early once every
+        problem's marginal error ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁, read off the products already made,
+        is at most its ``stop``; a problem of ``final`` (B,) bool whose error gets there is
+        frozen at once (ω = 0: its error is its last one, for the check to confirm), so a
+        batch ends at its slowest problem's iteration, not the next check's. None where the
+        kernel cannot serve them exactly: not built for ``eps``, potentials out of reach at
+        the start or the end, or a value not finite.
 
         u = e^{log a + f/ε − α} and v = e^{log b + g/ε − β} are the very vectors the
         log-domain half-steps exponentiate, so each iteration is two kernel products and a
@@ -267,12 +271,27 @@ class KernelGeometry:
         w1 = 1.0 - w
         v_hat = v
         ran, col_err = 0, None
+        frozen = counts = None  # problems of ``final`` done, and their iterations
         for _ in range(steps):
             kv = self._times(True)
             if col_err is not None:  # the error of the state the last step left
-                err = torch.addcmul(-a, u, kv).abs_().sum(1).add_(col_err)
-                if bool((err <= stop).all()):
-                    break
+                ok = torch.addcmul(-a, u, kv).abs_().sum(1).add_(col_err) <= stop
+                if final is None:
+                    if bool(ok.all()):
+                        break
+                else:
+                    done = ok & final
+                    new = done if frozen is None else done & ~frozen
+                    everyone, fresh = torch.stack([ok.all(), new.any()]).tolist()
+                    if everyone:
+                        break
+                    if fresh:  # freeze them: u and v stay, the products go on for the batch
+                        if frozen is None:
+                            frozen, counts = done, torch.where(done, ran, 0)
+                        else:
+                            frozen, counts = frozen | new, torch.where(new, ran, counts)
+                        w = w.masked_fill(frozen[:, None], 0.0)
+                        w1 = 1.0 - w
             u_hat = torch.div(a, kv)
             u.pow_(w1).mul_(u_hat.pow_(w))  # padding: 0^{1−ω} · 0 is NaN for ω > 1
             if self._padded_x:
@@ -298,7 +317,10 @@ class KernelGeometry:
         f_new = torch.where(self.mask_x, f_new, f)
         g_new = torch.where(self.mask_y, g_new, g)
         g_hat = torch.where(self.mask_y, g_hat, 0.0)
-        return f_new, g_new, g_hat, ran
+        ran_each = f.new_full((f.shape[0],), ran, dtype=torch.int64)
+        if frozen is not None:
+            ran_each = torch.where(frozen, counts, ran_each)
+        return f_new, g_new, g_hat, ran_each
 
     def _in_reach(self, *logs: torch.Tensor) -> bool:
         """Whether every entry of these log-vectors (padding set to 0) lies within ``reach``;
