@@ -40,6 +40,7 @@ def test_auto_counts_what_runs_now_not_the_last_minute(monkeypatch, samples, exp
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    monkeypatch.setattr(device, "_own_runnable", lambda: 1)
     looks = iter(samples)
     real_open = builtins.open
 
@@ -52,12 +53,41 @@ def test_auto_counts_what_runs_now_not_the_last_minute(monkeypatch, samples, exp
     assert device.auto_threads() == expected
 
 
+def test_auto_does_not_count_this_processs_own_threads(monkeypatch):
+    """Torch's workers spin for a while after a parallel operation, and a batch's reader
+    threads run beside the solver: neither is other work. Two threads of this process
+    running and one other process: one core is busy, not two."""
+    import builtins
+    import io
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(device, "_own_runnable", lambda: 2)
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            return io.StringIO("1.00 1.00 1.00 3/80 12345\n")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert device.auto_threads() == 3
+
+
+def test_own_runnable_threads_are_counted_from_proc():
+    """At least the caller; no more than the process's threads."""
+    count = device._own_runnable()
+    assert 1 <= count <= len(os.listdir("/proc/self/task"))
+
+
 def test_resolve_threads(monkeypatch):
     monkeypatch.delenv("OTCLI_THREADS", raising=False)
-    assert device.resolve_threads(None) is None  # the library leaves torch alone
+    assert device.resolve_threads(None) is None  # auto, decided per solve
     assert device.resolve_threads(3) == 3
+    assert device.resolve_threads("auto") is None  # not a count fixed once for a whole run
     monkeypatch.setenv("OTCLI_THREADS", "2")
     assert device.resolve_threads(None) == 2
+    monkeypatch.setenv("OTCLI_THREADS", "auto")
+    assert device.resolve_threads(None) is None
     monkeypatch.setenv("OTCLI_THREADS", "lots")
     with pytest.raises(OptionError, match="OTCLI_THREADS: must be a positive whole number or auto"):
         device.resolve_threads(None)

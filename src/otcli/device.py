@@ -88,8 +88,11 @@ def format_bytes(n: float) -> str:
 
 
 def resolve_threads(spec: str | int | None) -> int | None:
-    """CPU threads for torch: a count, ``auto`` (:func:`auto_threads`), or ``None`` (then
-    ``OTCLI_THREADS`` if set, else torch's own setting is left alone)."""
+    """CPU threads for torch: a count, or ``None`` for ``auto`` (and where neither
+    ``spec`` nor ``OTCLI_THREADS`` says): then each solve takes the cores other work leaves
+    free at its start (:func:`solve_threads`). A long batch sees the load as it changes; a
+    count fixed once when the command started kept one thread for a whole run because
+    another process happened to run at that moment."""
     if spec is None:
         spec = os.environ.get("OTCLI_THREADS") or None
         if spec is None:
@@ -99,7 +102,7 @@ def resolve_threads(spec: str | int | None) -> int | None:
         option = "--threads"
     text = str(spec).strip().lower()
     if text == "auto":
-        return auto_threads()
+        return None
     try:
         count = int(text)
     except ValueError:
@@ -160,8 +163,11 @@ def usable_cores() -> int:
 
 
 def _runnable_others() -> int | None:
-    """Other processes runnable now (least of three looks), or None off Linux. A look that
-    sees none ends it at once: on an idle machine the answer costs one read, not 4 ms."""
+    """Threads of other processes runnable now (least of three looks), or None off Linux.
+    A look that sees none ends it at once: on an idle machine the answer costs one read,
+    not 4 ms. This process's own runnable threads do not count: right after a parallel
+    operation torch's workers still spin for a few milliseconds, and the reader threads of
+    a batch run share the work, not compete with it."""
     import time
 
     seen = []
@@ -171,12 +177,32 @@ def _runnable_others() -> int | None:
                 running = int(fh.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             return None
-        seen.append(max(0, running - 1))  # this process is one of them
+        seen.append(max(0, running - 1))  # this thread is one of them
+        if seen[-1] > 0:
+            seen[-1] = max(0, running - _own_runnable())
         if seen[-1] == 0:
             return 0
         if k < 2:
             time.sleep(0.002)
     return min(seen)
+
+
+def _own_runnable() -> int:
+    """This process's threads in the running state (at least 1: the caller), from
+    /proc/self/task; 1 where that cannot be read."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == "R"
+    return max(1, count)
 
 
 def release_freed_memory() -> None:

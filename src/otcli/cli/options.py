@@ -363,8 +363,8 @@ def _config(
 ) -> Any:
     """The shared solver options as one checked :class:`otcli.config.SolveConfig`.
 
-    The command line always sets torch's threads (a library call leaves them alone unless
-    asked): ``--threads``, else ``$OTCLI_THREADS``, else ``auto``.
+    Threads: ``--threads``, else ``$OTCLI_THREADS``, else ``auto`` (each solve takes the
+    cores other work leaves free at its start, as a library call does).
     """
     import os
 
