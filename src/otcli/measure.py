@@ -109,19 +109,25 @@ def plan_statistics(
     kl_a = torch.zeros_like(eps)  # KL(P1‖a)
     independent = torch.zeros_like(eps)  # ⟨a⊗b, C⟩ = Σ_i a_i (C b)_i
     b_col = lb.exp()[:, :, None]  # (B, m, 1)
-    buf = x.new_empty((B, min(block_rows, n), lb.shape[1]))  # (B, b, m), reused
+    m = lb.shape[1]
+    rows = min(block_rows, n)
+    # (B, b, m) buffers, reused: C in the measuring dtype, and P. Every operation below is
+    # in one dtype (mixed-dtype passes are not vectorised on CPUs), and the two dot
+    # products over whole blocks are batched products, which need no temporary.
+    c_buf, p_buf = x.new_empty((B, rows, m)), x.new_empty((B, rows, m))
     for i0 in range(0, n, block_rows):
         sl = slice(i0, i0 + block_rows)
         c = working_cost(cost_fn, x[:, sl], y, dtype) if cost is None else cost[:, sl]
-        independent += (torch.bmm(c.to(dt), b_col)[..., 0] * la[:, sl].exp()).sum(dim=1)
-        p = buf[:, : c.shape[1]]
-        torch.addcmul(hb, c, neg_inv_eps, out=p).add_(ha[:, sl, None]).exp_()  # P_ij
+        r = c.shape[1]
+        c = c_buf[:, :r].copy_(c)
+        independent += torch.bmm(la[:, None, sl].exp(), torch.bmm(c, b_col))[:, 0, 0]
+        p = torch.add(ha[:, sl, None], hb, out=p_buf[:, :r]).addcmul_(c, neg_inv_eps).exp_()
         col += p.sum(dim=1)
         row = p.sum(dim=2)  # (B, b)
         row_err += (row - target_a[:, sl]).abs().sum(dim=1)
         f_dot_row += (f[:, sl] * row).sum(dim=1)
         kl_a += _kl_terms(row, la[:, sl])
-        total += p.mul_(c).sum(dim=(1, 2))
+        total += torch.bmm(p.view(B, 1, r * m), c.view(B, r * m, 1))[:, 0, 0]  # ⟨P, C⟩
     return _figures(la, lb, f, g, eps, col, total, row_err, f_dot_row, kl_a, independent,
                     rho_a, rho_b)  # fmt: skip
 

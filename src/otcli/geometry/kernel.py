@@ -268,14 +268,19 @@ class KernelGeometry:
         torch.exp(dv, out=v)
         a, b = log_a.exp().to(kd), log_b.exp().to(kd)
         w = omega.to(kd)[:, None]
-        w1 = 1.0 - w
-        v_hat = v
-        ran, col_err = 0, None
+        # ω = 1 everywhere (every annealing stage starts so): the plain steps u = a / K̃v,
+        # v = b / K̃ᵀu, no powers, and the columns then match b to rounding.
+        plain = bool((omega == 1).all())
+        zero = a.new_zeros(a.shape[0])
+        t = torch.empty_like(u)  # u ⊙ K̃v, then the row factor (a / (u ⊙ K̃v))^ω
+        s = torch.empty_like(v)  # the column one
+        ran, col_err, ktu = 0, None, None
         frozen = counts = None  # problems of ``final`` done, and their iterations
         for _ in range(steps):
             kv = self._times(True)
             if col_err is not None:  # the error of the state the last step left
-                ok = torch.addcmul(-a, u, kv).abs_().sum(1).add_(col_err) <= stop
+                err = torch.mul(u, kv, out=t).sub_(a).abs_().sum(1)
+                ok = err.add_(col_err) <= stop
                 if final is None:
                     if bool(ok.all()):
                         break
@@ -285,25 +290,31 @@ class KernelGeometry:
                     everyone, fresh = torch.stack([ok.all(), new.any()]).tolist()
                     if everyone:
                         break
-                    if fresh:  # freeze them: u and v stay, the products go on for the batch
+                    if fresh:  # freeze them (ω = 0): u and v stay, the batch's products go on
                         if frozen is None:
                             frozen, counts = done, torch.where(done, ran, 0)
                         else:
                             frozen, counts = frozen | new, torch.where(new, ran, counts)
                         w = w.masked_fill(frozen[:, None], 0.0)
-                        w1 = 1.0 - w
-            u_hat = torch.div(a, kv)
-            u.pow_(w1).mul_(u_hat.pow_(w))  # padding: 0^{1−ω} · 0 is NaN for ω > 1
-            if self._padded_x:
+                        plain = False
+            # u ← u^{1−ω} (a / K̃v)^ω = u (a / (u ⊙ K̃v))^ω: one power, not two
+            if plain:
+                torch.div(a, kv, out=u)
+            else:
+                u.mul_(torch.div(a, torch.mul(u, kv, out=t), out=t).pow_(w))
+            if self._padded_x:  # padding: 0 / 0, or 0 · ∞
                 u.masked_fill_(self._massless_x, 0.0)
             ktu = self._times(False)
-            v_hat = torch.div(b, ktu)
-            v.pow_(w1).mul_(torch.pow(v_hat, w))
+            if plain:
+                torch.div(b, ktu, out=v)
+            else:
+                v.mul_(torch.div(b, torch.mul(v, ktu, out=s), out=s).pow_(w))
             if self._padded_y:
                 v.masked_fill_(self._massless_y, 0.0)
             if stop is not None:
-                col_err = torch.addcmul(-b, v, ktu).abs_().sum(1)
+                col_err = zero if plain else torch.addcmul(-b, v, ktu).abs_().sum(1)
             ran += 1
+        v_hat = v if ktu is None else torch.div(b, ktu)  # the last step's b / K̃ᵀu
         hd = f.dtype
         lu = u.to(hd).log_().masked_fill_(self._massless_x, 0.0)
         lv = v.to(hd).log_().masked_fill_(self._massless_y, 0.0)
