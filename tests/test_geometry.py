@@ -86,7 +86,8 @@ def _log_domain_steps(C, log_a, log_b, f, g, eps, omega, steps):
         f = f + w * (f_hat - f)
         g_hat = -e * torch.logsumexp((log_a + f / e)[:, :, None] - C / e[..., None], dim=1)
         g = g + w * (g_hat - g)
-    return f, g, g_hat
+    f_next = -e * torch.logsumexp((log_b + g / e)[:, None, :] - C / e[..., None], dim=2)
+    return f, g, g_hat, f_next
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -114,8 +115,9 @@ def test_kernel_scaling_steps_equal_log_domain_iterations(dtype):
         assert got is not None and got[3].tolist() == [7, 7]
         want = _log_domain_steps(C, log_a, log_b, f, g, eps, omega, 7)
         tol = 1e-10 if dtype == torch.float64 else 2e-5
-        for k, (have, ref) in enumerate(zip(got[:3], want, strict=True)):
-            mask = mask_x if k == 0 else mask_y
+        have_all = (got[0], got[1], got[2], got[4])  # f, g, ĝ and f̂ = F(g) of the state left
+        for k, (have, ref) in enumerate(zip(have_all, want, strict=True)):
+            mask = mask_y if k in (1, 2) else mask_x
             torch.testing.assert_close(have[mask], ref[mask], rtol=tol, atol=tol)
         if omega[1] == 0:  # frozen: its potentials stay where they were (to rounding)
             torch.testing.assert_close(got[0][1], f[1], rtol=0, atol=1e-5)
@@ -134,8 +136,12 @@ def test_kernel_scaling_steps_stop_early_and_refuse_stale_kernels():
     )  # no kernel
     geom.lse_over_cols(log_w, eps)
     stop = torch.full((2,), 1e-3, dtype=torch.float64)
-    f, g, _, ran = geom.scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500, stop)
+    f, g, _, ran, f_hat = geom.scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500,
+                                             stop)  # fmt: skip
     assert 2 <= int(ran.max()) < 500
+    # f̂ = F(g) of the state it stopped at, from the product its last reading made
+    want = -0.5 * torch.logsumexp((log_w + g / 0.5)[:, None, :] - C / 0.5, dim=2)
+    torch.testing.assert_close(f_hat, want, rtol=1e-10, atol=1e-10)
     # The state it stopped at meets the error bound, measured on the plan itself.
     P = torch.exp(log_w[:, :, None] + log_w[:, None, :] + (f[:, :, None] + g[:, None, :] - C) / 0.5)
     err = (P.sum(2) - log_w.exp()).abs().sum(1) + (P.sum(1) - log_w.exp()).abs().sum(1)
@@ -169,7 +175,7 @@ def test_kernel_scaling_steps_freeze_each_final_problem_where_it_meets_its_bound
         geom.lse_over_cols(log_w, eps)
         return geom
 
-    f, g, _, ran = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500,
+    f, g, _, ran, _ = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500,
                                          stop, final)  # fmt: skip
     first, last = ran.tolist()
     assert 2 <= first < last < 500
@@ -177,13 +183,13 @@ def test_kernel_scaling_steps_freeze_each_final_problem_where_it_meets_its_bound
     assert bool((err <= 1e-6).all())
     # Each problem's state is the one its own count of plain iterations gives.
     for k, count in enumerate((first, last)):
-        f_k, g_k, _, done = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2),
+        f_k, g_k, _, done, _ = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2),
                                                   count)  # fmt: skip
         assert done.tolist() == [count, count]
         torch.testing.assert_close(f[k], f_k[k], rtol=0, atol=1e-12)
         torch.testing.assert_close(g[k], g_k[k], rtol=0, atol=1e-12)
     # Without ``final`` nobody is frozen: the first problem runs on with the second.
-    _, _, _, both = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500,
+    _, _, _, both, _ = fresh().scaling_steps(log_w, log_w, zeros, zeros, eps, torch.ones(2), 500,
                                           stop)  # fmt: skip
     assert both.tolist() == [last, last]
 

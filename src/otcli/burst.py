@@ -43,7 +43,8 @@ def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -
     """Run iterations ``it``, ``it + 1``, … short of the next check in the kernel's scaling
     form, where the geometry has one and the problems are balanced: two kernel products and
     a few vector operations each, instead of the log domain's dozens of operations. How
-    many ran: 0 where none was due (too few before the check, or every problem already
+    many ran (and ``st.f_hat`` is then F(g) of the state left, so the loop's next f
+    half-step is done): 0 where none was due (too few before the check, or every problem already
     ready for it); None where the kernel could not serve them (the loop then stays in the
     log domain up to the next check, which also rebuilds a kernel out of reach). The check
     that follows measures the error as ever: the burst leaves f, g and ĝ = G(f) as the
@@ -78,7 +79,7 @@ def burst(b: Batch, st: State, c: StepConstants, it: int, opts: SolverOptions) -
     out = run(b.log_a, b.log_b, st.f, st.g, c.eps, omega, steps, stop, final)
     if out is None:
         return None
-    f, g, g_hat, each = out
+    f, g, g_hat, each, st.f_hat = out  # f̂ = F(g): the loop's next half-step, made here
     ran = int(each.max())
     if ran == 0:
         return 0

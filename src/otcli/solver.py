@@ -340,11 +340,13 @@ def sinkhorn_loop(
     it = 0
     while it < opts.max_iter:
         it += 1
+        ran = None
         if it >= burst_from:
             ran = burst(b, st, c, it, opts)
             burst_from = it + 1 if ran is not None else it + to_next_check(it, opts) + 1
             it += ran or 0
-        st.f_hat = b.f_step(st.g, c)
+        if not ran:  # a burst leaves f̂ = F(g) of the state it left
+            st.f_hat = b.f_step(st.g, c)
         if it % opts.check_every == 0 or it == opts.max_iter:
             d = _check(b, st, c, opts, it)
             c = _advance(b, st, d) or c

@@ -234,11 +234,13 @@ class KernelGeometry:
         steps: int,
         stop: torch.Tensor | None = None,
         final: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Up to ``steps`` over-relaxed balanced Sinkhorn iterations from (f, g) in the
         scaling form, u ← u^{1−ω} (a / K̃v)^ω and v ← v^{1−ω} (b / K̃ᵀu)^ω: the new f and g,
-        ĝ (the last column half-step before relaxation, for the error check) and how many
-        iterations each problem ran, (B,). With ``stop`` (B,), they end early once every
+        ĝ (the last column half-step before relaxation, for the error check), how many
+        iterations each problem ran, (B,), and f̂ = F(g) of the state left (what
+        ``lse_over_cols`` would give: the loop's next half-step, from a product the burst
+        already made or one more). With ``stop`` (B,), they end early once every
         problem's marginal error ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁, read off the products already made,
         is at most its ``stop``; a problem of ``final`` (B,) bool whose error gets there is
         frozen at once (ω = 0: its error is its last one, for the check to confirm), so a
@@ -315,13 +317,18 @@ class KernelGeometry:
                 col_err = zero if plain else torch.addcmul(-b, v, ktu).abs_().sum(1)
             ran += 1
         v_hat = v if ktu is None else torch.div(b, ktu)  # the last step's b / K̃ᵀu
+        if ran == steps:  # ended on a step, not on a reading: K̃v of the state it left
+            kv = self._times(True)
         hd = f.dtype
         lu = u.to(hd).log_().masked_fill_(self._massless_x, 0.0)
         lv = v.to(hd).log_().masked_fill_(self._massless_y, 0.0)
         lh = v_hat.to(hd).log_().masked_fill_(self._massless_y, 0.0)
-        if not self._in_reach(lu, lv, lh):
+        lk = kv.to(hd).log_()  # f̂ = F(g) of the state left, as lse_over_cols gives it
+        top = lk.abs().amax()
+        if not self._in_reach(lu, lv, lh, top - top):  # the last: 0, or NaN if not finite
             return None
         eps_col = eps[:, None]
+        f_hat = (self.alpha - lk).mul_(eps_col)
         f_new = (lu + self.alpha - log_a).mul_(eps_col)  # padding: −inf − (−inf), replaced
         g_new = (lv + self.beta - log_b).mul_(eps_col)
         g_hat = (lh + self.beta - log_b).mul_(eps_col)
@@ -331,7 +338,7 @@ class KernelGeometry:
         ran_each = f.new_full((f.shape[0],), ran, dtype=torch.int64)
         if frozen is not None:
             ran_each = torch.where(frozen, counts, ran_each)
-        return f_new, g_new, g_hat, ran_each
+        return f_new, g_new, g_hat, ran_each, f_hat
 
     def _in_reach(self, *logs: torch.Tensor) -> bool:
         """Whether every entry of these log-vectors (padding set to 0) lies within ``reach``;
