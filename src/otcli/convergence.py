@@ -3,7 +3,9 @@
 The loop (:func:`otcli.solver.sinkhorn_loop`) measures each problem's marginal error at its
 checks; these rules turn those measurements into decisions, per problem, on (B,) tensors:
 
-- over-relaxation: ω from the error's observed contraction (:func:`relaxation`);
+- over-relaxation: ω from the error's observed contraction (:func:`relaxation`), and the
+  estimate of plain Sinkhorn's rate carried from one ε stage to the next (:func:`carry`),
+  so that the target ε does not start over from ω = 1;
 - a stall: no 1% fall of the best error in ``patience`` iterations, nor in half of those
   spent at the target ε (:func:`stalled`): a precision floor, not a slow problem;
 - hopelessness: an error far above the tolerance whose fall projects past the iteration
@@ -97,9 +99,9 @@ def relaxation(
 
 
 #: At a stage change, plain Sinkhorn's 1 − Θ is taken to shrink in proportion to ε (its
-#: rate at the halved ε is slower), and the new stage starts at the ω* of that Θ with this
-#: share of its excess ω* − 1: a factor just below ω* loses little, one above it
-#: oscillates (measured: see :func:`carry`).
+#: rate at the halved ε is slower), and the target stage starts at the ω* of that Θ with
+#: this share of its excess ω* − 1, a safety margin for an extrapolated rate (see
+#: :func:`carry`).
 CARRY_MARGIN = 0.9
 
 

@@ -245,8 +245,9 @@ def _advance(b: Batch, st: State, d: _Decision, opts: SolverOptions) -> StepCons
 
     Stages at the target already (a problem whose costs are smaller than the batch's
     largest) are skipped. Each problem that moves carries its estimate of plain Sinkhorn's
-    rate to the new ε and starts it at a factor ω below that rate's ω*
-    (:func:`otcli.convergence.carry`)."""
+    rate to the new ε (:func:`otcli.convergence.carry`); at the target ε it starts at a
+    factor ω a little below that rate's ω*, while annealing stages (a few iterations each,
+    mostly the ε change's transient) start plain."""
     if d.restart is not None:
         st.restarted = st.restarted | d.restart
     if d.advance is None:
@@ -332,7 +333,9 @@ def sinkhorn_loop(
       stage leaves unconverged can decay arbitrarily slowly at smaller ε). The problems
       still annealing move together, when the last of them is ready (:func:`_advance`);
     - over-relaxation: ω per problem from the error's contraction over a window
-      (:func:`otcli.convergence.relaxation`), reset at each stage change (:func:`_refresh`);
+      (:func:`otcli.convergence.relaxation`); the estimate of plain Sinkhorn's rate is
+      carried to the next ε (:func:`_advance`), whose first step is plain, and at the
+      target ε the first window starts one step in and ends at the next check;
     - stopping: converged problems are frozen; stalled ones restart once from zero, then
       stop; hopeless ones stop (:func:`_stop_rules`). Each returns the best state it reached
       at the target ε, not merely the last: over-relaxation, a restart or float32 rounding
