@@ -163,8 +163,10 @@ class State:
     active: torch.Tensor  # (B,) bool
     err: torch.Tensor  # (B,) the last measured marginal error
     omega: torch.Tensor  # (B,) over-relaxation factor
+    theta: torch.Tensor  # (B,) plain Sinkhorn's estimated rate at the current ε (0: unknown)
     err_ref: torch.Tensor  # error at the start of the current rate window
-    settling: torch.Tensor  # ω changed at the last window: skip one measurement
+    ref_at: torch.Tensor  # (B,) ``iterations`` when ``err_ref`` was taken
+    settled_at: torch.Tensor  # (B,) ``iterations`` from which a changed ω's windows count
     best: torch.Tensor  # lowest error seen at the target ε (the 1% rule's reference)
     improved_at: torch.Tensor  # ``iterations`` when ``best`` last fell by 1%
     reached_at: torch.Tensor  # ``iterations`` when the target ε was reached (or restarted)

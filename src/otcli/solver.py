@@ -143,7 +143,8 @@ def _start(
     st = State(
         f=f, g=g, f_hat=f, g_hat=g, stage=stage, e=e, stage_iters=ones * 0,
         iterations=ones.clone(), active=~no, err=inf.clone(), omega=torch.ones_like(inf),
-        err_ref=inf.clone(), settling=no.clone(), best=inf.clone(), improved_at=ones.clone(),
+        theta=torch.zeros_like(inf), err_ref=inf.clone(), ref_at=ones.clone(),
+        settled_at=ones * 0, best=inf.clone(), improved_at=ones.clone(),
         reached_at=ones.clone(), restarted=no.clone(), best_f=f, best_g=g, best_err=inf.clone(),
         best_ref=inf.clone(), ref_settled=ones * 0,
         all_last=bool((stage == b.last).all()), one_stage=bool((stage == stage[0]).all()),
@@ -239,11 +240,14 @@ def _stop_rules(
     return restart
 
 
-def _advance(b: Batch, st: State, d: _Decision) -> StepConstants | None:
+def _advance(b: Batch, st: State, d: _Decision, opts: SolverOptions) -> StepConstants | None:
     """Move the problems of ``d.advance`` to their next ε stage; the new constants, or None.
 
     Stages at the target already (a problem whose costs are smaller than the batch's
-    largest) are skipped: each stage change resets ω."""
+    largest) are skipped. Each problem that moves carries its estimate of plain Sinkhorn's
+    rate to the new ε (:func:`otcli.convergence.carry`); at the target ε it starts at a
+    factor ω a little below that rate's ω*, while annealing stages (a few iterations each,
+    mostly the ε change's transient) start plain."""
     if d.restart is not None:
         st.restarted = st.restarted | d.restart
     if d.advance is None:
@@ -252,23 +256,30 @@ def _advance(b: Batch, st: State, d: _Decision) -> StepConstants | None:
     st.stage = torch.where(b.schedule[stage, b.rows] == b.target, b.last, stage)
     st.all_last = bool((st.stage == b.last).all())
     st.one_stage = bool((st.stage == st.stage[0]).all())
-    st.e = b.schedule[st.stage, b.rows]
+    e = b.schedule[st.stage, b.rows]
+    theta, omega = convergence.carry(st.theta, e / st.e, opts.max_omega)
+    st.theta = torch.where(d.advance, theta, st.theta)
+    omega = torch.where(st.stage == b.last, omega, 1.0)  # annealing stages start plain
+    st.omega = torch.where(d.advance, omega, st.omega)
+    st.e = e
     return b.constants(st.e)
 
 
 def _refresh(b: Batch, st: State, d: _Decision, c: StepConstants) -> None:
-    """Fresh starts for problems that advanced or restarted: ω and its window, the stage's
-    iteration count, the restarted ones' potentials (f = 0, g = G(0)) and bookkeeping; then
-    the f half-step again, for the new ε or potentials."""
+    """Fresh starts for problems that advanced or restarted: the stage's iteration count, the
+    restarted ones' ω (1, and no estimate of their rate), potentials (f = 0, g = G(0)) and
+    bookkeeping; then the f half-step again, for the new ε or potentials. Their ω window
+    starts over: the next check takes its reference error (ω itself was carried to the new
+    ε by :func:`_advance`)."""
     fresh = d.advance if d.restart is None else d.restart if d.advance is None else (
         d.advance | d.restart
     )  # fmt: skip
-    st.omega = torch.where(fresh, 1.0, st.omega)
-    st.err_ref = torch.where(fresh, math.inf, st.err_ref)
     if d.advance is not None:
         st.stage_iters = torch.where(d.advance, 0, st.stage_iters)
     if d.restart is not None:
         restart = d.restart
+        st.omega = torch.where(restart, 1.0, st.omega)
+        st.theta = torch.where(restart, 0.0, st.theta)
         st.best = torch.where(restart, math.inf, st.best)
         st.improved_at = torch.where(restart, st.iterations, st.improved_at)
         st.reached_at = torch.where(restart, st.iterations, st.reached_at)
@@ -277,11 +288,15 @@ def _refresh(b: Batch, st: State, d: _Decision, c: StepConstants) -> None:
         st.g_hat = b.g_step(st.f, c)
         st.g = torch.where(flag(restart), st.g_hat, st.g)
     st.f_hat = b.f_step(st.g, c)
+    st.err_ref = torch.where(fresh, math.inf, st.err_ref)
 
 
-def _relaxed_step(b: Batch, st: State, c: StepConstants) -> None:
-    """f ← f + ω(f̂ − f), then g ← g + ω(ĝ − g) with ĝ = G(f): frozen problems stay put."""
-    omega = flag(st.omega)
+def _relaxed_step(b: Batch, st: State, c: StepConstants, plain: torch.Tensor | None = None) -> None:
+    """f ← f + ω(f̂ − f), then g ← g + ω(ĝ − g) with ĝ = G(f): frozen problems stay put.
+
+    ``plain`` (B,): problems that take this step with ω = 1, the first at a new ε (over-
+    relaxing the large move an ε change asks for overshoots it by far)."""
+    omega = flag(st.omega if plain is None else torch.where(plain, 1.0, st.omega))
     if st.all_active:  # the common case, above all for one problem: no masking
         st.f = torch.lerp(st.f, st.f_hat, omega)
         st.g_hat = b.g_step(st.f, c)
@@ -318,7 +333,9 @@ def sinkhorn_loop(
       stage leaves unconverged can decay arbitrarily slowly at smaller ε). The problems
       still annealing move together, when the last of them is ready (:func:`_advance`);
     - over-relaxation: ω per problem from the error's contraction over a window
-      (:func:`otcli.convergence.relaxation`), reset at each stage change (:func:`_refresh`);
+      (:func:`otcli.convergence.relaxation`); the estimate of plain Sinkhorn's rate is
+      carried to the next ε (:func:`_advance`), whose first step is plain, and at the
+      target ε the first window starts one step in and ends at the next check;
     - stopping: converged problems are frozen; stalled ones restart once from zero, then
       stop; hopeless ones stop (:func:`_stop_rules`). Each returns the best state it reached
       at the target ε, not merely the last: over-relaxation, a restart or float32 rounding
@@ -336,6 +353,7 @@ def sinkhorn_loop(
     b, st, c = _start(geom, log_a, log_b, eps, opts, warm)
     done: dict[str, torch.Tensor] | None = None
     window = every(opts.check_every, opts.relax_window)  # ω is re-estimated at checks only
+    fresh_ref, plain = False, None
     burst_from = 1  # a burst that failed waits for the next check
     it = 0
     while it < opts.max_iter:
@@ -349,19 +367,29 @@ def sinkhorn_loop(
             st.f_hat = b.f_step(st.g, c)
         if it % opts.check_every == 0 or it == opts.max_iter:
             d = _check(b, st, c, opts, it)
-            c = _advance(b, st, d) or c
-            if it % window == 0:
-                st.omega, st.err_ref, st.settling = convergence.relaxation(
-                    st.omega, st.err, st.err_ref, st.settling, window, opts.max_omega
-                )
+            c = _advance(b, st, d, opts) or c
+            if it % window == 0 or fresh_ref:
+                fresh_ref = False
+                st.omega, st.theta, st.err_ref, renewed, st.settled_at = convergence.relaxation(
+                    st.omega, st.theta, st.err, st.err_ref, st.iterations, st.ref_at,
+                    st.settled_at, window, opts.max_omega,
+                )  # fmt: skip
+                st.ref_at = torch.where(renewed, st.iterations, st.ref_at)
             if progress is not None:
                 progress(it, c.largest, float(st.err.max()))
             if it == opts.max_iter or d.n_active == 0:
                 break
             if d.advance is not None or d.restart is not None:
                 _refresh(b, st, d, c)
+                fresh_ref = True  # the next check takes the new stage's first reference
+                plain = d.advance
+                if st.all_last and d.advance is not None:
+                    # at the target ε: that reference comes one step in, not at the next
+                    # burst's end, so the first ω window ends there
+                    burst_from = max(burst_from, it + 2)
             elif b.size >= COMPACT_MIN_BATCH and d.n_active <= b.size // 4:
                 b, st, done = compact(b, st, done)
                 c = b.constants(st.e)
-        _relaxed_step(b, st, c)
+        _relaxed_step(b, st, c, plain)
+        plain = None
     return finish(b, st, done)
