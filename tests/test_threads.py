@@ -126,6 +126,14 @@ def test_the_command_solves_with_the_threads_it_was_given(capfd, monkeypatch):
     )
 
 
+def test_the_command_names_otcli_threads_when_it_is_the_bad_setting(capfd, monkeypatch):
+    """A bad count from the environment is named as the environment variable, not --threads."""
+    monkeypatch.setenv("OTCLI_THREADS", "0")
+    code, out, err = otdist(capfd, "sample_data/moons_a.csv", "sample_data/moons_b.csv", "-q")
+    assert code == 2 and out == ""
+    assert err == "Error: OTCLI_THREADS: must be a positive whole number or auto, got '0'\n"
+
+
 def test_the_library_picks_threads_per_solve_and_restores_the_callers(monkeypatch):
     import numpy as np
 

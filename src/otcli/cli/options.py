@@ -366,8 +366,6 @@ def _config(
     Threads: ``--threads``, else ``$OTCLI_THREADS``, else ``auto`` (each solve takes the
     cores other work leaves free at its start, as a library call does).
     """
-    import os
-
     from otcli.config import make_config
 
     return make_config(
@@ -375,7 +373,7 @@ def _config(
         scaling=None if no_scaling else scaling, device=device, dtype=dtype.value,
         geometry=geometry.value, memory=_parse_size(memory, "--memory"), max_batch=max_batch,
         reach=reach, reach_a=reach_a, reach_b=reach_b, rho=rho, rho_a=rho_a, rho_b=rho_b,
-        threads=threads or os.environ.get("OTCLI_THREADS") or "auto",
+        threads=threads,  # None: $OTCLI_THREADS, else auto (errors name the one that was wrong)
     )  # fmt: skip
 
 
