@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from otcli.device import format_bytes, solve_threads
 from otcli.errors import InputError, OptionError, SolverError
 from otcli.geometry import DenseGeometry, Geometry, KernelGeometry, OnlineGeometry
 from otcli.keywords import _keyword_errors
+from otcli.lanes import Serialized, in_lanes, lane_count
 from otcli.measure import plan_statistics
 from otcli.result import DivergenceResult, SinkhornResult
 from otcli.scale import mean_costs, pair_eps
@@ -148,12 +150,20 @@ def solve(
         )  # fmt: skip
     eps_list = eps_values(config, eps, len(xs))
     results: list[SinkhornResult] = [None] * len(xs)  # type: ignore[list-item]
-    # Lists are solved in buckets of similar sizes: one padded batch per bucket.
-    for idx in _buckets(xs, ys, config):
-        part = solve_clouds(
-            [xs[k] for k in idx], [ys[k] for k in idx], [eps_list[k] for k in idx], config,
-            progress=progress,
+    # Lists are solved in buckets of similar sizes: one padded batch per bucket, side by
+    # side on a CPU's cores (otcli.lanes).
+    buckets = _buckets(xs, ys, config)
+    lanes = lane_count(config, [(x.n, y.n) for x, y in zip(xs, ys, strict=True)], buckets)
+    lane_config = replace(config, threads=1) if lanes > 1 else config
+    report = Serialized(progress) if lanes > 1 and progress is not None else progress
+
+    def job(idx: list[int]) -> Callable[[], list[SinkhornResult]]:
+        return lambda: solve_clouds(
+            [xs[k] for k in idx], [ys[k] for k in idx], [eps_list[k] for k in idx],
+            lane_config, progress=report,
         )  # fmt: skip
+
+    for idx, part in zip(buckets, in_lanes([job(idx) for idx in buckets], lanes), strict=True):
         for k, r in zip(idx, part, strict=True):
             results[k] = r
     return results if batched_x else results[0]

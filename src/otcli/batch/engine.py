@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from otcli.buckets import plan_buckets
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OptionError, OtcliError, SolverError
+from otcli.lanes import in_lanes, lane_count
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
@@ -136,12 +137,19 @@ class Engine:
     def solve_in_buckets(
         self, problems: Sequence[Problem], checked: bool = False
     ) -> Iterator[tuple[list[int], list[SinkhornResult | str]]]:
-        """Yield ``(indices, outcomes)`` bucket by bucket, as each batched solve finishes."""
+        """Yield ``(indices, outcomes)`` bucket by bucket, in order, as each batched solve
+        finishes; on a CPU, buckets run side by side, one per core (:mod:`otcli.lanes`)."""
         shapes = [(p.x.n, p.y.n) for p in problems]
-        for idx in plan_buckets(
+        buckets = plan_buckets(
             shapes, max_entries=self.max_entries, max_batch=self.config.max_batch
-        ):
-            yield idx, self.solve([problems[k] for k in idx], checked)
+        )
+        lanes = 1 if self.exact else lane_count(self.config, shapes, buckets)
+        engine = self if lanes == 1 else replace(self, config=replace(self.config, threads=1))
+
+        def job(idx: list[int]) -> Callable[[], list[SinkhornResult | str]]:
+            return lambda: engine.solve([problems[k] for k in idx], checked)
+
+        yield from zip(buckets, in_lanes([job(idx) for idx in buckets], lanes), strict=True)
 
 
 class CloudLoader:

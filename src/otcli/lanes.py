@@ -1,0 +1,93 @@
+"""Buckets of small problems solved side by side on a CPU, one per core.
+
+A list of pairs is solved bucket by bucket (:func:`otcli.buckets.plan_buckets`). On a CPU,
+a bucket of small clouds does not keep two cores busy with torch's own threads: between its
+kernel products, most of an iteration is small tensor operations and the Python that
+decides (a few microseconds each, one core), and a second thread meets the first at a
+barrier after every parallel operation. Two buckets side by side, each on one thread,
+keep both cores at work instead: torch releases the GIL inside its operations, so the
+lanes wait on each other only for the Python around them.
+
+Each bucket's result is the same as alone: every bucket is its own batched solve, only
+torch's thread count (one) differs from a sequential run, and results come back in the
+buckets' order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from otcli.buckets import CPU_BUCKET_BYTES
+from otcli.device import auto_threads, solve_threads
+
+if TYPE_CHECKING:
+    from otcli.config import SolveConfig
+
+T = TypeVar("T")
+
+
+def lane_count(
+    config: SolveConfig, shapes: Sequence[tuple[int, int]], buckets: Sequence[Sequence[int]]
+) -> int:
+    """How many buckets to solve at once: on a CPU, the threads the config asks for (or,
+    for ``auto``, the cores other work leaves free now), at most one per bucket; one where
+    a bucket is larger than the CPU's cache-sized unit (a pair too large to share a bucket:
+    its memory was budgeted for one solve at a time, and torch's threads pay on it).
+
+    ``shapes`` are the problems' (n, m), ``buckets`` their indices as solved together.
+    """
+    if config.torch_device.type != "cpu" or len(buckets) < 2:
+        return 1
+    unit = CPU_BUCKET_BYTES // config.itemsize
+    for idx in buckets:
+        n = max(shapes[k][0] for k in idx)
+        m = max(shapes[k][1] for k in idx)
+        if len(idx) * n * m > unit:
+            return 1
+    threads = config.threads if config.threads is not None else auto_threads()
+    return max(1, min(threads, len(buckets)))
+
+
+def in_lanes(jobs: Sequence[Callable[[], T]], lanes: int) -> Iterator[T]:
+    """The jobs' results in order, ``lanes`` of them running at once with torch on one
+    thread each (``lanes`` ≤ 1: one after another, as the caller set torch).
+
+    A job that raises stops the rest (those not started are cancelled, running ones end)
+    and its exception is raised where its result would have been yielded.
+    """
+    if lanes <= 1:
+        for job in jobs:
+            yield job()
+        return
+    with solve_threads(1), ThreadPoolExecutor(lanes, thread_name_prefix="otcli-lane") as pool:
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+class Serialized:
+    """A progress callback (and its ``stage`` hook) called from one lane at a time."""
+
+    def __init__(self, progress: Callable[..., object]) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: object) -> None:
+        with self._lock:
+            self._progress(*args)
+
+    def stage(self, description: str) -> None:
+        hook = getattr(self._progress, "stage", None)
+        if hook is not None:
+            with self._lock:
+                hook(description)
+
+
+__all__ = ["Serialized", "in_lanes", "lane_count"]
