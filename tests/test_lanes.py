@@ -56,11 +56,13 @@ def test_lanes_give_the_sequential_numbers_in_the_callers_order() -> None:
 def test_lane_count_follows_the_threads_and_the_bucket_sizes() -> None:
     two = make_config(device="cpu", threads=2)
     small = [(100, 100)] * 6
-    assert lane_count(two, small, [[0, 1, 2], [3, 4, 5]]) == 2
-    assert lane_count(two, small, [[0, 1, 2, 3, 4, 5]]) == 1  # one bucket
-    assert lane_count(make_config(device="cpu", threads=1), small, [[0, 1, 2], [3, 4, 5]]) == 1
-    big = [(100, 100), (3000, 3000)]  # 9M entries: more than a CPU bucket's 8 MiB
-    assert lane_count(two, big, [[0], [1]]) == 1
+    four = [[0, 1], [2], [3], [4, 5]]
+    assert lane_count(two, small, four) == 2
+    assert lane_count(two, small, [[0, 1, 2], [3, 4, 5]]) == 1  # a lane would run one alone
+    assert lane_count(two, small, [[0, 1, 2, 3, 4, 5]]) == 1
+    assert lane_count(make_config(device="cpu", threads=1), small, four) == 1
+    big = [(100, 100)] * 3 + [(3000, 3000)]  # 9M entries: more than a CPU bucket's 8 MiB
+    assert lane_count(two, big, [[0], [1], [2], [3]]) == 1
 
 
 def test_in_lanes_yields_in_order_and_raises_where_the_failing_job_is() -> None:

@@ -2,7 +2,8 @@
 
 ``solve`` builds the pieces (clouds → padded batch → cost → geometry → loop → results) for
 the common case, like OTT-JAX's ``solve``. Lists of clouds of different sizes are grouped into
-buckets of similar sizes, each bucket one batched loop, each problem with its own convergence.
+buckets of similar sizes, each bucket one batched loop, each problem with its own convergence;
+on a CPU, buckets of small pairs run side by side, one per core (:mod:`otcli.lanes`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def lane_count(
     config: SolveConfig, shapes: Sequence[tuple[int, int]], buckets: Sequence[Sequence[int]]
 ) -> int:
     """How many buckets to solve at once: on a CPU, the threads the config asks for (or,
-    for ``auto``, the cores other work leaves free now), at most one per bucket; one where
+    for ``auto``, the cores other work leaves free now), given two buckets per lane; one where
     a bucket is larger than the CPU's cache-sized unit (a pair too large to share a bucket:
     its memory was budgeted for one solve at a time, and torch's threads pay on it).
 
@@ -48,7 +48,9 @@ def lane_count(
         if len(idx) * n * m > unit:
             return 1
     threads = config.threads if config.threads is not None else auto_threads()
-    return max(1, min(threads, len(buckets)))
+    # With fewer than two buckets per lane the last ones run alone on one thread, where
+    # torch's threads would have shared the cores.
+    return threads if len(buckets) >= 2 * threads else 1
 
 
 def in_lanes(jobs: Sequence[Callable[[], T]], lanes: int) -> Iterator[T]:

@@ -169,7 +169,8 @@ ThreadsOpt = Annotated[
     typer.Option(
         "--threads",
         help="CPU threads for the solver: a number, or auto (the cores other work leaves "
-        "free) \\[default: $OTCLI_THREADS, else auto].",
+        "free); a batch of small pairs solves that many buckets side by side "
+        "\\[default: $OTCLI_THREADS, else auto].",
         rich_help_panel=SOLVER,
         show_default=False,
     ),
