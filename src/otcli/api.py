@@ -156,7 +156,7 @@ def solve(
     buckets = _buckets(xs, ys, config)
     lanes = lane_count(config, [(x.n, y.n) for x, y in zip(xs, ys, strict=True)], buckets)
     lane_config = replace(config, threads=1) if lanes > 1 else config
-    report = Serialized(progress) if lanes > 1 and progress is not None else progress
+    report = Serialized(progress) if lanes > 1 else progress  # and the stop check
 
     def job(idx: list[int]) -> Callable[[], list[SinkhornResult]]:
         return lambda: solve_clouds(
