@@ -130,3 +130,22 @@ def test_the_stop_check_leaves_the_numbers_as_one_thread_gives_them() -> None:
             two.cost, two.iterations, two.marginal_error
         )  # fmt: skip
         assert one.converged
+
+
+def test_lanes_side_by_side_stay_within_the_memory_budget() -> None:
+    """``--memory`` bounds the n×m matrices: buckets are sized to fill it one solve at a
+    time, so lanes side by side must share it (two full buckets at once were twice it).
+    Oracle: the memory model itself (2 matrices of the dtype per padded entry)."""
+    from otcli.buckets import plan_buckets
+    from otcli.lanes import lane_count
+
+    shapes = [(100, 100)] * 80
+    # 1 MiB holds 13 such pairs (2 float32 matrices each): buckets that fill it, one lane;
+    # buckets of 4 pairs (max_batch), two lanes of them fit.
+    for memory, max_batch, lanes in ((1 << 20, 64, 1), (1 << 20, 4, 2)):
+        config = make_config(device="cpu", threads=2, memory=memory)
+        buckets = plan_buckets(shapes, max_entries=config.bucket_entries(), max_batch=max_batch)
+        assert len(buckets) >= 4  # two or more per lane
+        largest = max(len(b) for b in buckets) * 100 * 100 * 2 * 4
+        assert lane_count(config, shapes, buckets) == lanes
+        assert lanes * largest <= memory

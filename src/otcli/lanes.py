@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
 from otcli.buckets import CPU_BUCKET_BYTES
+from otcli.config import DENSE_MATRICES
 from otcli.device import auto_threads, solve_threads
 
 if TYPE_CHECKING:
@@ -50,21 +51,27 @@ def lane_count(
     config: SolveConfig, shapes: Sequence[tuple[int, int]], buckets: Sequence[Sequence[int]]
 ) -> int:
     """How many buckets to solve at once: on a CPU, the threads the config asks for (or,
-    for ``auto``, the cores other work leaves free now), given two buckets per lane; one where
-    a bucket is larger than the CPU's cache-sized unit (a pair too large to share a bucket:
-    its memory was budgeted for one solve at a time, and torch's threads pay on it).
+    for ``auto``, the cores other work leaves free now), given two buckets per lane and as
+    many of the largest bucket as the memory budget holds at once; one where a bucket is
+    larger than the CPU's cache-sized unit (a pair too large to share a bucket: its memory
+    was budgeted for one solve at a time, and torch's threads pay on it).
 
     ``shapes`` are the problems' (n, m), ``buckets`` their indices as solved together.
     """
     if config.torch_device.type != "cpu" or len(buckets) < 2:
         return 1
     unit = CPU_BUCKET_BYTES // config.itemsize
-    for idx in buckets:
-        n = max(shapes[k][0] for k in idx)
-        m = max(shapes[k][1] for k in idx)
-        if len(idx) * n * m > unit:
-            return 1
+    largest = max(
+        len(idx) * max(shapes[k][0] for k in idx) * max(shapes[k][1] for k in idx)
+        for idx in buckets
+    )
+    if largest > unit:
+        return 1
     threads = config.threads if config.threads is not None else auto_threads()
+    # Buckets are sized for one solve at a time within the memory budget: side by side,
+    # the lanes share it (one memory model: DENSE_MATRICES matrices per padded entry).
+    room = config.memory_budget() // (DENSE_MATRICES * config.itemsize)
+    threads = min(threads, max(1, room // largest))
     # With fewer than two buckets per lane the last ones run alone on one thread, where
     # torch's threads would have shared the cores.
     return threads if len(buckets) >= 2 * threads else 1
