@@ -11,16 +11,21 @@ of the same list (still bit for bit the lanes' numbers, with the stop check in p
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import otcli
+import otcli.api
+from conftest import otdist
 from otcli.batch.engine import Engine, Problem
 from otcli.cloud import as_cloud_list
 from otcli.config import make_config
@@ -149,3 +154,46 @@ def test_lanes_side_by_side_stay_within_the_memory_budget() -> None:
         largest = max(len(b) for b in buckets) * 100 * 100 * 2 * 4
         assert lane_count(config, shapes, buckets) == lanes
         assert lanes * largest <= memory
+
+
+def test_sigterm_from_a_lane_ends_otdist_batch_at_once_and_keeps_the_journal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may hand a process's signal to any of its threads: here a lane sends
+    SIGTERM to the process at its 5th convergence check. ``otdist batch --threads 2`` exits
+    143 with its ``interrupted`` line, the lanes having made at most one check each after
+    it (before: the running buckets ran on to their end, hundreds of checks), and the
+    journal is there for ``--resume``."""
+    xs, ys = slow_pairs(8, seed=6)
+    for k in range(8):
+        np.save(tmp_path / f"x{k}.npy", xs[k])
+        np.save(tmp_path / f"y{k}.npy", ys[k])
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("id,a,b\n" + "".join(f"{i},x{i % 8}.npy,y{i // 8 % 8}.npy\n"
+                                              for i in range(160)))  # fmt: skip
+    checks, sent = [0], [False]
+    real = otcli.api.sinkhorn_loop
+
+    def loop(geom, log_a, log_b, eps, opts, progress, warm):  # type: ignore[no-untyped-def]
+        def counted(it: int, e: float, err: float) -> None:
+            checks[0] += 1
+            if checks[0] == 5 and not sent[0]:
+                sent[0] = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            if progress is not None:
+                progress(it, e, err)
+
+        return real(geom, log_a, log_b, eps, opts, counted, warm)
+
+    monkeypatch.setattr(otcli.api, "sinkhorn_loop", loop)
+    out = tmp_path / "out.parquet"
+    code, _, err = otdist(capfd, "batch", manifest, "-o", out, "--eps", "1e-4", "--threads", "2",
+                          "--max-iter", "100000", "--no-progress")  # fmt: skip
+    assert sent[0]
+    assert code == 143, err
+    assert "interrupted" in err and "--resume" in err
+    assert checks[0] <= 5 + 2, f"{checks[0] - 5} checks after SIGTERM"
+    journal = Path(f"{out}.journal.jsonl")
+    assert journal.exists() and not out.exists()
+    for line in journal.read_text().splitlines():
+        json.loads(line)  # whole lines only
