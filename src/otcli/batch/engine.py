@@ -122,7 +122,9 @@ class Engine:
         try:
             xs, ys = [p.x for p in problems], [p.y for p in problems]
             eps = [p.eps for p in problems]
-            return list(api.solve_clouds(xs, ys, eps, self.config, progress, checked))
+            return list(
+                api.solve_clouds(xs, ys, eps, self.config, progress=progress, checked=checked)
+            )
         except Exception as exc:  # whatever one pair raises fails that pair only
             if len(problems) == 1:
                 p = problems[0]
