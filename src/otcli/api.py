@@ -119,7 +119,11 @@ def solve(
     may be a ``torch.device``. ``threads`` sets
     torch's CPU threads for the solve (a count or ``"auto"``; default: ``OTCLI_THREADS`` if
     set, else the cores other work leaves free, see :func:`~otcli.device.auto_threads`); the
-    caller's setting is restored afterwards.
+    caller's setting is restored afterwards. ``progress(it, eps, err)`` is told each
+    convergence check (and, if it has one, its ``stage(text)`` what the solve does now).
+    A list of small pairs on a CPU runs in lanes (:mod:`otcli.lanes`): then ``progress``
+    is called from the lanes' threads, one call at a time, the buckets' checks interleaved,
+    and a callable ``cost`` may run in several threads at once.
 
     ``cost`` is a registered name, or a function of batched points ``cost(x, y)``,
     (B, n, d) × (B, m, d) → (B, n, m) torch tensor, used as is by the dense and online
@@ -156,7 +160,7 @@ def solve(
     buckets = _buckets(xs, ys, config)
     lanes = lane_count(config, [(x.n, y.n) for x, y in zip(xs, ys, strict=True)], buckets)
     lane_config = replace(config, threads=1) if lanes > 1 else config
-    report = Serialized(progress) if lanes > 1 and progress is not None else progress
+    report = Serialized(progress) if lanes > 1 else progress  # and the stop check
 
     def job(idx: list[int]) -> Callable[[], list[SinkhornResult]]:
         return lambda: solve_clouds(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from otcli.buckets import plan_buckets
 from otcli.config import ReadOptions, SolveConfig
 from otcli.errors import OptionError, OtcliError, SolverError
-from otcli.lanes import in_lanes, lane_count
+from otcli.lanes import Serialized, in_lanes, lane_count
 
 if TYPE_CHECKING:
     from otcli.cloud import Cloud
@@ -105,11 +105,15 @@ class Engine:
         return pair_eps(x, y, self.config)[0]
 
     def solve(
-        self, problems: Sequence[Problem], checked: bool = False
+        self,
+        problems: Sequence[Problem],
+        checked: bool = False,
+        progress: Callable[..., object] | None = None,
     ) -> list[SinkhornResult | str]:
         """One batched solve; if it fails, each problem alone, so only bad ones fail.
 
         ``checked``: every pair already passed :meth:`check_pair` (not checked twice).
+        ``progress``: what the solves report to (in a lane: its stop check).
         """
         from otcli import api
 
@@ -118,12 +122,14 @@ class Engine:
         try:
             xs, ys = [p.x for p in problems], [p.y for p in problems]
             eps = [p.eps for p in problems]
-            return list(api.solve_clouds(xs, ys, eps, self.config, checked=checked))
+            return list(
+                api.solve_clouds(xs, ys, eps, self.config, progress=progress, checked=checked)
+            )
         except Exception as exc:  # whatever one pair raises fails that pair only
             if len(problems) == 1:
                 p = problems[0]
                 return [failure_message(exc, f"{p.x.source} vs {p.y.source}")]
-        return [self.solve([p], checked)[0] for p in problems]
+        return [self.solve([p], checked, progress)[0] for p in problems]
 
     def _solve_exact(self, p: Problem) -> Any:
         """One pair's exact optimum (:func:`otcli.exact.solve_exact`), or why it failed."""
@@ -145,9 +151,10 @@ class Engine:
         )
         lanes = 1 if self.exact else lane_count(self.config, shapes, buckets)
         engine = self if lanes == 1 else replace(self, config=replace(self.config, threads=1))
+        stop = Serialized() if lanes > 1 else None  # a lane stops at a check when given up
 
         def job(idx: list[int]) -> Callable[[], list[SinkhornResult | str]]:
-            return lambda: engine.solve([problems[k] for k in idx], checked)
+            return lambda: engine.solve([problems[k] for k in idx], checked, stop)
 
         yield from zip(buckets, in_lanes([job(idx) for idx in buckets], lanes), strict=True)
 
