@@ -18,6 +18,7 @@ import otcli
 from otcli.api import _buckets
 from otcli.cloud import as_cloud_list
 from otcli.config import make_config
+from otcli.device import usable_cores
 from otcli.lanes import Serialized, in_lanes, lane_count
 
 
@@ -61,6 +62,10 @@ def test_lane_count_follows_the_threads_and_the_bucket_sizes() -> None:
     assert lane_count(two, small, [[0, 1, 2], [3, 4, 5]]) == 1  # a lane would run one alone
     assert lane_count(two, small, [[0, 1, 2, 3, 4, 5]]) == 1
     assert lane_count(make_config(device="cpu", threads=1), small, four) == 1
+    cores = usable_cores()  # more threads than cores: one lane per core
+    shapes = [(100, 100)] * (2 * cores)
+    per_pair = [[k] for k in range(2 * cores)]
+    assert lane_count(make_config(device="cpu", threads=64), shapes, per_pair) == cores
     big = [(100, 100)] * 3 + [(3000, 3000)]  # 9M entries: more than a CPU bucket's 8 MiB
     assert lane_count(two, big, [[0], [1], [2], [3]]) == 1
 

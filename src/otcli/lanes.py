@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from otcli.buckets import CPU_BUCKET_BYTES
 from otcli.config import DENSE_MATRICES
-from otcli.device import auto_threads, solve_threads
+from otcli.device import auto_threads, solve_threads, usable_cores
 
 if TYPE_CHECKING:
     from otcli.config import SolveConfig
@@ -68,6 +68,7 @@ def lane_count(
     if largest > unit:
         return 1
     threads = config.threads if config.threads is not None else auto_threads()
+    threads = min(threads, usable_cores())  # a lane per core: more only queue for the GIL
     # Buckets are sized for one solve at a time within the memory budget: side by side,
     # the lanes share it (one memory model: DENSE_MATRICES matrices per padded entry).
     room = config.memory_budget() // (DENSE_MATRICES * config.itemsize)
