@@ -180,3 +180,43 @@ def test_a_first_chunk_without_mass_does_not_poison_the_row(small_leaves, monkey
     e = torch.tensor([5e-3], dtype=torch.float64)
     want = torch.logsumexp(hy[:, None, :] - cost_fn(x, y) / 5e-3, dim=2)
     torch.testing.assert_close(geom.lse_over_cols(hy, e), want, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize(("name", "p"), [("sqeuclidean", None), ("cityblock", None)])
+def test_skipped_columns_hold_less_than_the_bound(small_leaves, monkeypatch, name, p):
+    """Within kept leaf pairs only the columns whose own bound reaches the cut are computed:
+    the terms of every entry never computed, summed on the dense float64 matrix, stay below
+    η of each row's sum, and columns of kept leaf pairs really were skipped."""
+    eps = 2e-3 if name == "sqeuclidean" else 2e-3 * 2
+    x, y = _pair(700, 650, seed=11)
+    cost_fn = get_cost(name, p)
+    geom = _geometry(x, y, cost_fn)
+    sparse = geom._sparse[0]
+    computed = torch.zeros(700, 650, dtype=torch.bool)  # sorted rows × sorted columns
+    real_blocks = bs.BlockSparseLse._blocks
+
+    def spy(self, keep, m, *args):
+        for r0, r1, idx in real_blocks(self, keep, m, *args):
+            if self is sparse:
+                computed[r0:r1, slice(None) if idx is None else idx] = True
+            yield r0, r1, idx
+
+    monkeypatch.setattr(bs.BlockSparseLse, "_blocks", spy)
+    e = torch.tensor([eps], dtype=torch.float64)
+    hy = _potential(650, eps, seed=12)
+    geom.lse_over_cols(hy, e)  # a new ε: the guess comes from the likeliest leaves
+    computed.zero_()
+    got = geom.lse_over_cols(hy, e)  # the guess from the last sums, as in a solve
+    C = cost_fn(x, y)[0].double()  # (700, 650), the oracle's own dense matrix
+    z = hy[0][None, :] - C / eps  # (n, m) exponents, original order
+    want = torch.logsumexp(z, dim=1)
+    torch.testing.assert_close(got[0], want, rtol=1e-12, atol=1e-11)
+    assert bool(computed.any())  # the block-sparse path ran, not the plain one
+    skipped = ~computed[sparse.rl.perm.argsort()][:, sparse.cl.perm.argsort()]  # original order
+    left_out = torch.where(skipped, (z - want[:, None]).exp(), 0.0).sum(dim=1)
+    assert float(left_out.max()) <= math.exp(bs._LOG_ETA[torch.float64])
+    # Leaf pairs with something computed, yet columns of theirs skipped: the column bound.
+    leaf_pair = computed.clone()
+    for s0, s1 in zip(sparse.cl.starts[:-1], sparse.cl.starts[1:], strict=True):
+        leaf_pair[:, s0:s1] = computed[:, s0:s1].any(dim=1, keepdim=True)
+    assert int((leaf_pair & ~computed).sum()) > 0.1 * int(leaf_pair.sum())

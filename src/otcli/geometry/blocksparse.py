@@ -125,6 +125,7 @@ class BlockSparseLse:
         self.dtype = rows.dtype
         self.rows = rows[row_leaves.perm]  # (n, d), sorted
         self.cols = cols[col_leaves.perm]  # (m, d), sorted
+        self._cols_hi = self.cols.double()  # the columns as the leaves' boxes hold them
         if fused:
             rows64, self.cols64 = self.rows.double(), self.cols.double()
             self.rows_aug = torch.cat([rows64, rows64.new_ones(rows64.shape[0], 1)], 1)
@@ -167,14 +168,22 @@ class BlockSparseLse:
             result = plain()
             self._guess = (eps, self._leaf_min(result[self.rl.perm]))
             return result
-        if done is None:
-            out = self._lse(hs, eps, keep)
-        else:
-            out = torch.logaddexp(done, self._lse(hs, eps, keep & ~first))
-        # The check: whatever is still skipped must be below η of every row's sum.
-        more = (upper >= (self._leaf_min(out) + cut)[:, None]) & ~keep
-        if bool(more.any()):
-            out = torch.logaddexp(out, self._lse(hs, eps, more))
+        # Within the kept leaf pairs, only the columns whose own bound reaches the cut.
+        floor = lower + cut  # (Lr,)
+        visited = keep if done is None else keep & ~first
+        out = self._lse(hs, eps, visited, floor)
+        if done is not None:
+            out = torch.logaddexp(done, out)
+        # The check: whatever is still skipped must be below η of every row's sum. Leaf pairs
+        # never visited that now reach the cut are added; where a row leaf's sums came out
+        # below the guess, so did its cut: the columns of its visited pairs between the new
+        # cut and the old one are added too.
+        new_floor = self._leaf_min(out) + cut
+        more = (upper >= new_floor[:, None]) & ~keep
+        lowered = visited & (new_floor < floor)[:, None]
+        if bool(more.any()) or bool(lowered.any()):
+            below = torch.where(lowered, floor[:, None], math.inf)  # (Lr, Lc): done above it
+            out = torch.logaddexp(out, self._lse(hs, eps, more | lowered, new_floor, below))
         self._guess = (eps, self._leaf_min(out))
         result = torch.empty_like(out)
         result[self.rl.perm] = out
@@ -185,11 +194,21 @@ class BlockSparseLse:
         smin = torch.full((n_leaves_r,), math.inf, dtype=torch.float64)
         return smin.scatter_reduce_(0, self.rl.leaf_of, out, "amin")
 
-    def _lse(self, hs: torch.Tensor, eps: float, keep: torch.Tensor) -> torch.Tensor:
+    def _lse(
+        self,
+        hs: torch.Tensor,
+        eps: float,
+        keep: torch.Tensor,
+        floor: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """log Σ_{j in kept leaves} exp(h_j − C_ij/ε), rows in sorted order (−∞: none kept).
 
-        Each leaf's block writes its row maxima and sums of exps straight into per-row
-        buffers; logs and shifts are applied once, to all rows, at the end.
+        With ``floor`` (Lr,), only the columns j of a kept leaf pair (I, J) whose own bound
+        u_Ij = h_j − Cmin(box I, c_j)/ε reaches floor_I, and with ``below`` (Lr, Lc) only
+        those under below_IJ too (the rest was summed before). Each leaf's block writes its
+        row maxima and sums of exps straight into per-row buffers; logs and shifts are
+        applied once, to all rows, at the end.
         """
         m, n = hs.shape[0], self.rows.shape[0]
         if self.fused:
@@ -200,7 +219,7 @@ class BlockSparseLse:
         exp_dtype = torch.float64 if self.fused else self.dtype  # the exponents' dtype
         shift = torch.full((n, 1), -math.inf, dtype=exp_dtype)  # (n, 1) row maxima
         total = torch.zeros(n, dtype=self.dtype)  # (n,) Σ exp(z − max)
-        for r0, r1, idx in self._blocks(keep, m):
+        for r0, r1, idx in self._blocks(keep, m, hs, eps, floor, below):
             K = m if idx is None else idx.shape[0]
             c = cols if idx is None else torch.index_select(cols, 0, idx, out=self._cols[:K])
             hb = None
@@ -219,16 +238,44 @@ class BlockSparseLse:
         out = torch.where(torch.isfinite(top), out, -math.inf)
         return out.sub_(self.sq_rows / eps) if self.fused else out
 
-    def _blocks(self, keep: torch.Tensor, m: int) -> Iterator[tuple[int, int, torch.Tensor | None]]:
-        """(r0, r1, columns) to compute, row leaf by row leaf (columns None: all of them)."""
+    def _blocks(
+        self,
+        keep: torch.Tensor,
+        m: int,
+        hs: torch.Tensor,
+        eps: float,
+        floor: torch.Tensor | None,
+        below: torch.Tensor | None,
+    ) -> Iterator[tuple[int, int, torch.Tensor | None]]:
+        """(r0, r1, columns) to compute, row leaf by row leaf (columns None: all of them).
+
+        With ``floor``, a kept leaf pair's columns are those whose bound against the row
+        leaf's box reaches the floor (see :meth:`_lse`): a column leaf's box is far larger
+        than the ball of columns that count, and the rows' box bounds each column as tightly
+        as the rows allow.
+        """
         starts = self.rl.starts
         n_leaves = len(starts) - 1
         group = max(1, _MASK_ELEMS // m)
         for g0 in range(0, n_leaves, group):
             g1 = min(n_leaves, g0 + group)
             points = keep[g0:g1][:, self.cl.leaf_of]  # (G, m): the columns each leaf keeps
+            cand = None
+            if floor is not None:
+                cand = points.any(dim=0).nonzero()[:, 0]  # (K,) columns some leaf keeps
+                if cand.numel() == 0:
+                    continue
+                pts = self._cols_hi[cand]  # (K, d): each a box of its own
+                near = self.cost_fn.box_lower(self.rl.lo[g0:g1], self.rl.hi[g0:g1], pts, pts)
+                u = torch.sub(hs[cand][None, :], near, alpha=1.0 / eps)  # (G, K) bounds u_Ij
+                points = points[:, cand] & (u >= floor[g0:g1, None])
+                if below is not None:
+                    points &= u < below[g0:g1][:, self.cl.leaf_of[cand]]
             counts = points.sum(dim=1).tolist()
-            pieces = points.nonzero()[:, 1].split(counts)
+            pieces = points.nonzero()[:, 1]
+            if cand is not None:
+                pieces = cand[pieces]
+            pieces = pieces.split(counts)
             for k, leaf in enumerate(range(g0, g1)):
                 if counts[k]:
                     yield starts[leaf], starts[leaf + 1], None if counts[k] == m else pieces[k]
