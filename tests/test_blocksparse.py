@@ -220,3 +220,39 @@ def test_skipped_columns_hold_less_than_the_bound(small_leaves, monkeypatch, nam
     for s0, s1 in zip(sparse.cl.starts[:-1], sparse.cl.starts[1:], strict=True):
         leaf_pair[:, s0:s1] = computed[:, s0:s1].any(dim=1, keepdim=True)
     assert int((leaf_pair & ~computed).sum()) > 0.1 * int(leaf_pair.sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sums_against_the_last_ones_equal_logsumexp(small_leaves, monkeypatch, dtype):
+    """After the first half-step at an ε, exps are taken against each row's last sums, not
+    its maximum: potentials that moved a little give the full sums all the same, and rows
+    whose sums jumped out of the window (a few columns raised by 200) are summed again
+    against their own maxima. Oracle: torch.logsumexp over the dense float64 matrix."""
+    x, y = (t.to(dtype).double() for t in _pair(600, 520, seed=13))  # as the geometry holds them
+    cost_fn = get_cost("sqeuclidean")
+    C = cost_fn(x, y)[0]
+    geom = _geometry(x, y, cost_fn, dtype)
+    eps = 2e-3
+    e = torch.tensor([eps], dtype=torch.float64)
+    exact_rows = []
+    real_exact = bs.BlockSparseLse._lse_exact
+
+    def spy(self, hs, eps, keep, *args):
+        out = real_exact(self, hs, eps, keep, *args)
+        exact_rows.append(int(torch.isfinite(out).sum()))
+        return out
+
+    monkeypatch.setattr(bs.BlockSparseLse, "_lse_exact", spy)
+    hy = _potential(520, eps, seed=14)
+    geom.lse_over_cols(hy, e)  # the first half-step at ε: against the rows' maxima
+    g = torch.Generator().manual_seed(15)
+    moved = hy + 0.5 * torch.randn(hy.shape, generator=g, dtype=torch.float64)
+    jumped = moved.clone()
+    jumped[0, 100:103] += 200.0
+    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    for h, redone in ((moved, False), (jumped, True)):
+        exact_rows.clear()
+        got = geom.lse_over_cols(h, e)[0]
+        torch.testing.assert_close(got, torch.logsumexp(h[0][None, :] - C / eps, dim=1), **tol)
+        assert (sum(exact_rows) > 0) == redone
+        assert sum(exact_rows) < 600  # only the leaves of the rows that jumped

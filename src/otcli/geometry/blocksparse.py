@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from otcli.costs import CostFn
+from otcli.geometry.base import _EXP_FLOOR
 from otcli.geometry.lse import exp_below, exp_shifted, finite_or_zero
 
 # Skipped terms add up to at most this fraction of each row's sum: below the rounding of
@@ -48,6 +49,12 @@ _COL_LEAF = 32
 _MAX_PAIR_BOUNDS = 1 << 22  # entries of the (row leaves × column leaves) bound matrices
 _BLOCK_ELEMS = 1 << 20  # entries per computed block (float64 exponents, 8 MiB)
 _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
+# Sums taken against the last half-step's (see BlockSparseLse._lse): exps are clamped at
+# e^_SHIFT_CLAMP (no overflow of a float32 sum of 10^6 of them), and a row whose new log-sum
+# lies outside [_SHIFT_LOW, _SHIFT_HIGH] of the old is summed again against its own maximum:
+# above, a term may have been clamped; below, the terms clamped at e^−80 could add more than
+# 10^6 · e^−70 of its sum.
+_SHIFT_CLAMP, _SHIFT_LOW, _SHIFT_HIGH = 60.0, -10.0, 50.0
 # From this kept fraction on, the plain online path computes every entry: cheaper per entry
 # (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
@@ -135,12 +142,13 @@ class BlockSparseLse:
         # the heap fragment (peak RSS crept up by hundreds of MB over a 100k-point solve).
         self._hi = torch.empty(_BLOCK_ELEMS, dtype=torch.float64)  # a block's exponents
         self._lo = torch.empty(_BLOCK_ELEMS, dtype=self.dtype)  # and their exps
-        width = self.cols.shape[1] + 1 if fused else self.cols.shape[1]
+        width = self.cols.shape[1] + 2 if fused else self.cols.shape[1]
         self._cols = torch.empty((self.cols.shape[0], width), dtype=torch.float64 if fused
                                  else self.dtype)  # fmt: skip
         self._h = torch.empty(self.cols.shape[0], dtype=torch.float64)  # gathered columns
         self._upper = torch.empty_like(cmin)
         self._guess: tuple[float, torch.Tensor] | None = None  # (ε, per row leaf min of out)
+        self._last: torch.Tensor | None = None  # the last sums at that ε, (n,) sorted order
         self.computed = 0  # entries computed so far (for benchmarks and tests)
 
     def __call__(
@@ -157,21 +165,23 @@ class BlockSparseLse:
         # skipped leaf: every term < η e^S / m
         cut = _LOG_ETA.get(self.dtype, _LOG_ETA[torch.float64]) - math.log(hs.shape[0])
         first = upper == upper.amax(dim=1, keepdim=True)  # each row leaf's likeliest leaf
-        done = None
+        done, shift = None, None
         if self._guess is not None and self._guess[0] == eps:
             lower = self._guess[1]  # the last half-step's sums at this ε
+            shift = self._last
         else:  # a new ε: sums over the likeliest leaves alone bound the whole sums below
             done = self._lse(hs, eps, first)
             lower = self._leaf_min(done)
         keep = (upper >= (lower + cut)[:, None]) | first
         if int(keep.sum()) >= _DENSE_FRACTION * keep.numel():  # large ε: no leaf-by-leaf work
             result = plain()
-            self._guess = (eps, self._leaf_min(result[self.rl.perm]))
+            self._last = result[self.rl.perm]
+            self._guess = (eps, self._leaf_min(self._last))
             return result
         # Within the kept leaf pairs, only the columns whose own bound reaches the cut.
         floor = lower + cut  # (Lr,)
         visited = keep if done is None else keep & ~first
-        out = self._lse(hs, eps, visited, floor)
+        out = self._lse(hs, eps, visited, floor, shift=shift)
         if done is not None:
             out = torch.logaddexp(done, out)
         # The check: whatever is still skipped must be below η of every row's sum. Leaf pairs
@@ -183,7 +193,9 @@ class BlockSparseLse:
         lowered = visited & (new_floor < floor)[:, None]
         if bool(more.any()) or bool(lowered.any()):
             below = torch.where(lowered, floor[:, None], math.inf)  # (Lr, Lc): done above it
-            out = torch.logaddexp(out, self._lse(hs, eps, more | lowered, new_floor, below))
+            added = self._lse(hs, eps, more | lowered, new_floor, below, shift, partial=True)
+            out = torch.logaddexp(out, added)
+        self._last = out
         self._guess = (eps, self._leaf_min(out))
         result = torch.empty_like(out)
         result[self.rl.perm] = out
@@ -201,42 +213,119 @@ class BlockSparseLse:
         keep: torch.Tensor,
         floor: torch.Tensor | None = None,
         below: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+        partial: bool = False,
     ) -> torch.Tensor:
         """log Σ_{j in kept leaves} exp(h_j − C_ij/ε), rows in sorted order (−∞: none kept).
 
         With ``floor`` (Lr,), only the columns j of a kept leaf pair (I, J) whose own bound
         u_Ij = h_j − Cmin(box I, c_j)/ε reaches floor_I, and with ``below`` (Lr, Lc) only
-        those under below_IJ too (the rest was summed before). Each leaf's block writes its
-        row maxima and sums of exps straight into per-row buffers; logs and shifts are
-        applied once, to all rows, at the end.
+        those under below_IJ too (the rest was summed before).
+
+        ``shift`` (n,): each row's sums at the last half-step, close to the new ones. The
+        exps are then taken against it, with no pass for the rows' maxima (and, fused, the
+        shift comes out of the product itself); rows whose new sums land outside
+        [:data:`_SHIFT_LOW`, :data:`_SHIFT_HIGH`] of it (where its exps would round away or
+        be clamped) are summed again against their own maxima (:meth:`_lse_exact`).
+        ``partial``: these columns add to sums taken before (against the same shift), which
+        the terms clamped at e^−80 cannot reach: only the upper end of the window counts.
         """
-        m, n = hs.shape[0], self.rows.shape[0]
+        if shift is None:
+            return self._lse_exact(hs, eps, keep, floor, below)
+        n = self.rows.shape[0]
+        s = finite_or_zero(shift)  # (n,) a row with no sums yet: shifted by 0, checked below
+        if self.fused:
+            # exponent_ij − s_i = [r_i, 1, −|r_i|²/ε − s_i]·[2c_j/ε, h_j − |c_j|²/ε, 1]
+            cols = torch.cat([self.cols64 * (2.0 / eps), (hs - self.sq_cols / eps)[:, None],
+                              self.cols64.new_ones(hs.shape[0], 1)], 1)  # fmt: skip
+            rows = torch.cat([self.rows_aug, (-self.sq_rows / eps - s)[:, None]], 1)  # (n, d+2)
+        else:
+            cols, rows = self.cols, None
+        total = torch.zeros(n, dtype=self.dtype)  # (n,) Σ exp(z − s)
+        touched = torch.zeros(n, dtype=torch.bool)  # rows with a block
+        for r0, r1, _, z in self._chunks(keep, hs, eps, floor, below, cols, rows):
+            touched[r0:r1] = True
+            if not self.fused:  # z: the exponents, less the shift already where fused
+                z.sub_(s[r0:r1, None].to(z.dtype))
+            e = z if z.dtype == self.dtype else self._lo[: z.numel()].view(z.shape).copy_(z)
+            # A term clamped above shows in its row's sum, which is then summed again.
+            total[r0:r1] += e.clamp_(_EXP_FLOOR, _SHIFT_CLAMP).exp_().sum(dim=1)
+        log_total = total.to(torch.float64).log_()
+        out = torch.where(touched, log_total + s, -math.inf)
+        low = -math.inf if partial else _SHIFT_LOW
+        redo = touched & ~((log_total >= low) & (log_total <= _SHIFT_HIGH))
+        if bool(redo.any()):  # sums far from the last ones: against their own maxima
+            leaves = torch.zeros(len(self.rl.starts) - 1, dtype=torch.bool)
+            leaves[self.rl.leaf_of[redo]] = True
+            exact = self._lse_exact(hs, eps, keep & leaves[:, None], floor, below)
+            out = torch.where(leaves[self.rl.leaf_of], exact, out)
+        return out
+
+    def _lse_exact(
+        self,
+        hs: torch.Tensor,
+        eps: float,
+        keep: torch.Tensor,
+        floor: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`_lse` shifted by each row's own maximum, found as the blocks go: each
+        leaf's block writes its row maxima and sums of exps straight into per-row buffers;
+        logs and shifts are applied once, to all rows, at the end."""
+        n = self.rows.shape[0]
         if self.fused:
             # exponent_ij = [r_i, 1]·[2c_j/ε, h_j − |c_j|²/ε] − |r_i|²/ε: one product per block.
             cols = torch.cat([self.cols64 * (2.0 / eps), (hs - self.sq_cols / eps)[:, None]], 1)
+            rows = self.rows_aug
         else:
-            cols = self.cols
+            cols, rows = self.cols, None
         exp_dtype = torch.float64 if self.fused else self.dtype  # the exponents' dtype
         shift = torch.full((n, 1), -math.inf, dtype=exp_dtype)  # (n, 1) row maxima
         total = torch.zeros(n, dtype=self.dtype)  # (n,) Σ exp(z − max)
-        for r0, r1, idx in self._blocks(keep, m, hs, eps, floor, below):
-            K = m if idx is None else idx.shape[0]
-            c = cols if idx is None else torch.index_select(cols, 0, idx, out=self._cols[:K])
-            hb = None
-            if not self.fused:
-                hb = hs if idx is None else torch.index_select(hs, 0, idx, out=self._h[:K])
-            self.computed += (r1 - r0) * c.shape[0]
-            step = max(1, _BLOCK_ELEMS // (r1 - r0))
-            for k0 in range(0, c.shape[0], step):
-                hk = None if hb is None else hb[k0 : k0 + step]
-                z = self._exponents(r0, r1, c[k0 : k0 + step], hk, eps)  # (R, k)
-                fold = _fold_first if k0 == 0 else _fold_more
-                fold(z, shift[r0:r1], total[r0:r1], self._lo)
+        for r0, r1, k0, z in self._chunks(keep, hs, eps, floor, below, cols, rows):
+            fold = _fold_first if k0 == 0 else _fold_more
+            fold(z, shift[r0:r1], total[r0:r1], self._lo)
         top = shift[:, 0].to(torch.float64)
         out = total.to(torch.float64).log_().add_(top)
         # Rows with no finite exponent (all mass −∞, or nothing kept) sum to exactly zero.
         out = torch.where(torch.isfinite(top), out, -math.inf)
         return out.sub_(self.sq_rows / eps) if self.fused else out
+
+    def _chunks(
+        self,
+        keep: torch.Tensor,
+        hs: torch.Tensor,
+        eps: float,
+        floor: torch.Tensor | None,
+        below: torch.Tensor | None,
+        cols: torch.Tensor,
+        rows: torch.Tensor | None,
+    ) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+        """(r0, r1, k0, z): the exponents of rows r0:r1 against the block's columns k0 on,
+        a chunk of at most _BLOCK_ELEMS entries at a time (fused: [rows]·[cols]ᵀ; else
+        h_k − C(r_i, c_k)/ε in the working dtype)."""
+        m = hs.shape[0]
+        for r0, r1, idx in self._blocks(keep, m, hs, eps, floor, below):
+            K = m if idx is None else idx.shape[0]
+            c = (
+                cols
+                if idx is None
+                else torch.index_select(cols, 0, idx, out=self._cols[:K, : cols.shape[1]])
+            )
+            hb = None
+            if not self.fused:
+                hb = hs if idx is None else torch.index_select(hs, 0, idx, out=self._h[:K])
+            self.computed += (r1 - r0) * K
+            step = max(1, _BLOCK_ELEMS // (r1 - r0))
+            for k0 in range(0, K, step):
+                ck = c[k0 : k0 + step]
+                R, k = r1 - r0, ck.shape[0]
+                if rows is not None:
+                    z = torch.mm(rows[r0:r1], ck.T, out=self._hi[: R * k].view(R, k))
+                else:
+                    cost = self.cost_fn(self.rows[None, r0:r1], ck[None])[0]  # (R, k)
+                    z = cost.mul_(-1.0 / eps).add_(hb[k0 : k0 + step].to(self.dtype))
+                yield r0, r1, k0, z
 
     def _blocks(
         self,
@@ -260,35 +349,26 @@ class BlockSparseLse:
         for g0 in range(0, n_leaves, group):
             g1 = min(n_leaves, g0 + group)
             points = keep[g0:g1][:, self.cl.leaf_of]  # (G, m): the columns each leaf keeps
-            cand = None
-            if floor is not None:
-                cand = points.any(dim=0).nonzero()[:, 0]  # (K,) columns some leaf keeps
-                if cand.numel() == 0:
-                    continue
-                pts = self._cols_hi[cand]  # (K, d): each a box of its own
-                near = self.cost_fn.box_lower(self.rl.lo[g0:g1], self.rl.hi[g0:g1], pts, pts)
-                u = torch.sub(hs[cand][None, :], near, alpha=1.0 / eps)  # (G, K) bounds u_Ij
-                points = points[:, cand] & (u >= floor[g0:g1, None])
+            if floor is None:
+                counts = points.sum(dim=1).tolist()
+                pieces = points.nonzero()[:, 1].split(counts)
+            else:
+                pairs = points.nonzero()  # (P, 2): (leaf − g0, column) of the kept leaf pairs
+                leaf, col = pairs[:, 0] + g0, pairs[:, 1]
+                c = self._cols_hi[col]  # (P, d)
+                # The box's nearest point to each column bounds the cost from every row of
+                # the leaf (a coordinate cost grows with each |x_k − y_k|).
+                near = torch.maximum(torch.minimum(c, self.rl.hi[leaf]), self.rl.lo[leaf])
+                least = self.cost_fn(near[:, None, :], c[:, None, :])[:, 0, 0]  # (P,)
+                u = torch.sub(hs[col], least, alpha=1.0 / eps)  # (P,) bounds u_Ij
+                ok = u >= floor[leaf]
                 if below is not None:
-                    points &= u < below[g0:g1][:, self.cl.leaf_of[cand]]
-            counts = points.sum(dim=1).tolist()
-            pieces = points.nonzero()[:, 1]
-            if cand is not None:
-                pieces = cand[pieces]
-            pieces = pieces.split(counts)
+                    ok &= u < below[leaf, self.cl.leaf_of[col]]
+                counts = torch.bincount(pairs[:, 0][ok], minlength=g1 - g0).tolist()
+                pieces = col[ok].split(counts)
             for k, leaf in enumerate(range(g0, g1)):
                 if counts[k]:
                     yield starts[leaf], starts[leaf + 1], None if counts[k] == m else pieces[k]
-
-    def _exponents(
-        self, r0: int, r1: int, cols: torch.Tensor, h: torch.Tensor | None, eps: float
-    ) -> torch.Tensor:
-        """h_k − C(r_i, c_k)/ε for rows r0:r1 (fused: up to the per-row −|r_i|²/ε)."""
-        R, K = r1 - r0, cols.shape[0]
-        if self.fused:
-            return torch.mm(self.rows_aug[r0:r1], cols.T, out=self._hi[: R * K].view(R, K))
-        c = self.cost_fn(self.rows[None, r0:r1], cols[None])[0]  # (R, K), working dtype
-        return c.mul_(-1.0 / eps).add_(h.to(self.dtype))
 
 
 def _fold_first(
