@@ -38,7 +38,7 @@ class OnlineGeometry:
     One large pair on CPU with a coordinate cost is reduced block-sparsely instead
     (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf
     pairs whose terms provably cannot reach the sums' rounding (1e−17 of them in float64,
-    1e−10 in float32), which at small ε is most of C.
+    1e−8 in float32), which at small ε is most of C.
     """
 
     name = "online"
