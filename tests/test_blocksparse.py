@@ -278,3 +278,23 @@ def test_float32_cut_gives_the_dense_float64_answer():
     assert pruned.converged and dense.converged
     assert pruned.marginal_error <= pruned.tol
     assert pruned.cost == pytest.approx(dense.cost, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sqeuclidean", "cityblock"])
+def test_a_new_eps_after_another_gives_the_full_sums(small_leaves, name):
+    """At a new ε after another the sums are guessed from the last ones (scaled by the ε
+    ratio) instead of computed over each row leaf's likeliest leaf: with potentials that
+    follow the guess's premise and with ones that do not, the result is the full sums."""
+    x, y = _pair(500, 450, seed=16)
+    cost_fn = get_cost(name)
+    C = cost_fn(x, y)[0]
+    geom = _geometry(x, y, cost_fn)
+    eps = 4e-3 if name == "sqeuclidean" else 2e-2
+    hy = _potential(450, eps, seed=17)
+    geom.lse_over_cols(hy, torch.tensor([eps], dtype=torch.float64))
+    g = hy * eps  # the same potential at half the ε, and an unrelated one
+    for h in (g / (eps / 2), _potential(450, eps / 2, seed=18)):
+        for e in (eps / 2, eps / 4):
+            got = geom.lse_over_cols(h, torch.tensor([e], dtype=torch.float64))[0]
+            want = torch.logsumexp(h[0][None, :] - C / e, dim=1)
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)

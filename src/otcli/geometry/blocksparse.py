@@ -65,6 +65,9 @@ _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
 # above, a term may have been clamped; below, the terms clamped at e^−80 could add more than
 # 10^6 · e^−70 of its sum.
 _SHIFT_CLAMP, _SHIFT_LOW, _SHIFT_HIGH = 60.0, -10.0, 50.0
+# At a new ε the sums are guessed from the last ones (see BlockSparseLse.__call__), this
+# much lower: the potentials' move to the new ε changes them by a few units.
+_NEW_EPS_MARGIN = 2.0
 # From this kept fraction on, the plain online path computes every entry: cheaper per entry
 # (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
@@ -179,7 +182,12 @@ class BlockSparseLse:
         if self._guess is not None and self._guess[0] == eps:
             lower = self._guess[1]  # the last half-step's sums at this ε
             shift = self._last
-        else:  # a new ε: sums over the likeliest leaves alone bound the whole sums below
+        elif self._guess is not None and self._last is not None:
+            # A new ε after another: the sums S = −f̂/ε of potentials that move by O(ε) from
+            # one ε to the next scale as 1/ε (a guess: the check below corrects it).
+            shift = self._last * (self._guess[0] / eps)
+            lower = self._leaf_min(shift) - _NEW_EPS_MARGIN
+        else:  # the first ε: sums over the likeliest leaves alone bound the whole sums below
             done = self._lse(hs, eps, first)
             lower = self._leaf_min(done)
         keep = (upper >= (lower + cut)[:, None]) | first
