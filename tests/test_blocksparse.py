@@ -298,3 +298,19 @@ def test_a_new_eps_after_another_gives_the_full_sums(small_leaves, name):
             got = geom.lse_over_cols(h, torch.tensor([e], dtype=torch.float64))[0]
             want = torch.logsumexp(h[0][None, :] - C / e, dim=1)
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize(("name", "p"), BOUNDED)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_largest_cost_equals_the_dense_maximum(small_leaves, name, p, dtype):
+    """The annealing's start: the largest cost, found from the leaf pairs whose box bound can
+    reach it, equals the maximum of the dense matrix; and for a cloud of one repeated point
+    (every bound equal) it is that one cost."""
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(1, 700, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])
+    y = torch.rand(1, 600, 3, generator=g, dtype=torch.float64) * 3
+    cost_fn = get_cost(name, p)
+    for a, b in ((x, y), (x[:, :1].expand(1, 300, 3), y)):
+        geom = _geometry(a, b, cost_fn, dtype)
+        want = cost_fn(a.to(dtype), b.to(dtype)).max()  # the dense matrix in the working dtype
+        assert float(geom.max_cost()[0]) == float(want)

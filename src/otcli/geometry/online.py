@@ -13,7 +13,13 @@ import torch
 
 from otcli.costs import CostFn
 from otcli.geometry.base import block_elems_for, rows_per_block
-from otcli.geometry.blocksparse import BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
+from otcli.geometry.blocksparse import (
+    BlockSparseLse,
+    box_cost_lower,
+    kd_leaves,
+    largest_cost,
+    leaf_sizes,
+)
 from otcli.geometry.lse import blocked_lse, logsumexp_
 
 # Pairs from this size (n·m, about 2,000 × 2,000) on are reduced block-sparsely by the online
@@ -162,6 +168,9 @@ class OnlineGeometry:
         return blocked_lse(block, m, h, eps, self._step_y, self.dtype)
 
     def max_cost(self) -> torch.Tensor:
+        if self._sparse is not None:  # one pair: the leaf pairs that can hold the largest
+            top = largest_cost(self._sparse[0])
+            return torch.full((1,), top, dtype=self.dtype, device=self.x.device)
         B, n, _ = self.x.shape
         best = torch.zeros(B, dtype=self.dtype, device=self.x.device)
         for r0 in range(0, n, self._step_x):
