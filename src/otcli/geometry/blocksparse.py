@@ -252,6 +252,8 @@ class BlockSparseLse:
             return self._lse_exact(hs, eps, keep, floor, below)
         n = self.rows.shape[0]
         s = finite_or_zero(shift)  # (n,) a row with no sums yet: shifted by 0, checked below
+        if not self.fused:  # subtracted in the working dtype: add back exactly what it took
+            s = s.to(self.dtype).to(torch.float64)
         if self.fused:
             # exponent_ij − s_i = [r_i, 1, −|r_i|²/ε − s_i]·[2c_j/ε, h_j − |c_j|²/ε, 1]
             cols = torch.cat([self.cols64 * (2.0 / eps), (hs - self.sq_cols / eps)[:, None],
