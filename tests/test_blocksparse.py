@@ -180,3 +180,133 @@ def test_a_first_chunk_without_mass_does_not_poison_the_row(small_leaves, monkey
     e = torch.tensor([5e-3], dtype=torch.float64)
     want = torch.logsumexp(hy[:, None, :] - cost_fn(x, y) / 5e-3, dim=2)
     torch.testing.assert_close(geom.lse_over_cols(hy, e), want, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    ("name", "p", "dtype"),
+    [("sqeuclidean", None, torch.float64), ("cityblock", None, torch.float64),
+     ("sqeuclidean", None, torch.float32)],
+)  # fmt: skip
+def test_skipped_columns_hold_less_than_the_bound(small_leaves, monkeypatch, name, p, dtype):
+    """Within kept leaf pairs only the columns whose own bound reaches the cut are computed:
+    the terms of every entry never computed, summed on the dense float64 matrix, stay below
+    η of each row's sum (1e−17 in float64, 1e−8 in float32), and columns of kept leaf pairs
+    really were skipped."""
+    eps = 2e-3 if name == "sqeuclidean" else 2e-3 * 2
+    x, y = (t.to(dtype).double() for t in _pair(700, 650, seed=11))  # as the geometry holds them
+    cost_fn = get_cost(name, p)
+    geom = _geometry(x, y, cost_fn, dtype)
+    sparse = geom._sparse[0]
+    computed = torch.zeros(700, 650, dtype=torch.bool)  # sorted rows × sorted columns
+    real_blocks = bs.BlockSparseLse._blocks
+
+    def spy(self, keep, m, *args):
+        for r0, r1, idx in real_blocks(self, keep, m, *args):
+            if self is sparse:
+                computed[r0:r1, slice(None) if idx is None else idx] = True
+            yield r0, r1, idx
+
+    monkeypatch.setattr(bs.BlockSparseLse, "_blocks", spy)
+    e = torch.tensor([eps], dtype=torch.float64)
+    hy = _potential(650, eps, seed=12)
+    geom.lse_over_cols(hy, e)  # a new ε: the guess comes from the likeliest leaves
+    computed.zero_()
+    got = geom.lse_over_cols(hy, e)  # the guess from the last sums, as in a solve
+    C = cost_fn(x, y)[0].double()  # (700, 650), the oracle's own dense matrix
+    z = hy[0][None, :] - C / eps  # (n, m) exponents, original order
+    want = torch.logsumexp(z, dim=1)
+    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got[0], want, **tol)
+    assert bool(computed.any())  # the block-sparse path ran, not the plain one
+    skipped = ~computed[sparse.rl.perm.argsort()][:, sparse.cl.perm.argsort()]  # original order
+    left_out = torch.where(skipped, (z - want[:, None]).exp(), 0.0).sum(dim=1)
+    assert float(left_out.max()) <= math.exp(bs._LOG_ETA[dtype])
+    # Leaf pairs with something computed, yet columns of theirs skipped: the column bound.
+    leaf_pair = computed.clone()
+    for s0, s1 in zip(sparse.cl.starts[:-1], sparse.cl.starts[1:], strict=True):
+        leaf_pair[:, s0:s1] = computed[:, s0:s1].any(dim=1, keepdim=True)
+    assert int((leaf_pair & ~computed).sum()) > 0.1 * int(leaf_pair.sum())
+
+
+@pytest.mark.parametrize("name", ["sqeuclidean", "cityblock"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sums_against_the_last_ones_equal_logsumexp(small_leaves, monkeypatch, name, dtype):
+    """After the first half-step at an ε, exps are taken against each row's last sums, not
+    its maximum: potentials that moved a little give the full sums all the same, and rows
+    whose sums jumped out of the window (a few columns raised by 200) are summed again
+    against their own maxima. Oracle: torch.logsumexp over the dense matrix of exponents, in
+    float64 (float32 with a coordinate cost: the exponents that dtype computes, then summed
+    in float64). The potentials sit near 400, where float32 rounds at 3e−5."""
+    x, y = (t.to(dtype).double() for t in _pair(600, 520, seed=13))  # as the geometry holds them
+    cost_fn = get_cost(name)
+    geom = _geometry(x, y, cost_fn, dtype)
+    eps = 2e-3 if name == "sqeuclidean" else 4e-3
+
+    def oracle(h: torch.Tensor) -> torch.Tensor:
+        if dtype == torch.float32 and name != "sqeuclidean":
+            C = cost_fn(x.float(), y.float())[0]
+            z = C.mul_(-1.0 / eps).add_(h[0].float()[None, :]).double()
+        else:
+            z = h[0][None, :] - cost_fn(x, y)[0] / eps
+        return torch.logsumexp(z, dim=1)
+
+    e = torch.tensor([eps], dtype=torch.float64)
+    exact_rows = []
+    real_exact = bs.BlockSparseLse._lse_exact
+
+    def spy(self, hs, eps, keep, *args):
+        out = real_exact(self, hs, eps, keep, *args)
+        exact_rows.append(int(torch.isfinite(out).sum()))
+        return out
+
+    monkeypatch.setattr(bs.BlockSparseLse, "_lse_exact", spy)
+    hy = _potential(520, eps, seed=14) + 400.0
+    geom.lse_over_cols(hy, e)  # the first half-step at ε: against the rows' maxima
+    g = torch.Generator().manual_seed(15)
+    moved = hy + 0.5 * torch.randn(hy.shape, generator=g, dtype=torch.float64)
+    jumped = moved.clone()
+    jumped[0, 100:103] += 200.0
+    # Sums near 400: absolute tolerances (a relative one would allow 4e−4 in float32).
+    tol = dict(rtol=0, atol=1e-9) if dtype == torch.float64 else dict(rtol=0, atol=3e-6)
+    for h, redone in ((moved, False), (jumped, True)):
+        exact_rows.clear()
+        got = geom.lse_over_cols(h, e)[0]
+        torch.testing.assert_close(got, oracle(h), **tol)
+        assert (sum(exact_rows) > 0) == redone
+        assert sum(exact_rows) < 600  # only the leaves of the rows that jumped
+
+
+@pytest.mark.parametrize("name", ["sqeuclidean", "cityblock"])
+def test_a_new_eps_after_another_gives_the_full_sums(small_leaves, name):
+    """At a new ε after another the sums are guessed from the last ones (scaled by the ε
+    ratio) instead of computed over each row leaf's likeliest leaf: with potentials that
+    follow the guess's premise and with ones that do not, the result is the full sums."""
+    x, y = _pair(500, 450, seed=16)
+    cost_fn = get_cost(name)
+    C = cost_fn(x, y)[0]
+    geom = _geometry(x, y, cost_fn)
+    eps = 4e-3 if name == "sqeuclidean" else 2e-2
+    hy = _potential(450, eps, seed=17)
+    geom.lse_over_cols(hy, torch.tensor([eps], dtype=torch.float64))
+    g = hy * eps  # the same potential at half the ε, and an unrelated one
+    for h in (g / (eps / 2), _potential(450, eps / 2, seed=18)):
+        for e in (eps / 2, eps / 4):
+            got = geom.lse_over_cols(h, torch.tensor([e], dtype=torch.float64))[0]
+            want = torch.logsumexp(h[0][None, :] - C / e, dim=1)
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize(("name", "p"), BOUNDED)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_largest_cost_equals_the_dense_maximum(small_leaves, name, p, dtype):
+    """The annealing's start: the largest cost, found from the leaf pairs whose box bound can
+    reach it, equals the maximum of the dense matrix; and for a cloud of one repeated point
+    (every bound equal) it is that one cost."""
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(1, 700, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])
+    y = torch.rand(1, 600, 3, generator=g, dtype=torch.float64) * 3
+    cost_fn = get_cost(name, p)
+    for a, b in ((x, y), (x[:, :1].expand(1, 300, 3), y)):
+        geom = _geometry(a, b, cost_fn, dtype)
+        want = cost_fn(a.to(dtype), b.to(dtype)).max()  # the dense matrix in the working dtype
+        assert float(geom.max_cost()[0]) == float(want)

@@ -9,11 +9,21 @@ row of I is never computed. With bounding boxes, C_ij ≥ Cmin(I, J) for i ∈ I
     Σ_{J skipped} |J| exp(U_IJ) ≤ η · exp(S_i)   (S_i: the log-sum over the computed part)
 
 makes what is skipped at most η of the row's sum, below the rounding of the sums in the
-working dtype (η = 1e−17 in float64, 1e−10 in float32): the result equals the full one to
-that rounding. Which leaves to compute is guessed from the previous half-step's sums (at
-a new ε: from sums over each row leaf's likeliest leaf, which bound the whole sums below)
-and then checked against that inequality; leaves the check asks for are added. The guess
-only decides the speed, the check decides the result.
+working dtype (η = 1e−17 in float64, 1e−8 in float32): the result equals the full one to
+that rounding. Within a kept leaf pair each column is bounded on its own, by its cost to
+the row leaf's box, h_j − Cmin(I, c_j)/ε, and skipped below the same cut: a column leaf's
+box is far wider than the ball of columns that count (20,000 unit-cube points at ε = 1e−3,
+float32, η = 1e−10: 0.139 of the entries per half-step with whole leaf pairs, 0.079 column
+by column; but a column's bound costs about what its block of ~100 rows does, so the time
+falls far less than the count). Which leaves to compute is guessed from the previous
+half-step's sums (at a new ε after another: from the last sums, scaled by the ratio of the
+ε; at the first: from sums over each row leaf's likeliest leaf, a lower bound) and then
+checked against that inequality; leaves and columns the check asks for are added. The
+guess only decides the speed, the check decides the result.
+
+After the first half-step at an ε the exps are taken against each row's last sums instead
+of its maximum (the potentials move little from one half-step to the next): the shift is
+one more column of the fused product, and no pass finds the rows' maxima.
 
 The bound between two boxes comes from the cost (:meth:`CostFn.box_lower`): the coordinate
 costs (squared Euclidean, Euclidean, cityblock, p-norms) have one; cosine has none and keeps
@@ -30,13 +40,16 @@ import numpy as np
 import torch
 
 from otcli.costs import CostFn
+from otcli.geometry.base import _EXP_FLOOR
 from otcli.geometry.lse import exp_below, exp_shifted, finite_or_zero
 
 # Skipped terms add up to at most this fraction of each row's sum: below the rounding of
-# the sums, which are taken in the working dtype: float64's 1e−16, float32's 6e−8 (a
-# thousandth of it: at 100,000 points and ε = 1e−3 of the unit cube the cut then lies at
-# 32 instead of 51 units of ε above a row's sum, a third of the entries fewer to compute).
-_LOG_ETA = {torch.float64: math.log(1e-17), torch.float32: math.log(1e-10)}
+# the sums, which are taken in the working dtype: float64's 1e−16, float32's 6e−8 (a sixth
+# of it; a row's sum off by η moves its potential by ηε and the marginal error by at most η,
+# a thousandth of the default tolerance). At 20,000 points and ε = 1e−3 of the unit cube
+# 1e−8 computes 11% fewer entries than 1e−10 did; on 6,000 points at ε = 2e−3 the float32
+# solve's cost equals a dense float64 solve's to 1e−7 either way (tests/test_blocksparse.py).
+_LOG_ETA = {torch.float64: math.log(1e-17), torch.float32: math.log(1e-8)}
 
 # Largest leaf sizes of the k-d splits (leaves hold between half of it and all of it), for
 # the side reduced over (columns) and the side whose sums are computed (rows); see leaf_sizes.
@@ -48,6 +61,15 @@ _COL_LEAF = 32
 _MAX_PAIR_BOUNDS = 1 << 22  # entries of the (row leaves × column leaves) bound matrices
 _BLOCK_ELEMS = 1 << 20  # entries per computed block (float64 exponents, 8 MiB)
 _MASK_ELEMS = 1 << 20  # column flags expanded at once (leaves × points)
+# Sums taken against the last half-step's (see BlockSparseLse._lse): exps are clamped at
+# e^_SHIFT_CLAMP (no overflow of a float32 sum of 10^6 of them), and a row whose new log-sum
+# lies outside [_SHIFT_LOW, _SHIFT_HIGH] of the old is summed again against its own maximum:
+# above, a term may have been clamped; below, the terms clamped at e^−80 could add more than
+# 10^6 · e^−70 of its sum.
+_SHIFT_CLAMP, _SHIFT_LOW, _SHIFT_HIGH = 60.0, -10.0, 50.0
+# At a new ε the sums are guessed from the last ones (see BlockSparseLse.__call__), this
+# much lower: the potentials' move to the new ε changes them by a few units.
+_NEW_EPS_MARGIN = 2.0
 # From this kept fraction on, the plain online path computes every entry: cheaper per entry
 # (its blocks are larger and need no gathers).
 _DENSE_FRACTION = 0.7
@@ -125,6 +147,7 @@ class BlockSparseLse:
         self.dtype = rows.dtype
         self.rows = rows[row_leaves.perm]  # (n, d), sorted
         self.cols = cols[col_leaves.perm]  # (m, d), sorted
+        self._cols_hi = self.cols.double()  # the columns as the leaves' boxes hold them
         if fused:
             rows64, self.cols64 = self.rows.double(), self.cols.double()
             self.rows_aug = torch.cat([rows64, rows64.new_ones(rows64.shape[0], 1)], 1)
@@ -134,12 +157,13 @@ class BlockSparseLse:
         # the heap fragment (peak RSS crept up by hundreds of MB over a 100k-point solve).
         self._hi = torch.empty(_BLOCK_ELEMS, dtype=torch.float64)  # a block's exponents
         self._lo = torch.empty(_BLOCK_ELEMS, dtype=self.dtype)  # and their exps
-        width = self.cols.shape[1] + 1 if fused else self.cols.shape[1]
+        width = self.cols.shape[1] + 2 if fused else self.cols.shape[1]
         self._cols = torch.empty((self.cols.shape[0], width), dtype=torch.float64 if fused
                                  else self.dtype)  # fmt: skip
         self._h = torch.empty(self.cols.shape[0], dtype=torch.float64)  # gathered columns
         self._upper = torch.empty_like(cmin)
         self._guess: tuple[float, torch.Tensor] | None = None  # (ε, per row leaf min of out)
+        self._last: torch.Tensor | None = None  # the last sums at that ε, (n,) sorted order
         self.computed = 0  # entries computed so far (for benchmarks and tests)
 
     def __call__(
@@ -156,25 +180,42 @@ class BlockSparseLse:
         # skipped leaf: every term < η e^S / m
         cut = _LOG_ETA.get(self.dtype, _LOG_ETA[torch.float64]) - math.log(hs.shape[0])
         first = upper == upper.amax(dim=1, keepdim=True)  # each row leaf's likeliest leaf
-        done = None
+        done, shift = None, None
         if self._guess is not None and self._guess[0] == eps:
             lower = self._guess[1]  # the last half-step's sums at this ε
-        else:  # a new ε: sums over the likeliest leaves alone bound the whole sums below
+            shift = self._last
+        elif self._guess is not None and self._last is not None:
+            # A new ε after another: the sums S = −f̂/ε of potentials that move by O(ε) from
+            # one ε to the next scale as 1/ε (a guess: the check below corrects it).
+            shift = self._last * (self._guess[0] / eps)
+            lower = self._leaf_min(shift) - _NEW_EPS_MARGIN
+        else:  # the first ε: sums over the likeliest leaves alone bound the whole sums below
             done = self._lse(hs, eps, first)
             lower = self._leaf_min(done)
         keep = (upper >= (lower + cut)[:, None]) | first
         if int(keep.sum()) >= _DENSE_FRACTION * keep.numel():  # large ε: no leaf-by-leaf work
             result = plain()
-            self._guess = (eps, self._leaf_min(result[self.rl.perm]))
+            self._last = result[self.rl.perm]
+            self._guess = (eps, self._leaf_min(self._last))
             return result
-        if done is None:
-            out = self._lse(hs, eps, keep)
-        else:
-            out = torch.logaddexp(done, self._lse(hs, eps, keep & ~first))
-        # The check: whatever is still skipped must be below η of every row's sum.
-        more = (upper >= (self._leaf_min(out) + cut)[:, None]) & ~keep
-        if bool(more.any()):
-            out = torch.logaddexp(out, self._lse(hs, eps, more))
+        # Within the kept leaf pairs, only the columns whose own bound reaches the cut.
+        floor = lower + cut  # (Lr,)
+        visited = keep if done is None else keep & ~first
+        out = self._lse(hs, eps, visited, floor, shift=shift)
+        if done is not None:
+            out = torch.logaddexp(done, out)
+        # The check: whatever is still skipped must be below η of every row's sum. Leaf pairs
+        # never visited that now reach the cut are added; where a row leaf's sums came out
+        # below the guess, so did its cut: the columns of its visited pairs between the new
+        # cut and the old one are added too.
+        new_floor = self._leaf_min(out) + cut
+        more = (upper >= new_floor[:, None]) & ~keep
+        lowered = visited & (new_floor < floor)[:, None]
+        if bool(more.any()) or bool(lowered.any()):
+            below = torch.where(lowered, floor[:, None], math.inf)  # (Lr, Lc): done above it
+            added = self._lse(hs, eps, more | lowered, new_floor, below, shift, partial=True)
+            out = torch.logaddexp(out, added)
+        self._last = out
         self._guess = (eps, self._leaf_min(out))
         result = torch.empty_like(out)
         result[self.rl.perm] = out
@@ -185,63 +226,199 @@ class BlockSparseLse:
         smin = torch.full((n_leaves_r,), math.inf, dtype=torch.float64)
         return smin.scatter_reduce_(0, self.rl.leaf_of, out, "amin")
 
-    def _lse(self, hs: torch.Tensor, eps: float, keep: torch.Tensor) -> torch.Tensor:
+    def _lse(
+        self,
+        hs: torch.Tensor,
+        eps: float,
+        keep: torch.Tensor,
+        floor: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+        partial: bool = False,
+    ) -> torch.Tensor:
         """log Σ_{j in kept leaves} exp(h_j − C_ij/ε), rows in sorted order (−∞: none kept).
 
-        Each leaf's block writes its row maxima and sums of exps straight into per-row
-        buffers; logs and shifts are applied once, to all rows, at the end.
+        With ``floor`` (Lr,), only the columns j of a kept leaf pair (I, J) whose own bound
+        u_Ij = h_j − Cmin(box I, c_j)/ε reaches floor_I, and with ``below`` (Lr, Lc) only
+        those under below_IJ too (the rest was summed before).
+
+        ``shift`` (n,): each row's sums at the last half-step, close to the new ones. The
+        exps are then taken against it, with no pass for the rows' maxima (and, fused, the
+        shift comes out of the product itself); rows whose new sums land outside
+        [:data:`_SHIFT_LOW`, :data:`_SHIFT_HIGH`] of it (where its exps would round away or
+        be clamped) are summed again against their own maxima (:meth:`_lse_exact`).
+        ``partial``: these columns add to sums taken before (against the same shift), which
+        the terms clamped at e^−80 cannot reach: only the upper end of the window counts.
         """
-        m, n = hs.shape[0], self.rows.shape[0]
+        if shift is None:
+            return self._lse_exact(hs, eps, keep, floor, below)
+        n = self.rows.shape[0]
+        s = finite_or_zero(shift)  # (n,) a row with no sums yet: shifted by 0, checked below
+        if not self.fused:  # subtracted in the working dtype: add back exactly what it took
+            s = s.to(self.dtype).to(torch.float64)
+        if self.fused:
+            # exponent_ij − s_i = [r_i, 1, −|r_i|²/ε − s_i]·[2c_j/ε, h_j − |c_j|²/ε, 1]
+            cols = torch.cat([self.cols64 * (2.0 / eps), (hs - self.sq_cols / eps)[:, None],
+                              self.cols64.new_ones(hs.shape[0], 1)], 1)  # fmt: skip
+            rows = torch.cat([self.rows_aug, (-self.sq_rows / eps - s)[:, None]], 1)  # (n, d+2)
+        else:
+            cols, rows = self.cols, None
+        total = torch.zeros(n, dtype=self.dtype)  # (n,) Σ exp(z − s)
+        touched = torch.zeros(n, dtype=torch.bool)  # rows with a block
+        for r0, r1, _, z in self._chunks(keep, hs, eps, floor, below, cols, rows):
+            touched[r0:r1] = True
+            if not self.fused:  # z: the exponents, less the shift already where fused
+                z.sub_(s[r0:r1, None].to(z.dtype))
+            e = z if z.dtype == self.dtype else self._lo[: z.numel()].view(z.shape).copy_(z)
+            # A term clamped above shows in its row's sum, which is then summed again.
+            total[r0:r1] += e.clamp_(_EXP_FLOOR, _SHIFT_CLAMP).exp_().sum(dim=1)
+        log_total = total.to(torch.float64).log_()
+        out = torch.where(touched, log_total + s, -math.inf)
+        low = -math.inf if partial else _SHIFT_LOW
+        redo = touched & ~((log_total >= low) & (log_total <= _SHIFT_HIGH))
+        if bool(redo.any()):  # sums far from the last ones: against their own maxima
+            leaves = torch.zeros(len(self.rl.starts) - 1, dtype=torch.bool)
+            leaves[self.rl.leaf_of[redo]] = True
+            exact = self._lse_exact(hs, eps, keep & leaves[:, None], floor, below)
+            out = torch.where(leaves[self.rl.leaf_of], exact, out)
+        return out
+
+    def _lse_exact(
+        self,
+        hs: torch.Tensor,
+        eps: float,
+        keep: torch.Tensor,
+        floor: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`_lse` shifted by each row's own maximum, found as the blocks go: each
+        leaf's block writes its row maxima and sums of exps straight into per-row buffers;
+        logs and shifts are applied once, to all rows, at the end."""
+        n = self.rows.shape[0]
         if self.fused:
             # exponent_ij = [r_i, 1]·[2c_j/ε, h_j − |c_j|²/ε] − |r_i|²/ε: one product per block.
             cols = torch.cat([self.cols64 * (2.0 / eps), (hs - self.sq_cols / eps)[:, None]], 1)
+            rows = self.rows_aug
         else:
-            cols = self.cols
+            cols, rows = self.cols, None
         exp_dtype = torch.float64 if self.fused else self.dtype  # the exponents' dtype
         shift = torch.full((n, 1), -math.inf, dtype=exp_dtype)  # (n, 1) row maxima
         total = torch.zeros(n, dtype=self.dtype)  # (n,) Σ exp(z − max)
-        for r0, r1, idx in self._blocks(keep, m):
-            K = m if idx is None else idx.shape[0]
-            c = cols if idx is None else torch.index_select(cols, 0, idx, out=self._cols[:K])
-            hb = None
-            if not self.fused:
-                hb = hs if idx is None else torch.index_select(hs, 0, idx, out=self._h[:K])
-            self.computed += (r1 - r0) * c.shape[0]
-            step = max(1, _BLOCK_ELEMS // (r1 - r0))
-            for k0 in range(0, c.shape[0], step):
-                hk = None if hb is None else hb[k0 : k0 + step]
-                z = self._exponents(r0, r1, c[k0 : k0 + step], hk, eps)  # (R, k)
-                fold = _fold_first if k0 == 0 else _fold_more
-                fold(z, shift[r0:r1], total[r0:r1], self._lo)
+        for r0, r1, k0, z in self._chunks(keep, hs, eps, floor, below, cols, rows):
+            fold = _fold_first if k0 == 0 else _fold_more
+            fold(z, shift[r0:r1], total[r0:r1], self._lo)
         top = shift[:, 0].to(torch.float64)
         out = total.to(torch.float64).log_().add_(top)
         # Rows with no finite exponent (all mass −∞, or nothing kept) sum to exactly zero.
         out = torch.where(torch.isfinite(top), out, -math.inf)
         return out.sub_(self.sq_rows / eps) if self.fused else out
 
-    def _blocks(self, keep: torch.Tensor, m: int) -> Iterator[tuple[int, int, torch.Tensor | None]]:
-        """(r0, r1, columns) to compute, row leaf by row leaf (columns None: all of them)."""
+    def _chunks(
+        self,
+        keep: torch.Tensor,
+        hs: torch.Tensor,
+        eps: float,
+        floor: torch.Tensor | None,
+        below: torch.Tensor | None,
+        cols: torch.Tensor,
+        rows: torch.Tensor | None,
+    ) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+        """(r0, r1, k0, z): the exponents of rows r0:r1 against the block's columns k0 on,
+        a chunk of at most _BLOCK_ELEMS entries at a time (fused: [rows]·[cols]ᵀ; else
+        h_k − C(r_i, c_k)/ε in the working dtype)."""
+        m = hs.shape[0]
+        for r0, r1, idx in self._blocks(keep, m, hs, eps, floor, below):
+            K = m if idx is None else idx.shape[0]
+            c = (
+                cols
+                if idx is None
+                else torch.index_select(cols, 0, idx, out=self._cols[:K, : cols.shape[1]])
+            )
+            hb = None
+            if not self.fused:
+                hb = hs if idx is None else torch.index_select(hs, 0, idx, out=self._h[:K])
+            self.computed += (r1 - r0) * K
+            step = max(1, _BLOCK_ELEMS // (r1 - r0))
+            for k0 in range(0, K, step):
+                ck = c[k0 : k0 + step]
+                R, k = r1 - r0, ck.shape[0]
+                if rows is not None:
+                    z = torch.mm(rows[r0:r1], ck.T, out=self._hi[: R * k].view(R, k))
+                else:
+                    cost = self.cost_fn(self.rows[None, r0:r1], ck[None])[0]  # (R, k)
+                    z = cost.mul_(-1.0 / eps).add_(hb[k0 : k0 + step].to(self.dtype))
+                yield r0, r1, k0, z
+
+    def _blocks(
+        self,
+        keep: torch.Tensor,
+        m: int,
+        hs: torch.Tensor,
+        eps: float,
+        floor: torch.Tensor | None,
+        below: torch.Tensor | None,
+    ) -> Iterator[tuple[int, int, torch.Tensor | None]]:
+        """(r0, r1, columns) to compute, row leaf by row leaf (columns None: all of them).
+
+        With ``floor``, a kept leaf pair's columns are those whose bound against the row
+        leaf's box reaches the floor (see :meth:`_lse`): a column leaf's box is far larger
+        than the ball of columns that count, and the rows' box bounds each column as tightly
+        as the rows allow.
+        """
         starts = self.rl.starts
         n_leaves = len(starts) - 1
         group = max(1, _MASK_ELEMS // m)
         for g0 in range(0, n_leaves, group):
             g1 = min(n_leaves, g0 + group)
             points = keep[g0:g1][:, self.cl.leaf_of]  # (G, m): the columns each leaf keeps
-            counts = points.sum(dim=1).tolist()
-            pieces = points.nonzero()[:, 1].split(counts)
+            if floor is None:
+                counts = points.sum(dim=1).tolist()
+                pieces = points.nonzero()[:, 1].split(counts)
+            else:
+                pairs = points.nonzero()  # (P, 2): (leaf − g0, column) of the kept leaf pairs
+                leaf, col = pairs[:, 0] + g0, pairs[:, 1]
+                c = self._cols_hi[col]  # (P, d)
+                # The box's nearest point to each column bounds the cost from every row of
+                # the leaf (a coordinate cost grows with each |x_k − y_k|).
+                near = torch.maximum(torch.minimum(c, self.rl.hi[leaf]), self.rl.lo[leaf])
+                least = self.cost_fn(near[:, None, :], c[:, None, :])[:, 0, 0]  # (P,)
+                u = torch.sub(hs[col], least, alpha=1.0 / eps)  # (P,) bounds u_Ij
+                ok = u >= floor[leaf]
+                if below is not None:
+                    ok &= u < below[leaf, self.cl.leaf_of[col]]
+                counts = torch.bincount(pairs[:, 0][ok], minlength=g1 - g0).tolist()
+                pieces = col[ok].split(counts)
             for k, leaf in enumerate(range(g0, g1)):
                 if counts[k]:
                     yield starts[leaf], starts[leaf + 1], None if counts[k] == m else pieces[k]
 
-    def _exponents(
-        self, r0: int, r1: int, cols: torch.Tensor, h: torch.Tensor | None, eps: float
-    ) -> torch.Tensor:
-        """h_k − C(r_i, c_k)/ε for rows r0:r1 (fused: up to the per-row −|r_i|²/ε)."""
-        R, K = r1 - r0, cols.shape[0]
-        if self.fused:
-            return torch.mm(self.rows_aug[r0:r1], cols.T, out=self._hi[: R * K].view(R, K))
-        c = self.cost_fn(self.rows[None, r0:r1], cols[None])[0]  # (R, K), working dtype
-        return c.mul_(-1.0 / eps).add_(h.to(self.dtype))
+
+def largest_cost(reducer: BlockSparseLse) -> float:
+    """max_ij C(r_i, c_j) of a reducer's pair, computing only the leaf pairs that can hold it.
+
+    A coordinate cost grows with each |x_k − y_k|, so C of the boxes' widest differences,
+    max(hi_I − lo_J, hi_J − lo_I) per coordinate, bounds every entry of the leaf pair (I, J):
+    pairs are computed in the order of that bound until it falls to the largest entry found.
+    The plain pass over every entry took longer than a dozen iterations at 100,000 points.
+    """
+    rl, cl, cost_fn = reducer.rl, reducer.cl, reducer.cost_fn
+    n_cols, d = cl.lo.shape
+    group = max(1, _MAX_PAIR_BOUNDS // (n_cols * d))
+    upper = []
+    for g0 in range(0, rl.lo.shape[0], group):  # (G, Lc) bounds, a few row leaves at a time
+        lo, hi = rl.lo[g0 : g0 + group, None, :], rl.hi[g0 : g0 + group, None, :]
+        far = torch.maximum(hi - cl.lo[None], cl.hi[None] - lo).reshape(-1, 1, d)  # (G·Lc, 1, d)
+        upper.append(cost_fn(far, torch.zeros_like(far))[:, 0, 0])
+    bound, order = torch.cat(upper).sort(descending=True)
+    best = -math.inf
+    for k, pair in enumerate(order.tolist()):
+        if float(bound[k]) <= best:
+            break
+        i, j = divmod(pair, n_cols)
+        r0, r1, c0, c1 = rl.starts[i], rl.starts[i + 1], cl.starts[j], cl.starts[j + 1]
+        block = cost_fn(reducer.rows[None, r0:r1], reducer.cols[None, c0:c1])  # working dtype
+        best = max(best, float(block.max()))
+    return best
 
 
 def _fold_first(

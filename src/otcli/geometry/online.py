@@ -13,7 +13,13 @@ import torch
 
 from otcli.costs import CostFn
 from otcli.geometry.base import block_elems_for, rows_per_block
-from otcli.geometry.blocksparse import BlockSparseLse, box_cost_lower, kd_leaves, leaf_sizes
+from otcli.geometry.blocksparse import (
+    BlockSparseLse,
+    box_cost_lower,
+    kd_leaves,
+    largest_cost,
+    leaf_sizes,
+)
 from otcli.geometry.lse import blocked_lse, logsumexp_
 
 # Pairs from this size (n·m, about 2,000 × 2,000) on are reduced block-sparsely by the online
@@ -38,7 +44,7 @@ class OnlineGeometry:
     One large pair on CPU with a coordinate cost is reduced block-sparsely instead
     (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf
     pairs whose terms provably cannot reach the sums' rounding (1e−17 of them in float64,
-    1e−10 in float32), which at small ε is most of C.
+    1e−8 in float32), which at small ε is most of C.
     """
 
     name = "online"
@@ -162,6 +168,9 @@ class OnlineGeometry:
         return blocked_lse(block, m, h, eps, self._step_y, self.dtype)
 
     def max_cost(self) -> torch.Tensor:
+        if self._sparse is not None:  # one pair: the leaf pairs that can hold the largest
+            top = largest_cost(self._sparse[0])
+            return torch.full((1,), top, dtype=self.dtype, device=self.x.device)
         B, n, _ = self.x.shape
         best = torch.zeros(B, dtype=self.dtype, device=self.x.device)
         for r0 in range(0, n, self._step_x):
