@@ -42,7 +42,8 @@ def symmetric_loop(
     """Potentials f = g of each problem OT_ε(a, a) (``geom`` holds C(x, x), symmetric).
 
     ``log_a`` (B, n) log-masses with −∞ on padding, ``eps`` (B,) the target ε. One iteration
-    is one half-step T(f) and an average; iterations count those.
+    is one half-step T(f) and an average; iterations count those. The error is read every
+    ``opts.check_every`` iterations, as in the main loop.
     """
     B = log_a.shape[0]
     rho = opts.rho_a
@@ -57,20 +58,23 @@ def symmetric_loop(
         c = b.constants(schedule[k])
         bound = 0.5 * opts.tol if k == last else opts.stage_tol
         limit = opts.max_iter if k == last else min(opts.max_iter, it + opts.stage_max_iter)
-        best, best_at = math.inf, it
+        best, best_at, start = math.inf, it, it
         while True:
             f_hat = b.f_step(f, c)  # T(f): the rows' half-step against columns at f
-            # rows and columns of the plan of (f, f) miss the masses alike
-            err = 2 * side_error(log_a, mass, f, f_hat, c.inv_scale_a, rho)
-            worst = float(err.max())
-            if progress is not None:
-                progress(it, float(c.largest), worst)
-            if worst <= bound or it >= limit or not math.isfinite(worst):
-                break
-            if worst < 0.99 * best:
-                best, best_at = worst, it
-            elif k == last and it - best_at >= STALL:
-                break
+            # measured every check_every iterations (one host sync each), at a stage's start
+            # and at its limit
+            if (it - start) % opts.check_every == 0 or it >= limit:
+                # rows and columns of the plan of (f, f) miss the masses alike
+                err = 2 * side_error(log_a, mass, f, f_hat, c.inv_scale_a, rho)
+                worst = float(err.max())
+                if progress is not None:
+                    progress(it, float(c.largest), worst)
+                if worst <= bound or it >= limit or not math.isfinite(worst):
+                    break
+                if worst < 0.99 * best:
+                    best, best_at = worst, it
+                elif k == last and it - best_at >= STALL:
+                    break
             f = torch.lerp(f, f_hat, 0.5)
             it += 1
             at_target += k == last
