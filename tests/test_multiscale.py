@@ -126,6 +126,49 @@ def test_multiscale_starts_the_fine_solve_below_the_annealing_start(coarse_128):
     assert max(fine) < start / 2 and min(fine) == min(online.eps["solving"])
 
 
+@pytest.mark.parametrize("eps_rel", [0.002, 0.02])
+def test_fine_level_starts_at_the_coarse_levels_rate(coarse_128, monkeypatch, eps_rel):
+    """The coarse level measures plain Sinkhorn's rate Θ at ε_c; the fine level carries it
+    to its first stage as the loop carries it between stages (1 − Θ in proportion to ε, ω
+    at 0.9 of ω*'s excess) instead of measuring it again from ω = 1. Same answer, fewer fine
+    iterations than a fine level started without it."""
+    from otcli import convergence, solver
+    from otcli.loopstate import SolverOptions
+
+    x, y = _pair("blobs", 2000, 1800)
+    opts = dict(eps_rel=eps_rel, dtype="float64")
+    warm, starts = [], []
+    real_warm, real_start = multiscale.warm_start, solver._start
+    monkeypatch.setattr(
+        multiscale, "warm_start", lambda *a, **k: warm.append(real_warm(*a, **k)) or warm[-1]
+    )
+
+    def spy_start(*args, **kwargs):
+        b, st, c = real_start(*args, **kwargs)
+        e = b.schedule[st.stage, b.rows]  # the first stage's ε, and the state there
+        starts.append((e, st.theta.clone(), st.omega.clone(), bool(st.stage[0] == b.last)))
+        return b, st, c
+
+    monkeypatch.setattr(solver, "_start", spy_start)
+    carried = otcli.solve(x, y, geometry="multiscale", **opts)
+    ws = warm[-1]
+    assert ws is not None and float(ws.theta[0]) > 0.5  # the coarse level measured a rate
+    e, theta0, omega0, at_last = starts[-1]  # the fine level's start
+    theta, omega = convergence.carry(ws.theta, e / ws.eps, SolverOptions.max_omega)
+    assert float(theta0[0]) == pytest.approx(float(theta[0]))
+    assert float(omega0[0]) == pytest.approx(float(omega[0]) if at_last else 1.0)
+    assert float(omega0[0]) > 1.0 or not at_last
+    assert float(theta0[0]) >= float(ws.theta[0])  # no faster at a smaller ε
+
+    monkeypatch.setattr(multiscale, "warm_start", lambda *a, **k: (
+        None if (w := real_warm(*a, **k)) is None else solver.WarmStart(w.g, w.eps)
+    ))  # fmt: skip
+    plain = otcli.solve(x, y, geometry="multiscale", **opts)
+    assert carried.converged and plain.converged
+    assert _rel(carried.cost, plain.cost) < 1e-6
+    assert carried.iterations < plain.iterations
+
+
 def test_clusters_keep_mass_and_centroids():
     rng = np.random.default_rng(0)
     pts = torch.as_tensor(rng.random((1000, 2)))

@@ -199,6 +199,7 @@ class LoopOutput:
     f: torch.Tensor  # (B, n)
     g: torch.Tensor  # (B, m)
     iterations: torch.Tensor  # (B,) int64, annealing stages included
+    theta: torch.Tensor  # (B,) the last estimate of plain Sinkhorn's rate (0: none)
 
 
 def compact(
@@ -210,12 +211,13 @@ def compact(
     if done is None:
         done = {
             "f": st.f.new_zeros(st.f.shape), "g": st.g.new_zeros(st.g.shape),
-            "iterations": st.iterations.clone(),
+            "iterations": st.iterations.clone(), "theta": st.theta.clone(),
         }  # fmt: skip
     ff, gg = convergence.best_of(st.f, st.g, st.err, st.best_f, st.best_g, st.best_err)
     done["f"][b.where[gone]] = ff[gone]
     done["g"][b.where[gone]] = gg[gone]
     done["iterations"][b.where[gone]] = st.iterations[gone]
+    done["theta"][b.where[gone]] = st.theta[gone]
     return b.select(keep), st.select(keep), done
 
 
@@ -230,9 +232,9 @@ def finish(b: Batch, st: State, done: dict[str, torch.Tensor] | None) -> LoopOut
         t = b.constants(b.target)
         f = torch.where(flag(behind), b.f_step(g, t), f)
         g = torch.where(flag(behind), b.g_step(f, t), g)
-    iterations = st.iterations
+    iterations, theta = st.iterations, st.theta
     if done is not None:
         done["f"][b.where], done["g"][b.where] = f, g
-        done["iterations"][b.where] = iterations
-        f, g, iterations = done["f"], done["g"], done["iterations"]
-    return LoopOutput(f=f, g=g, iterations=iterations)
+        done["iterations"][b.where], done["theta"][b.where] = iterations, theta
+        f, g, iterations, theta = done["f"], done["g"], done["iterations"], done["theta"]
+    return LoopOutput(f=f, g=g, iterations=iterations, theta=theta)

@@ -168,7 +168,9 @@ def warm_start(
     c = StepConstants.of(coarse_eps, config.rho_a, config.rho_b)
     h = torch.addcmul(cx.log_w, coarse.f.to(cx.log_w.dtype), c.inv_eps)  # log a + f/ε
     g = torch.mul(reach.lse_over_rows(h, coarse_eps), c.neg_scale_b)  # (1, m)
-    return WarmStart(g=g.to(log_b.dtype), eps=coarse_eps)
+    # The coarse level's rate stands in for the fine one's at the same ε: the fine stages
+    # start over-relaxed instead of spending their first window at ω = 1.
+    return WarmStart(g=g.to(log_b.dtype), eps=coarse_eps, theta=coarse.theta)
 
 
 __all__ = ["BLUR_FACTOR", "COARSE_POINTS", "Clusters", "cluster", "wanted", "warm_start"]

@@ -98,12 +98,12 @@ class _Decision:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """Potentials ``g`` (B, m) already annealed down to ``eps`` (B,): the loop's schedule
-    starts there instead of at the cost's scale (:mod:`otcli.multiscale` computes them on
-    clusters of the points)."""
+    """Potentials ``g`` (B, m) annealed to ``eps`` (B,) and plain Sinkhorn's rate ``theta`` there
+    (None: unknown): the loop starts from them, not the cost's scale and ω = 1 (multiscale)."""
 
     g: torch.Tensor
     eps: torch.Tensor
+    theta: torch.Tensor | None = None
 
 
 def _start(
@@ -149,6 +149,9 @@ def _start(
         best_ref=inf.clone(), ref_settled=ones * 0,
         all_last=bool((stage == b.last).all()), one_stage=bool((stage == stage[0]).all()),
     )  # fmt: skip
+    if warm is not None and warm.theta is not None:
+        st.theta, omega = convergence.carry(warm.theta.to(e.dtype), e / warm.eps, opts.max_omega)
+        st.omega = torch.where(stage == b.last, omega, 1.0)
     return b, st, c
 
 
@@ -348,13 +351,14 @@ def sinkhorn_loop(
     module docstring) and the error is measured against the relaxed marginals, which is
     the fixed-point residual in units of mass: zero exactly at the unbalanced optimum.
 
-    ``warm``: start from potentials already annealed down to some ε (:class:`WarmStart`).
+    ``warm``: start from potentials (and a rate) annealed to some ε (:class:`WarmStart`).
     """
     b, st, c = _start(geom, log_a, log_b, eps, opts, warm)
     done: dict[str, torch.Tensor] | None = None
     window = every(opts.check_every, opts.relax_window)  # ω is re-estimated at checks only
-    fresh_ref, plain = False, None
-    burst_from = 1  # a burst that failed waits for the next check
+    carried = warm is not None and warm.theta is not None  # first step plain, as at a new ε
+    fresh_ref, plain = False, (st.active if carried else None)
+    burst_from = 2 if carried else 1  # a burst that failed waits for the next check
     it = 0
     while it < opts.max_iter:
         it += 1
@@ -391,5 +395,5 @@ def sinkhorn_loop(
                 b, st, done = compact(b, st, done)
                 c = b.constants(st.e)
         _relaxed_step(b, st, c, plain)
-        plain = None
+        fresh_ref, plain = fresh_ref or (carried and it == 1), None
     return finish(b, st, done)

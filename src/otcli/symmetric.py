@@ -79,12 +79,13 @@ def symmetric_loop(
             it += 1
             at_target += k == last
     iterations = torch.full((B,), it, dtype=torch.int64, device=eps.device)
+    unknown = torch.zeros(B, dtype=f.dtype, device=eps.device)  # no rate estimate here
     if at_target == 0 and worst > 0.5 * opts.tol:
         # Stopped by max_iter while annealing: potentials of a larger ε would put the plan
         # at the target out of range; one pair of half-steps there gives a finite plan
         # whose marginal error tells how far from done it is (as the main loop does).
-        return LoopOutput(f=f_hat, g=b.g_step(f_hat, c), iterations=iterations)
-    return LoopOutput(f=f, g=f, iterations=iterations)
+        return LoopOutput(f=f_hat, g=b.g_step(f_hat, c), iterations=iterations, theta=unknown)
+    return LoopOutput(f=f, g=f, iterations=iterations, theta=unknown)
 
 
 __all__ = ["STALL", "symmetric_loop"]
