@@ -329,9 +329,10 @@ def _solve_clouds(
         out = sinkhorn_loop(geom, log_a, log_b, eps_t, opts, progress, warm)
     report_stage(progress, "measuring the plan")
     dense_cost = getattr(geom, "cost", None)  # the statistics reuse it; the rest is freed
+    cost_dt = getattr(geom, "cost_dtype", dt)  # the C the solve stood on: the plan's too
     del geom
     stats = plan_statistics(
-        x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, dt,
+        x_hi, y_hi, log_a, log_b, out.f, out.g, eps_t, cost_fn, cost_dt,
         block_rows=_block_rows(x_hi.shape[0] * y_hi.shape[1], dev), cost=dense_cost,
         rho_a=config.rho_a, rho_b=config.rho_b,
     )  # fmt: skip
@@ -377,6 +378,7 @@ def _solve_clouds(
                 converged=bool(host["marg"][k] <= tol), tol=tol, device=str(dev),
                 dtype=config.dtype, centre=centres[k], geometry=geom_name, seconds=seconds,
                 engine=engine, cost_scale=float(host["scale"][k]),
+                cost_dtype="" if cost_dt == dt else str(cost_dt).removeprefix("torch."),
                 mass=float(host["mass"][k]), rho_a=config.rho_a, rho_b=config.rho_b,
             )
         )  # fmt: skip

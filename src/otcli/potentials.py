@@ -42,6 +42,7 @@ def save_potentials(result: SinkhornResult, path: str | os.PathLike[str]) -> Non
         "cost": np.array(cost_fn.name), "p": np.float64(getattr(cost_fn, "p", nan)),
         "centre": np.asarray(result.centre, dtype=np.float64),
         "dtype": np.array(result.dtype), "device": np.array(result.device),
+        "cost_dtype": np.array(result.cost_dtype),
         "x_points": result.x.points, "x_weights": result.x.weights,
         "y_points": result.y.points, "y_weights": result.y.weights,
         "x_columns": np.array(result.x.columns, dtype=str),
@@ -119,6 +120,7 @@ def load_potentials(path: str | os.PathLike[str]) -> SinkhornResult:
             geometry=str(data["geometry"]), seconds=float(figures["seconds"]),
             engine=str(data["engine"]), cost_scale=float(figures["cost_scale"]),
             mass=float(figures["mass"]), rho_a=rho[0], rho_b=rho[1],
+            cost_dtype=str(data.get("cost_dtype", "")),  # files of otcli before it: ""
         )  # fmt: skip
     except KeyError as exc:
         raise InputError(

@@ -71,8 +71,11 @@ class SinkhornResult(PlanMatrices):
       or when an error far above ``tol`` falls too slowly to reach it within the limit:
       ``iterations`` is then below the limit.
     - ``f``, ``g``: dual potentials, with P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε).
-    - ``centre``: where the points were centred for the solve; with ``dtype`` it lets
-      ``plan()`` rebuild bit for bit the cost matrix the solver used.
+    - ``centre``: where the points were centred for the solve; with ``dtype`` (or
+      ``cost_dtype``) it lets ``plan()`` rebuild bit for bit the cost matrix the solver used.
+    - ``cost_dtype``: the precision of that matrix where it is not ``dtype`` ("": the same):
+      ``float64`` for float32 solves of the squared Euclidean cost on the online geometry
+      on a CPU, whose fused reductions compute C exactly; its plan is built on that C.
     - ``geometry``: ``dense`` (C held in memory) or ``online`` (C rebuilt block by block).
     - ``cost_scale``: the pair's mean cost, the scale ε is measured against (``eps_rel`` is
       ``eps / cost_scale``; Sinkhorn slows sharply below about 1e-3 of it).
@@ -106,6 +109,7 @@ class SinkhornResult(PlanMatrices):
     mass: float = 1.0
     rho_a: float | None = None
     rho_b: float | None = None
+    cost_dtype: str = ""
 
     @property
     def unbalanced(self) -> bool:
@@ -165,7 +169,7 @@ class SinkhornResult(PlanMatrices):
 
         from otcli.costs import working_cost
 
-        dtype = getattr(torch, self.dtype)
+        dtype = getattr(torch, self.cost_dtype or self.dtype)
         # C is rebuilt on the device that solved, where it can be: the same kernels give the
         # same rounding, so the plan is the one the reported figures were measured on.
         dev = torch.device(self.device)

@@ -159,7 +159,8 @@ def result_map(result: Any, points: Any, *, inverse: bool = False, **kw: Any) ->
             device = "cpu"
     return entropic_map(
         points, support.points, weights, potential, result.eps, cost=result.cost_fn,
-        centre=result.centre, dtype=result.dtype, device=device, inverse=inverse, **kw,
+        centre=result.centre, dtype=result.cost_dtype or result.dtype, device=device,
+        inverse=inverse, **kw,
     )  # fmt: skip
 
 

@@ -127,8 +127,11 @@ class BlockSparseLse:
     """out_i = log Σ_j exp(h_j − C(r_i, c_j)/ε) for one pair, computing only the leaf pairs
     that can matter (see the module docstring). Inputs and outputs are in original order.
 
-    ``rows`` (n, d) and ``cols`` (m, d) are the points in the working dtype; with ``fused``
-    the exponents come from one float64 product per block (squared Euclidean only).
+    ``rows`` (n, d) and ``cols`` (m, d) are the points as given, ``dtype`` the working one
+    (the exps', and the cost's where not fused); with ``fused`` the exponents come from one
+    float64 product per block of the points as given (squared Euclidean only): points
+    rounded to float32 first would move C by ~ulp(x)·|x − y|, the sums by that over ε (2e-6
+    of a row's sum for colour pixels at ε = 1e-3, twice the float32 solve's error budget).
     """
 
     def __init__(
@@ -140,16 +143,17 @@ class BlockSparseLse:
         cmin: torch.Tensor,
         cost_fn: CostFn,
         fused: bool,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.rl, self.cl = row_leaves, col_leaves
         self.cmin = cmin  # (Lr, Lc) lower bounds of C between row and column leaves
         self.cost_fn, self.fused = cost_fn, fused
-        self.dtype = rows.dtype
-        self.rows = rows[row_leaves.perm]  # (n, d), sorted
-        self.cols = cols[col_leaves.perm]  # (m, d), sorted
-        self._cols_hi = self.cols.double()  # the columns as the leaves' boxes hold them
+        self.dtype = rows.dtype if dtype is None else dtype
+        rows, cols = rows[row_leaves.perm], cols[col_leaves.perm]  # sorted, as given
+        self.rows, self.cols = rows.to(self.dtype), cols.to(self.dtype)  # (n, d), (m, d)
+        self._cols_hi = cols.double()  # the columns as the leaves' boxes hold them
         if fused:
-            rows64, self.cols64 = self.rows.double(), self.cols.double()
+            rows64, self.cols64 = rows.double(), cols.double()
             self.rows_aug = torch.cat([rows64, rows64.new_ones(rows64.shape[0], 1)], 1)
             self.sq_rows = rows64.square().sum(-1)
             self.sq_cols = self.cols64.square().sum(-1)

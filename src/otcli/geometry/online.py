@@ -37,9 +37,10 @@ class OnlineGeometry:
     2^26 on CUDA, where fewer blocks mean fewer kernel launches.
 
     On CPU the squared Euclidean cost takes a fused path: its exponents come from one float64
-    batched product per block, exact to float64 rounding rather than to the float32 C that
-    :meth:`SinkhornResult.plan` rebuilds; the two differ by ulp(C)/ε, which the reported
-    marginal error (always measured on the returned plan) includes.
+    batched product per block, exact to float64 rounding. The solve then stands on C in
+    float64 (``cost_dtype``), and so do the returned plan and its figures: on a float32 C
+    they would differ by ulp(C)/ε, 2e-6 of a row's mass for colour pixels at ε = 1e-3,
+    which doubled the marginal error a float32 solve reported and failed 20,000-pixel pairs.
 
     One large pair on CPU with a coordinate cost is reduced block-sparsely instead
     (:mod:`otcli.geometry.blocksparse`): the same sums to float64 rounding, without the leaf
@@ -75,6 +76,9 @@ class OnlineGeometry:
         # The product runs in float64, where |x|² + |y|² − 2x·y loses nothing that matters;
         # the exps still run in ``dtype``.
         self._fused = x.device.type == "cpu" and cost_fn.fused_sqeuclidean
+        # The precision of the C this geometry solves on, which the returned plan is built
+        # on too (see :class:`otcli.result.SinkhornResult`'s ``cost_dtype``).
+        self.cost_dtype = torch.float64 if self._fused else dtype
         if self._fused:
             self._x64, self._y64 = x.to(torch.float64), y.to(torch.float64)
             self._sqx, self._sqy = self._x64.square().sum(-1), self._y64.square().sum(-1)
@@ -91,7 +95,7 @@ class OnlineGeometry:
             and bool(mask_x.all())
             and bool(mask_y.all())
         ):
-            self._sparse = _sparse_pair(self.x[0], self.y[0], cost_fn, self._fused)
+            self._sparse = _sparse_pair(x[0], y[0], cost_fn, self._fused, dtype)
         self.engine = "online" if self._sparse is None else "block-sparse"
 
     def select(self, idx: torch.Tensor) -> OnlineGeometry:
@@ -182,9 +186,10 @@ class OnlineGeometry:
 
 
 def _sparse_pair(
-    x: torch.Tensor, y: torch.Tensor, cost_fn: CostFn, fused: bool
+    x: torch.Tensor, y: torch.Tensor, cost_fn: CostFn, fused: bool, dtype: torch.dtype
 ) -> tuple[BlockSparseLse, BlockSparseLse]:
-    """Block-sparse reducers over the columns (rows x, columns y) and over the rows."""
+    """Block-sparse reducers over the columns (rows x, columns y) and over the rows; the
+    points as given (the fused product takes them in float64), the sums in ``dtype``."""
     n, m = x.shape[0], y.shape[0]
     row_x, col_y = leaf_sizes(n, m)
     row_y, col_x = leaf_sizes(m, n)
@@ -193,6 +198,6 @@ def _sparse_pair(
     cmin_cols, cmin_rows = box_cost_lower(cost_fn, xr, yc), box_cost_lower(cost_fn, yr, xc)
     if cmin_cols is None or cmin_rows is None:  # the caller checked cost_fn.has_box_lower
         raise ValueError(f"{cost_fn.describe()} has no box bound to prune by")
-    over_cols = BlockSparseLse(x, y, xr, yc, cmin_cols, cost_fn, fused)
-    over_rows = BlockSparseLse(y, x, yr, xc, cmin_rows, cost_fn, fused)
+    over_cols = BlockSparseLse(x, y, xr, yc, cmin_cols, cost_fn, fused, dtype)
+    over_rows = BlockSparseLse(y, x, yr, xc, cmin_rows, cost_fn, fused, dtype)
     return over_cols, over_rows
