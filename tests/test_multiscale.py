@@ -285,3 +285,29 @@ def test_pruned_measurement_falls_back_at_large_eps(monkeypatch):
         r = otcli.solve(x, y, eps_rel=eps_rel, dtype="float64")
         stats = _stats(r, True, monkeypatch)
         assert math.isfinite(float(stats.independent[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["blobs", "colours"])
+def test_multiscale_equals_online_at_10000_points(data):
+    """The issue's scale, default settings (float32, default tolerance, the real coarse level
+    of 4,096 clusters): structured blobs, and the pixels of two of scikit-image's bundled
+    photographs (crowded colours, many duplicates)."""
+    if data == "colours":
+        images = pytest.importorskip("skimage.data")
+        rng = np.random.default_rng(0)
+
+        def pixels(img: np.ndarray) -> np.ndarray:
+            p = img.reshape(-1, 3).astype(np.float64) / 255.0
+            return p[rng.choice(len(p), 10_000, replace=False)]
+
+        x, y, opts = pixels(images.astronaut()), pixels(images.coffee()), {"eps": 1e-2}
+    else:
+        x, y = _blobs(10_000, 1), _blobs(10_000, 2) + 0.2
+        opts = {"eps_rel": 0.02}
+    online = otcli.solve(x, y, geometry="online", **opts)
+    multi = otcli.solve(x, y, geometry="multiscale", **opts)
+    assert multi.engine == "multiscale" and online.engine == "block-sparse"
+    assert multi.converged and online.converged
+    assert multi.marginal_error <= multi.tol
+    assert _rel(multi.cost, online.cost) < 1e-5

@@ -129,9 +129,9 @@ class BlockSparseLse:
 
     ``rows`` (n, d) and ``cols`` (m, d) are the points as given, ``dtype`` the working one
     (the exps', and the cost's where not fused); with ``fused`` the exponents come from one
-    float64 product per block of the points as given (squared Euclidean only): points
-    rounded to float32 first would move C by ~ulp(x)·|x − y|, the sums by that over ε (2e-6
-    of a row's sum for colour pixels at ε = 1e-3, twice the float32 solve's error budget).
+    float64 product per block of the points as given (squared Euclidean only): the C of the
+    plain fused path (large ε) and of the returned plan, not one moved by the points'
+    float32 rounding (~ulp(x)·|x − y|, over ε in the sums).
     """
 
     def __init__(
