@@ -250,3 +250,25 @@ def test_a_million_points_stay_under_500_mb(tmp_path):
     with open(out) as f:
         assert f.readline() == "id,x,y,z,label\n"
         assert sum(1 for _ in f) == n
+
+
+@pytest.mark.parametrize("field", ["dtype", "cost_dtype"])
+def test_potentials_file_with_an_unknown_precision_is_one_error_line(
+    capfd, tmp_path, clouds, field
+):
+    """A potentials file edited or damaged: its precision names go to torch, so an unknown one
+    is refused at load (it was an AttributeError traceback)."""
+    pair = [tmp_path / "A.csv", tmp_path / "B.csv"]
+    saved, bad, out = tmp_path / "map.npz", tmp_path / "bad.npz", tmp_path / "out.csv"
+    code, _, err = otdist(capfd, "map", *pair, "--apply", pair[0], "-o", tmp_path / "first.csv",
+                          "--columns", "x,y", "--save-potentials", saved)  # fmt: skip
+    assert (code, err) == (0, "")
+    with np.load(saved) as archive:
+        data = {k: archive[k] for k in archive.files}
+    data[field] = np.array("bogus")
+    np.savez(bad, **data)
+    code, stdout, err = otdist(capfd, "map", "--potentials", bad, "--apply", pair[0], "-o", out,
+                               "--columns", "x,y")  # fmt: skip
+    assert (code, stdout) == (2, "")
+    assert err.count("\n") == 1 and err.startswith(f"Error: {bad}: unknown precision"), err
+    assert not out.exists()

@@ -126,6 +126,14 @@ def load_potentials(path: str | os.PathLike[str]) -> SinkhornResult:
         raise InputError(
             where, f"a potentials file without {exc.args[0]!r}; save it again"
         ) from None
+    if result.dtype not in ("float32", "float64") or result.cost_dtype not in (
+        "",
+        "float32",
+        "float64",
+    ):  # the names plan() and the map hand to torch
+        raise InputError(
+            where, f"unknown precision {result.dtype!r}/{result.cost_dtype!r}; save it again"
+        )
     if result.f.shape != (x.n,) or result.g.shape != (y.n,) or result.centre.shape != (x.dim,):
         raise InputError(where, "its potentials do not match its clouds; save it again")
     return result
